@@ -1,0 +1,88 @@
+"""What analysts open: the DuckDB catalog, and the GX Data Docs."""
+
+import dagster as dg
+
+from assets.resources import PlantlakeResource
+from assets.results import OWNERS
+from lake import delta
+from lake.catalog import TableInfo, build_catalog
+from lake.layout import Lake
+from pipelines.config import PlantlakeConfig
+from quality import suites
+from quality.docs import build_data_docs
+
+CATALOG = dg.AssetKey(["catalog"])
+DATA_DOCS = dg.AssetKey(["data_docs"])
+
+
+def table_infos(config: PlantlakeConfig, descriptions: dict[str, str]) -> dict[str, TableInfo]:
+    """Source and description of each table, for the catalog, from the asset definitions."""
+    sources: dict[str, str] = {}
+    for erp in config.sources.erp:
+        for table in erp.tables:
+            for layer in ("bronze", "silver"):
+                sources[f"{layer}.{erp.name}_{table.name}"] = f"erp:{erp.name}"
+    for source in config.sources.opcua:
+        sources[f"bronze.{source.name}_readings"] = f"opcua:{source.name}"
+    for source in config.sources.logs:
+        sources[f"bronze.{source.name}_events"] = f"logs:{source.name}"
+    for source in config.sources.suppliers:
+        sources[f"bronze.{source.name}_rows"] = f"supplier:{source.name}"
+        sources.setdefault(f"silver.{source.target}", f"supplier:{source.name}")
+    sources.setdefault("silver.sensor_readings", "opcua")
+    sources.setdefault("silver.machine_events", "logs")
+    sources.setdefault("gold.machine_hour_features", "silver")
+    descriptions = {
+        **descriptions,
+        "quarantine.rows": "Rows kept out of the lake, with table, file, row, field, value, check and reason.",
+        "meta.quality_results": "Result of every quality check run: table, check, success, details.",
+    }
+    return {name: TableInfo(sources.get(name, "plantlake"), descriptions.get(name, "")) for name in {*sources, *descriptions}}
+
+
+def suite_for(config: PlantlakeConfig, qualified: str, schema) -> list[suites.Expect]:  # noqa: ANN001
+    """The row-level suite of a silver or gold table, as used at ingestion."""
+    layer, name = qualified.split(".", 1)
+    if qualified == "gold.machine_hour_features":
+        return suites.machine_hour_suite(schema)
+    if qualified == "silver.sensor_readings":
+        return suites.sensor_suite(schema)
+    if qualified == "silver.machine_events":
+        return suites.event_suite(schema)
+    for erp in config.sources.erp:
+        for table in erp.tables:
+            if name == f"{erp.name}_{table.name}":
+                return suites.erp_suite(table, schema)
+    for source in config.sources.suppliers:
+        if name == source.target:
+            return suites.supplier_suite(source.columns, source.key, schema)
+    return suites.timestamps_sane(schema)
+
+
+def docs_tables(lake: Lake, config: PlantlakeConfig) -> dict:
+    tables = {}
+    for layer, name, path in lake.tables():
+        if layer in ("silver", "gold"):
+            data = delta.dataset(path)
+            tables[f"{layer}.{name}"] = (data, suite_for(config, f"{layer}.{name}", data.schema))
+    return tables
+
+
+def publish_assets(config: PlantlakeConfig, tables: list[dg.AssetKey], descriptions: dict[str, str]) -> list:
+    @dg.asset(key=CATALOG, deps=tables, group_name="publish", owners=OWNERS, kinds={"duckdb"},
+              description="catalog.duckdb at the lake root: every table as bronze.x, silver.x, gold.x, and a catalog table.")  # fmt: skip
+    def catalog(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
+        """Rebuild the DuckDB catalog over the lake's current tables."""
+        path = build_catalog(plantlake.lake, table_infos(plantlake.config, descriptions))
+        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)),
+                                              "tables": sum(1 for _ in plantlake.lake.tables())})  # fmt: skip
+
+    @dg.asset(key=DATA_DOCS, deps=[t for t in tables if t.path[0] in ("silver", "gold")], group_name="publish",
+              owners=OWNERS, kinds={"great_expectations"},
+              description="Great Expectations Data Docs for every silver and gold table, under the lake root.")  # fmt: skip
+    def data_docs(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
+        """Validate silver and gold tables and rebuild the Data Docs site."""
+        index = build_data_docs(plantlake.lake.data_docs_dir, docs_tables(plantlake.lake, plantlake.config))
+        return dg.MaterializeResult(metadata={"index": dg.MetadataValue.path(str(index))})
+
+    return [catalog, data_docs]

@@ -1,0 +1,87 @@
+"""Turn a step's outcome into Dagster metadata and check results, the same way for every asset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from lake import delta
+from lake.layout import Lake
+from quality import results
+from quality.expectations import Validation
+from quality.invariants import InvariantResult
+
+OWNERS = ["team:data-engineering"]
+# Every invariant check is blocking so that it runs before the catalog reads the results.
+# Silver checks report WARN, which does not stop downstream assets; gold checks report
+# ERROR, which keeps a failing gold table from being published.
+EXPECTATIONS_CHECK = "expectations"
+INVARIANTS_CHECK = "invariants"
+
+
+@dataclass
+class Step:
+    """What one materialization did to one table."""
+
+    table: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+    validation: Validation | None = None
+
+
+def column_schema(schema: pa.Schema | None) -> dg.TableSchema:
+    columns = [] if schema is None else [dg.TableColumn(f.name, str(f.type)) for f in schema]
+    return dg.TableSchema(columns=columns)
+
+
+def table_name(key: dg.AssetKey) -> str:
+    return ".".join(key.path)
+
+
+def materialize(context: dg.AssetExecutionContext, lake: Lake, step: Step, blocking: bool = False) -> dg.MaterializeResult:
+    """MaterializeResult with row count, column schema, location, and the GX check if validated."""
+    metadata = {
+        "dagster/row_count": delta.row_count(step.table),
+        "dagster/column_schema": column_schema(delta.schema(step.table)),
+        "location": dg.MetadataValue.path(str(step.table)),
+        **step.metadata,
+    }
+    checks = []
+    if step.validation is not None:
+        checks.append(expectation_check(context, lake, step.validation, blocking))
+    return dg.MaterializeResult(metadata=metadata, check_results=checks or None)
+
+
+def expectation_check(context: dg.AssetExecutionContext, lake: Lake, validation: Validation, blocking: bool) -> dg.AssetCheckResult:
+    name = table_name(context.asset_key)
+    failed = {o.expectation: o.unexpected for o in validation.outcomes if not o.success}
+    results.record(lake, name, EXPECTATIONS_CHECK, "gx", validation.success,
+                   {"rows_checked": validation.rows_checked, "rows_quarantined": validation.rows_rejected,
+                    "failed": failed}, context.run.run_id)  # fmt: skip
+    return dg.AssetCheckResult(
+        check_name=EXPECTATIONS_CHECK,
+        passed=validation.success,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        metadata={"rows_checked": validation.rows_checked, "rows_quarantined": validation.rows_rejected,
+                  "failed_expectations": dg.MetadataValue.json(failed)},  # fmt: skip
+    )
+
+
+def expectation_spec(key: dg.AssetKey, blocking: bool = False) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(EXPECTATIONS_CHECK, asset=key, blocking=blocking,
+                             description="Great Expectations suite on the new batch; failing rows go to quarantine")  # fmt: skip
+
+
+def invariant_check_result(context: dg.AssetCheckExecutionContext, lake: Lake, key: dg.AssetKey,
+                           found: list[InvariantResult], blocking: bool) -> dg.AssetCheckResult:  # fmt: skip
+    passed = all(item.success for item in found)
+    details = {item.name: {"passed": item.success, "observed": item.observed, "detail": item.description} for item in found}
+    results.record(lake, table_name(key), INVARIANTS_CHECK, "sql", passed, details, context.run.run_id)
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        metadata={"invariants": dg.MetadataValue.json(details)},
+    )

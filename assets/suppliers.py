@@ -1,0 +1,125 @@
+"""Supplier drop folders: one bronze asset per folder, one silver table per target (e.g. material_lots)."""
+
+from collections import defaultdict
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assets.resources import PlantlakeResource
+from assets.results import OWNERS, Step, expectation_spec, invariant_check_result, materialize
+from assets.steps import merge_validated
+from connectors import files
+from lake import bronze, delta, quarantine, silver, transforms
+from lake.layout import Ingestion, Lake
+from lake.quarantine import Rejection
+from pipelines.config import SupplierSource
+from quality import invariants, suites
+
+
+def bronze_key(source: SupplierSource) -> dg.AssetKey:
+    return dg.AssetKey(["bronze", f"{source.name}_rows"])
+
+
+def silver_key(target: str) -> dg.AssetKey:
+    return dg.AssetKey(["silver", target])
+
+
+def drop_files(source: SupplierSource) -> list[Path]:
+    return sorted(path for path in source.path.glob(source.glob) if path.is_file())
+
+
+def _loaded_hashes(path: Path) -> set[str]:
+    landed = delta.read(path, columns=[transforms.FILE_HASH])
+    return set() if landed is None else set(pc.unique(landed[transforms.FILE_HASH]).to_pylist())
+
+
+def _read_file(source: SupplierSource, path: Path, digest: str) -> pa.Table:
+    table = files.read_supplier_file(path, source.format, source.csv.delimiter, source.csv.encoding, source.sheet)
+    files.check_header(table, list(source.columns), path)
+    table = table.append_column(transforms.FILE, pa.array([str(path)] * table.num_rows, pa.string()))
+    return table.append_column(transforms.FILE_HASH, pa.array([digest] * table.num_rows, pa.string()))
+
+
+def load_bronze(lake: Lake, source: SupplierSource, run_id: str) -> Step:
+    """Land every file not landed before (by content hash); a file that cannot be read is rejected whole."""
+    path = lake.table("bronze", f"{source.name}_rows")
+    known = _loaded_hashes(path)
+    tables, rejections, skipped = [], [], 0
+    for file in drop_files(source):
+        digest = files.content_hash(file)
+        if digest in known:
+            skipped += 1
+            continue
+        try:
+            tables.append(_read_file(source, file, digest))
+        except files.FileRejected as exc:
+            rejections.append(Rejection(table_name=f"bronze.{path.name}", check="file", reason=str(exc),
+                                        record={"file": str(file), "sha256": digest}, source=source.name, file=str(file)))  # fmt: skip
+        known.add(digest)
+    quarantine.write(lake, rejections, run_id)
+    rows = pa.concat_tables(tables, promote_options="default") if tables else None
+    landed = bronze.Landed(path, 0, 0)
+    if rows is not None:
+        landed = bronze.land(path, iter(rows.to_batches()), rows.schema, [transforms.FILE_HASH, files.LINE],
+                             Ingestion.now(run_id), source.name)  # fmt: skip
+    return Step(path, {"files_loaded": len(tables), "files_rejected": len(rejections), "files_already_loaded": skipped,
+                       "rows_read": landed.rows_read, "rows_inserted": landed.rows_inserted})  # fmt: skip
+
+
+def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id: str) -> Step:
+    """Rows of all suppliers of `target`, typed by each one's mapping; bad values to quarantine."""
+    path = lake.table("silver", target)
+    work = silver.pending(path, {f"{s.name}_rows": lake.table("bronze", f"{s.name}_rows") for s in sources})
+    parts, rejected = [], []
+    for source in sources:
+        landed = work.rows.get(f"{source.name}_rows")
+        if landed is not None and landed.num_rows:
+            typed, bad = transforms.supplier_rows(landed, source, target)
+            parts.append(typed)
+            rejected += bad
+    key = sources[0].key
+    incoming = transforms.combine_suppliers(parts, key) if parts else None
+    suite = suites.supplier_suite(sources[0].columns, key, incoming.schema) if incoming is not None else []
+    return merge_validated(lake, path, work, incoming, suite, key, run_id, rejected)
+
+
+def supplier_assets(sources: list[SupplierSource]) -> list:
+    by_target: dict[str, list[SupplierSource]] = defaultdict(list)
+    for source in sources:
+        by_target[source.target].append(source)
+    definitions: list = [_bronze_asset(source) for source in sources]
+    for target, members in by_target.items():
+        definitions += _silver_assets(target, members)
+    return definitions
+
+
+def _bronze_asset(source: SupplierSource) -> dg.AssetsDefinition:
+    @dg.asset(key=bronze_key(source), group_name="suppliers", owners=OWNERS, kinds={source.format, "delta"},
+              description=f"Rows of {source.format} files {source.glob} dropped by supplier {source.name}, as text.")  # fmt: skip
+    def supplier_rows(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
+        """Land supplier files not landed before."""
+        return materialize(context, plantlake.lake, load_bronze(plantlake.lake, source, context.run.run_id))
+
+    return supplier_rows
+
+
+def _silver_assets(target: str, sources: list[SupplierSource]) -> list:
+    key = silver_key(target)
+    names = ", ".join(source.name for source in sources)
+
+    @dg.asset(key=key, deps=[bronze_key(s) for s in sources], group_name="suppliers", owners=OWNERS, kinds={"delta"},
+              check_specs=[expectation_spec(key)], description=f"{target} from suppliers {names}, typed and merged on {sources[0].key}.")  # fmt: skip
+    def supplier_target(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
+        """Type and merge new supplier rows into silver."""
+        return materialize(context, plantlake.lake, build_silver(plantlake.lake, target, sources, context.run.run_id))
+
+    @dg.asset_check(asset=key, name="invariants", blocking=True, description="One row per key")
+    def supplier_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
+        """Unique key over the whole table."""
+        data = delta.dataset(plantlake.lake.table("silver", target))
+        found = [invariants.unique_keys(data, sources[0].key)]
+        return invariant_check_result(context, plantlake.lake, key, found, blocking=False)
+
+    return [supplier_target, supplier_invariants]

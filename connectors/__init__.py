@@ -1,0 +1,1 @@
+"""Connectors read sources into Arrow. They know nothing of Dagster or of the lake."""

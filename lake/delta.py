@@ -1,0 +1,148 @@
+"""Delta tables on local disk: idempotent writes whose bookkeeping commits with the data.
+
+How reruns and failures stay safe:
+- Every write is a single Delta commit (one `write_deltalake` or one `MERGE`). Until the
+  commit file lands, readers see the previous version; a run that dies before it leaves
+  only unreferenced Parquet files, which `vacuum` removes. Nothing is half-visible.
+- The state a later run needs (a source watermark, the bronze position silver has consumed)
+  is written into that same commit as custom commit metadata (`plantlake.*` keys). Data and
+  watermark therefore become visible together or not at all: no run can see a watermark
+  whose rows are missing, or rows whose watermark was lost.
+- Rows are written by MERGE on the table's keys (insert-if-absent for bronze and quarantine,
+  upsert for silver), so re-reading rows a previous run already committed adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+STATE_PREFIX = "plantlake."
+
+
+def quote(identifier: str) -> str:
+    """A column name as a quoted SQL identifier, safe for any name the source uses."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def open_table(path: Path) -> DeltaTable | None:
+    try:
+        return DeltaTable(str(path))
+    except TableNotFoundError:
+        return None
+
+
+def read_state(path: Path, key: str) -> Any:
+    """The newest value of `plantlake.<key>` committed to the table, or None."""
+    table = open_table(path)
+    if table is None:
+        return None
+    for entry in table.history():
+        raw = entry.get(STATE_PREFIX + key)
+        if raw is not None:
+            return json.loads(raw)
+    return None
+
+
+def _commit(state: dict[str, Any] | None) -> CommitProperties | None:
+    if not state:
+        return None
+    return CommitProperties(custom_metadata={STATE_PREFIX + key: json.dumps(value) for key, value in state.items()})
+
+
+def _key_predicate(keys: list[str], null_safe: bool) -> str:
+    operator = "IS NOT DISTINCT FROM" if null_safe else "="
+    return " AND ".join(f"(t.{quote(key)} {operator} s.{quote(key)})" for key in keys)
+
+
+def _retry(action, attempts: int = 5):  # noqa: ANN001, ANN202
+    """Concurrent writers to one table (e.g. the shared quarantine) retry a lost commit race."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except CommitFailedError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return None
+
+
+def merge(
+    path: Path,
+    data: pa.Table | pa.RecordBatchReader,
+    keys: list[str],
+    *,
+    update: bool,
+    state: dict[str, Any] | None = None,
+    null_safe_keys: bool = False,
+) -> dict[str, int]:
+    """Upsert (`update=True`) or insert-if-absent `data` on `keys`, as one commit with `state`.
+
+    The first write creates the table. New source columns are added to the table schema.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def run() -> dict[str, int]:
+        table = open_table(path)
+        if table is None:
+            write_deltalake(str(path), data, mode="error", commit_properties=_commit(state))
+            added = DeltaTable(str(path)).history(1)[0].get("operationMetrics", {}).get("num_added_rows", 0)
+            return {"inserted": int(added), "updated": 0}
+        merger = table.merge(
+            source=data,
+            predicate=_key_predicate(keys, null_safe_keys),
+            source_alias="s",
+            target_alias="t",
+            merge_schema=True,
+            commit_properties=_commit(state),
+        )
+        if update:
+            merger = merger.when_matched_update_all()
+        metrics = merger.when_not_matched_insert_all().execute()
+        return {"inserted": metrics["num_target_rows_inserted"], "updated": metrics["num_target_rows_updated"]}
+
+    return _retry(run)
+
+
+def overwrite(path: Path, data: pa.Table, state: dict[str, Any] | None = None) -> None:
+    """Replace the whole table in one commit (for tables recomputed from silver)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_deltalake(str(path), data, mode="overwrite", schema_mode="overwrite", commit_properties=_commit(state))
+
+
+def dataset(path: Path) -> ds.Dataset | None:
+    """The current version as a pyarrow dataset (scanned lazily, in batches)."""
+    table = open_table(path)
+    return None if table is None else table.to_pyarrow_dataset()
+
+
+def read(path: Path, columns: list[str] | None = None, filter: ds.Expression | None = None) -> pa.Table | None:
+    data = dataset(path)
+    return None if data is None else data.to_table(columns=columns, filter=filter)
+
+
+def row_count(path: Path) -> int:
+    data = dataset(path)
+    return 0 if data is None else data.count_rows()
+
+
+def schema(path: Path) -> pa.Schema | None:
+    table = open_table(path)
+    return None if table is None else pa.schema(table.schema().to_arrow())
+
+
+def files(path: Path) -> list[str]:
+    table = open_table(path)
+    return [] if table is None else list(table.file_uris())
+
+
+def concat(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_batches(list(batches), schema=schema)

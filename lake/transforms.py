@@ -1,0 +1,119 @@
+"""From bronze rows to silver rows, per kind of source. Pure functions over Arrow tables."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from connectors.files import LINE
+from lake.layout import INGESTED_AT, RUN_ID, SOURCE
+from lake.mapping import apply_mapping, arrow_type
+from lake.quarantine import Rejection
+from lake.silver import latest_per_key
+
+FILE, FILE_HASH = "_file", "_file_hash"
+
+SENSOR_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("node_id", pa.string(), nullable=False),
+        pa.field("machine_id", pa.string()),
+        pa.field("tag", pa.string(), nullable=False),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("value_text", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("status_code", pa.int64(), nullable=False),
+        pa.field("server_timestamp", pa.timestamp("us", tz="UTC")),
+        pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+SENSOR_KEYS = ["source", "node_id", "timestamp"]
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("line_number", pa.int64(), nullable=False),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+        pa.field("machine_id", pa.string()),
+        pa.field("host", pa.string()),
+        pa.field("severity", pa.string()),
+        pa.field("code", pa.string()),
+        pa.field("message", pa.string()),
+        pa.field("extra", pa.string()),
+        pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+EVENT_KEYS = ["source", "source_file", "line_number"]
+
+
+def erp_rows(bronze: pa.Table, primary_key: list[str], cursor: str | None) -> pa.Table:
+    """The newest version of each row by primary key, without the bronze bookkeeping."""
+    table = bronze.drop_columns([RUN_ID, SOURCE])
+    return latest_per_key(table, primary_key, [column for column in (cursor, INGESTED_AT) if column])
+
+
+def sensor_rows(bronze: dict[str, pa.Table]) -> pa.Table:
+    """Long-form readings of every OPC-UA source: one row per tag and timestamp."""
+    parts = []
+    for table in bronze.values():
+        if table.num_rows == 0:
+            continue
+        renamed = table.rename_columns({"source_timestamp": "timestamp", SOURCE: "source"})
+        parts.append(renamed.select(SENSOR_SCHEMA.names).cast(SENSOR_SCHEMA))
+    combined = pa.concat_tables(parts) if parts else SENSOR_SCHEMA.empty_table()
+    return latest_per_key(combined, SENSOR_KEYS, [INGESTED_AT])
+
+
+def event_rows(bronze: dict[str, pa.Table], machine_maps: dict[str, dict[str, str]]) -> tuple[pa.Table, list[Rejection]]:
+    """Parsed log events with the machine id the ERP and OPC-UA use; unparsed lines rejected."""
+    rows, rejections = [], []
+    for name, table in bronze.items():
+        mapping = machine_maps.get(name, {})
+        for row in table.to_pylist():
+            if row["parse_error"]:
+                rejections.append(
+                    Rejection(
+                        table_name="silver.machine_events", check="parse", reason=row["parse_error"],
+                        record={"raw": row["raw"]}, source=row[SOURCE], file=row["source_file"],
+                        row=str(row["line_number"]), field="raw", value=row["raw"][:500],
+                    )  # fmt: skip
+                )
+                continue
+            row["source"] = row[SOURCE]
+            row["machine_id"] = mapping.get(row["host"], row["host"])
+            rows.append(row)
+    table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA) if rows else EVENT_SCHEMA.empty_table()
+    return latest_per_key(table, EVENT_KEYS, [INGESTED_AT]), rejections
+
+
+def supplier_schema(columns: dict) -> pa.Schema:
+    fields = [pa.field(spec.name, arrow_type(spec.type, spec.scale)) for spec in columns.values()]
+    return pa.schema(
+        [*fields, pa.field("source", pa.string()), pa.field(FILE, pa.string()), pa.field(LINE, pa.int64()),
+         pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC"))]  # fmt: skip
+    )
+
+
+def supplier_rows(bronze: pa.Table, source, target: str) -> tuple[pa.Table, list[Rejection]]:  # noqa: ANN001
+    """Rows of one supplier's files typed by its mapping; bad values rejected with their place."""
+    decimal_mark = source.csv.decimal if source.format == "csv" else "."
+    good, rejected = apply_mapping(
+        bronze.to_pylist(), source.columns, table_name=f"silver.{target}", source=source.name,
+        decimal_mark=decimal_mark, date_format=source.csv.date_format, file_column=FILE,
+    )  # fmt: skip
+    for row in good:
+        row["source"] = source.name
+    schema = supplier_schema(source.columns)
+    table = pa.Table.from_pylist(good, schema=schema) if good else schema.empty_table()
+    return table, rejected
+
+
+def combine_suppliers(parts: list[pa.Table], key: list[str]) -> pa.Table:
+    """All suppliers of one target in one table; the newest row wins per key."""
+    parts = [part for part in parts if part.num_rows]
+    if not parts:
+        return pa.table({})
+    combined = pa.concat_tables(parts, promote_options="default")
+    return latest_per_key(combined, key, [INGESTED_AT, LINE])
+

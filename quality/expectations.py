@@ -1,0 +1,127 @@
+"""Validate a batch with Great Expectations (GX Core 1.x), row by row.
+
+GX is imported on first use (it takes seconds) and its usage statistics are off. Rows that
+fail an expectation are returned as rejections for quarantine; the rest pass on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import pyarrow as pa
+
+from lake.quarantine import Rejection
+from quality.suites import Expect
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    expectation: str
+    success: bool
+    unexpected: int
+
+
+@dataclass
+class Validation:
+    accepted: pa.Table
+    rejections: list[Rejection] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    rows_checked: int = 0
+
+    @classmethod
+    def nothing_new(cls) -> Validation:
+        """The outcome when there was no new batch to check."""
+        return cls(accepted=pa.table({}))
+
+    @property
+    def rows_rejected(self) -> int:
+        return self.rows_checked - self.accepted.num_rows
+
+    @property
+    def success(self) -> bool:
+        """No expectation failed and no row of the batch was kept out."""
+        return all(outcome.success for outcome in self.outcomes) and not self.rejections
+
+
+@cache
+def _batch_definition() -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("plantlake_batches")
+    return source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole_batch")
+
+
+def gx_expectation(expect: Expect) -> Any:
+    import great_expectations as gx
+
+    condition = {"row_condition": expect.condition, "condition_parser": "pandas"} if expect.condition else {}
+    if expect.kind == "not_null":
+        return gx.expectations.ExpectColumnValuesToNotBeNull(column=expect.column, **condition)
+    if expect.kind == "between":
+        return gx.expectations.ExpectColumnValuesToBeBetween(
+            column=expect.column, min_value=expect.min, max_value=expect.max, **condition
+        )
+    return gx.expectations.ExpectColumnValuesToBeInSet(column=expect.column, value_set=list(expect.values), **condition)
+
+
+def gx_suite(name: str, suite: list[Expect], schema: pa.Schema) -> Any:
+    import great_expectations as gx
+
+    result = gx.ExpectationSuite(name=name)
+    for expect in suite:
+        if expect.column in schema.names:
+            result.add_expectation(gx_expectation(expect))
+    return result
+
+
+def validate(table: pa.Table, suite: list[Expect], table_name: str, source: str | None = None) -> Validation:
+    """Run `suite` over `table`; failing rows become rejections naming the expectation."""
+    if table.num_rows == 0:
+        return Validation(accepted=table)
+    frame = table.to_pandas()
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(gx_suite(table_name, suite, table.schema), result_format={"result_format": "COMPLETE"})
+    failed_rows: dict[int, list[str]] = {}
+    outcomes = []
+    applicable = [expect for expect in suite if expect.column in table.schema.names]
+    for item, expect in zip(result.results, applicable, strict=True):
+        _raise_if_broken(item, expect, table_name)
+        indexes = item.result.get("unexpected_index_list") or []
+        outcomes.append(Outcome(expect.name, bool(item.success), len(indexes)))
+        for index in indexes:
+            failed_rows.setdefault(int(index), []).append(expect.name)
+    rejections = []
+    records = table.take(sorted(failed_rows)).to_pylist() if failed_rows else []
+    for index, record in zip(sorted(failed_rows), records, strict=True):
+        for name in failed_rows[index]:
+            column = name.split(" ", 1)[0]
+            rejections.append(
+                Rejection(
+                    table_name=table_name, check=f"expectation: {name}", reason=f"expected {name}, got {record.get(column)!r}",
+                    record=record, source=source or record.get("source") or record.get("_source"),
+                    file=record.get("_file") or record.get("source_file"),
+                    row=str(record.get("_line") or record.get("line_number") or index), field=column,
+                    value=None if record.get(column) is None else str(record.get(column)),
+                )  # fmt: skip
+            )
+    keep = [index for index in range(table.num_rows) if index not in failed_rows]
+    return Validation(table.take(keep), rejections, outcomes, table.num_rows)
+
+
+def _raise_if_broken(item: Any, expect: Expect, table_name: str) -> None:
+    """An expectation that could not run is a bug in the suite, not a bad row: say so."""
+    info = item.exception_info or {}
+    entries = info.values() if "raised_exception" not in info else [info]
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("raised_exception"):
+            raise RuntimeError(
+                f"{table_name}: expectation '{expect.name}' could not run: {entry.get('exception_message')}"
+            )

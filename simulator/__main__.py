@@ -1,0 +1,68 @@
+"""Command line of the plant simulator.
+
+    python -m simulator generate --output data/sources   # ERP SQLite file, logs, supplier files
+    python -m simulator serve --port 48400                # OPC-UA server with the sensor history
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import datetime
+from pathlib import Path
+
+from simulator.erp import create_erp
+from simulator.files import write_machine_logs, write_supplier_files
+from simulator.opcua_server import serve
+from simulator.plant import Plant, build_plant
+
+
+def _plant_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--lines", type=int, default=2)
+    parser.add_argument("--machines-per-line", type=int, default=3)
+    parser.add_argument("--history-days", type=float, default=2)
+    parser.add_argument("--sample-seconds", type=int, default=60)
+    parser.add_argument("--anchor", type=datetime.fromisoformat, default=None, help="end of history (UTC)")
+
+
+def plant_from_arguments(args: argparse.Namespace) -> Plant:
+    return build_plant(args.seed, args.lines, args.machines_per_line, args.history_days, args.sample_seconds, args.anchor)
+
+
+def generate_sources(plant: Plant, output: Path, erp_url: str | None = None) -> dict[str, object]:
+    """Write the ERP database (SQLite in `output` unless a URL is given), logs and supplier files."""
+    output.mkdir(parents=True, exist_ok=True)
+    url = erp_url or f"sqlite:///{output / 'erp.sqlite'}"
+    return {
+        "erp": create_erp(url, plant),
+        "logs": write_machine_logs(plant, output / "logs"),
+        "suppliers": write_supplier_files(plant, output / "suppliers"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="plantlake-sim", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", help="write ERP database, logs and supplier files")
+    _plant_arguments(generate)
+    generate.add_argument("--output", type=Path, required=True)
+    generate.add_argument("--erp-url", default=None, help="SQLAlchemy URL; default: SQLite in the output folder")
+    server = commands.add_parser("serve", help="run the OPC-UA server with sensor history")
+    _plant_arguments(server)
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=48400)
+    args = parser.parse_args(argv)
+    plant = plant_from_arguments(args)
+    if args.command == "generate":
+        written = generate_sources(plant, args.output, args.erp_url)
+        print(f"generated ERP tables {written['erp']} and files under {args.output}")
+    else:
+        try:
+            asyncio.run(serve(plant, args.host, args.port))
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

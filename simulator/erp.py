@@ -1,0 +1,169 @@
+"""The plant's ERP database: one SQLAlchemy schema that loads into SQLite, PostgreSQL or MariaDB."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import sqlalchemy as sa
+
+from simulator.plant import Plant
+
+metadata = sa.MetaData()
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(120), nullable=False),
+    sa.Column("country", sa.String(2), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("sku", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(120), nullable=False),
+    sa.Column("unit_price", sa.Numeric(10, 2), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+machines = sa.Table(
+    "machines",
+    metadata,
+    sa.Column("machine_id", sa.String(16), primary_key=True),
+    sa.Column("line", sa.String(8), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+production_orders = sa.Table(
+    "production_orders",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("product_id", sa.Integer, nullable=False),
+    sa.Column("customer_id", sa.Integer, nullable=False),
+    sa.Column("machine_id", sa.String(16), nullable=False),
+    sa.Column("material_lot", sa.String(32), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("actual_start", sa.DateTime, nullable=False),
+    sa.Column("actual_end", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+work_orders = sa.Table(
+    "work_orders",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("production_order_id", sa.Integer, nullable=False),
+    sa.Column("operation", sa.String(32), nullable=False),
+    sa.Column("machine_id", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+stock_moves = sa.Table(
+    "stock_moves",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("production_order_id", sa.Integer, nullable=False),
+    sa.Column("lot", sa.String(32), nullable=False),
+    sa.Column("quantity_kg", sa.Numeric(12, 3), nullable=False),
+    sa.Column("moved_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+_COUNTRIES = ("DE", "AT", "CH", "FR", "IT", "PL", "CZ", "NL")
+_OPERATIONS = ("setup", "machining", "inspection")
+
+
+def _naive(moment: datetime) -> datetime:
+    """ERP databases here store UTC as naive timestamps, as most ERPs do."""
+    return moment.replace(tzinfo=None)
+
+
+def erp_rows(plant: Plant) -> dict[str, list[dict]]:
+    """All ERP rows of the plant, by table name."""
+    rng = np.random.default_rng([plant.seed, 7])
+    stamp = _naive(plant.start - timedelta(days=30))
+    rows: dict[str, list[dict]] = {
+        "customers": [
+            {"id": i, "name": f"Kunde {i:03d} GmbH", "country": _COUNTRIES[i % len(_COUNTRIES)], "updated_at": stamp}
+            for i in range(1, 21)
+        ],
+        "products": [
+            {
+                "id": i,
+                "sku": f"P-{1000 + i}",
+                "name": f"Flansch DN{20 + 5 * i}",
+                "unit_price": Decimal(f"{rng.uniform(5, 250):.2f}"),
+                "updated_at": stamp,
+            }
+            for i in range(1, 16)
+        ],
+        "machines": [
+            {"machine_id": m.machine_id, "line": m.line, "name": f"CNC {m.machine_id}", "updated_at": stamp}
+            for m in plant.machines
+        ],
+        "production_orders": [],
+        "work_orders": [],
+        "stock_moves": [],
+    }
+    for order in plant.orders:
+        status = "done" if order.end < plant.end else "in_progress"
+        rows["production_orders"].append(
+            {
+                "id": order.order_id,
+                "product_id": order.product_id,
+                "customer_id": order.customer_id,
+                "machine_id": order.machine_id,
+                "material_lot": order.material_lot,
+                "quantity": order.quantity,
+                "status": status,
+                "actual_start": _naive(order.start),
+                "actual_end": _naive(order.end),
+                "updated_at": _naive(order.end),
+            }
+        )
+        step = (order.end - order.start) / len(_OPERATIONS)
+        for position, operation in enumerate(_OPERATIONS):
+            rows["work_orders"].append(
+                {
+                    "id": len(rows["work_orders"]) + 1,
+                    "production_order_id": order.order_id,
+                    "operation": operation,
+                    "machine_id": order.machine_id,
+                    "status": status,
+                    "started_at": _naive(order.start + position * step),
+                    "finished_at": _naive(order.start + (position + 1) * step),
+                    "updated_at": _naive(order.end),
+                }
+            )
+        rows["stock_moves"].append(
+            {
+                "id": order.order_id,
+                "production_order_id": order.order_id,
+                "lot": order.material_lot,
+                "quantity_kg": Decimal(f"{-rng.uniform(10, 300):.3f}"),
+                "moved_at": _naive(order.start),
+                "updated_at": _naive(order.start),
+            }
+        )
+    return rows
+
+
+def create_erp(url: str, plant: Plant) -> dict[str, int]:
+    """Drop and recreate the ERP tables at `url` and fill them; returns rows per table."""
+    engine = sa.create_engine(url)
+    try:
+        metadata.drop_all(engine)
+        metadata.create_all(engine)
+        rows = erp_rows(plant)
+        with engine.begin() as connection:
+            for name, table_rows in rows.items():
+                if table_rows:
+                    connection.execute(metadata.tables[name].insert(), table_rows)
+        return {name: len(table_rows) for name, table_rows in rows.items()}
+    finally:
+        engine.dispose()

@@ -1,0 +1,156 @@
+"""An asyncua OPC-UA server with the plant's address space and its sensor history.
+
+History is served from numpy arrays by binary search, so a HistoryRead costs the server
+only the values it returns. Paging uses the continuation point as asyncua does: the
+source timestamp of the next value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import numpy as np
+from asyncua import Server, ua
+from asyncua.server.history import HistoryStorageInterface
+
+from simulator.plant import TAGS, Plant
+
+NAMESPACE = "urn:plantlake:simulator"
+_VARIANTS = {
+    "Temperature": ua.VariantType.Double,
+    "Vibration": ua.VariantType.Double,
+    "SpindleSpeed": ua.VariantType.Double,
+    "State": ua.VariantType.Int32,
+    "PartCounter": ua.VariantType.Int64,
+}
+
+
+class ArrayHistory(HistoryStorageInterface):
+    """Read-only history held as sorted timestamp, value and status arrays per node."""
+
+    def __init__(self, max_history_data_response_size: int = 10_000) -> None:
+        super().__init__(max_history_data_response_size)
+        self.max_history_data_response_size = max_history_data_response_size
+        self._series: dict[ua.NodeId, tuple[np.ndarray, np.ndarray, np.ndarray, ua.VariantType]] = {}
+
+    def add_series(
+        self, node_id: ua.NodeId, seconds: np.ndarray, values: np.ndarray, status: np.ndarray, variant: ua.VariantType
+    ) -> None:
+        self._series[node_id] = (seconds, values, status, variant)
+
+    async def init(self) -> None:
+        return None
+
+    async def new_historized_node(self, node_id, period, count=0) -> None:  # noqa: ANN001
+        return None
+
+    async def save_node_value(self, node_id, datavalue) -> None:  # noqa: ANN001
+        return None
+
+    async def read_node_history(
+        self, node_id: ua.NodeId, start: datetime | None, end: datetime | None, nb_values: int
+    ) -> tuple[list[ua.DataValue], datetime | None]:
+        if node_id not in self._series:
+            return [], None
+        seconds, values, status, variant = self._series[node_id]
+        epoch = ua.get_win_epoch()
+        low = 0 if start in (None, epoch) else int(np.searchsorted(seconds, _seconds(start), side="left"))
+        high = seconds.size if end in (None, epoch) else int(np.searchsorted(seconds, _seconds(end), side="right"))
+        limit = self.max_history_data_response_size
+        if nb_values:
+            limit = min(limit, nb_values)
+        page_end = min(high, low + limit)
+        python_value = float if variant == ua.VariantType.Double else int
+        page = [
+            ua.DataValue(
+                Value=ua.Variant(python_value(values[i]), variant),
+                StatusCode=ua.StatusCode(int(status[i])),
+                SourceTimestamp=_datetime(seconds[i]),
+                ServerTimestamp=_datetime(seconds[i]),
+            )
+            for i in range(low, page_end)
+        ]
+        # the spec asks for a continuation point whenever values remain in the range
+        return page, (_datetime(seconds[page_end]) if page_end < high else None)
+
+    async def new_historized_event(self, source_id, evtypes, period, count=0) -> None:  # noqa: ANN001
+        return None
+
+    async def save_event(self, event) -> None:  # noqa: ANN001
+        return None
+
+    async def read_event_history(self, source_id, start, end, nb_values, evfilter):  # noqa: ANN001, ANN201
+        return [], None
+
+    async def stop(self) -> None:
+        return None
+
+
+def _seconds(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _datetime(seconds: float | np.integer) -> datetime:
+    return datetime.fromtimestamp(int(seconds), tz=UTC)
+
+
+def node_id_for(line: str, machine_id: str, tag: str, namespace_index: int) -> ua.NodeId:
+    return ua.NodeId(f"Plant.{line}.{machine_id}.{tag}", namespace_index)
+
+
+async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400) -> Server:
+    """A ready, not yet started server; historized tags plus one non-historized serial number each."""
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://{host}:{port}/plantlake")
+    server.set_server_name("plantlake plant simulator")
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    idx = await server.register_namespace(NAMESPACE)
+    storage = ArrayHistory()
+    server.iserver.history_manager.set_storage(storage)
+    root = await server.nodes.objects.add_object(ua.NodeId("Plant", idx), ua.QualifiedName("Plant", idx))
+    lines = {}
+    seconds = plant.timestamps
+    for machine in plant.machines:
+        if machine.line not in lines:
+            lines[machine.line] = await root.add_object(
+                ua.NodeId(f"Plant.{machine.line}", idx), ua.QualifiedName(machine.line, idx)
+            )
+        folder = await lines[machine.line].add_object(
+            ua.NodeId(f"Plant.{machine.line}.{machine.machine_id}", idx), ua.QualifiedName(machine.machine_id, idx)
+        )
+        await folder.add_variable(
+            ua.NodeId(f"Plant.{machine.line}.{machine.machine_id}.SerialNumber", idx),
+            ua.QualifiedName("SerialNumber", idx),
+            ua.Variant(f"SN-{machine.machine_id}", ua.VariantType.String),
+        )
+        signals = plant.signals(machine)
+        for tag in TAGS:
+            node_id = node_id_for(machine.line, machine.machine_id, tag, idx)
+            values, status = signals[tag]
+            variant = _VARIANTS[tag]
+            initial = float(values[-1]) if variant == ua.VariantType.Double else int(values[-1])
+            variable = await folder.add_variable(node_id, ua.QualifiedName(tag, idx), ua.Variant(initial, variant))
+            await variable.write_attribute(
+                ua.AttributeIds.Historizing, ua.DataValue(ua.Variant(True, ua.VariantType.Boolean))
+            )
+            await variable.set_attr_bit(ua.AttributeIds.AccessLevel, ua.AccessLevel.HistoryRead)
+            await variable.set_attr_bit(ua.AttributeIds.UserAccessLevel, ua.AccessLevel.HistoryRead)
+            storage.add_series(node_id, seconds, values, status, variant)
+    return server
+
+
+async def serve(plant: Plant, host: str = "127.0.0.1", port: int = 48400, ready: asyncio.Event | None = None) -> None:
+    """Run the server until cancelled."""
+    logging.getLogger("asyncua").setLevel(logging.WARNING)
+    server = await build_server(plant, host, port)
+    async with server:
+        if ready is not None:
+            ready.set()
+        print(f"plant simulator serving opc.tcp://{host}:{port}/plantlake", flush=True)
+        while True:
+            await asyncio.sleep(3600)

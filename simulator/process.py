@@ -1,0 +1,61 @@
+"""Start and stop the OPC-UA simulator as a child process, for the demo and the tests."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the OPC-UA simulator exited with code {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"the OPC-UA simulator did not listen on port {port} within {timeout_s:.0f} s")
+
+
+@contextmanager
+def opcua_simulator(
+    port: int,
+    anchor: datetime,
+    seed: int = 42,
+    lines: int = 2,
+    machines_per_line: int = 3,
+    history_days: float = 2,
+    sample_seconds: int = 60,
+    timeout_s: float = 60,
+) -> Iterator[str]:
+    """Run `python -m simulator serve` and yield its endpoint; the process is stopped on exit."""
+    command = [
+        sys.executable, "-m", "simulator", "serve",
+        "--port", str(port), "--seed", str(seed), "--lines", str(lines),
+        "--machines-per-line", str(machines_per_line), "--history-days", str(history_days),
+        "--sample-seconds", str(sample_seconds), "--anchor", anchor.isoformat(),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_port(port, process, timeout_s)
+        yield f"opc.tcp://127.0.0.1:{port}/plantlake"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
