@@ -63,6 +63,7 @@ def gx_expectation(expect: Expect) -> Any:
     import great_expectations as gx
 
     condition = {"row_condition": expect.condition, "condition_parser": "pandas"} if expect.condition else {}
+    condition["meta"] = {"plantlake": expect.name}
     if expect.kind == "not_null":
         return gx.expectations.ExpectColumnValuesToNotBeNull(column=expect.column, **condition)
     if expect.kind == "between":
@@ -91,8 +92,10 @@ def validate(table: pa.Table, suite: list[Expect], table_name: str, source: str 
     result = batch.validate(gx_suite(table_name, suite, table.schema), result_format={"result_format": "COMPLETE"})
     failed_rows: dict[int, list[str]] = {}
     outcomes = []
-    applicable = [expect for expect in suite if expect.column in table.schema.names]
-    for item, expect in zip(result.results, applicable, strict=True):
+    by_name = {expect.name: expect for expect in suite}
+    for item in result.results:
+        # GX reorders results; the name we put in each expectation's meta finds it again
+        expect = by_name[item.expectation_config.meta["plantlake"]]
         _raise_if_broken(item, expect, table_name)
         indexes = item.result.get("unexpected_index_list") or []
         outcomes.append(Outcome(expect.name, bool(item.success), len(indexes)))

@@ -1,0 +1,96 @@
+"""Shared fixtures: real PostgreSQL and MariaDB databases, the OPC-UA simulator, lakes on disk.
+
+A service that is not running makes its tests fail when CI=true; elsewhere they are
+skipped with a message that says what to start.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from lake.layout import Lake
+from simulator.plant import Plant, build_plant
+from simulator.process import free_port, opcua_simulator
+
+ANCHOR = datetime(2026, 1, 12, tzinfo=UTC)
+SERVICES = {
+    "PostgreSQL": ("127.0.0.1", 5432, "start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"),
+    "MariaDB": ("127.0.0.1", 3306, "start it: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"),
+}
+SERVER_URLS = {
+    "PostgreSQL": "postgresql+psycopg://postgres@127.0.0.1:5432/",
+    "MariaDB": "mysql+pymysql://root@127.0.0.1:3306/",
+}
+
+
+def require_service(name: str) -> None:
+    host, port, hint = SERVICES[name]
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError:
+        message = f"{name} is not reachable on {host}:{port}; {hint}"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true and {message}")
+        pytest.skip(message)
+
+
+def _scratch_database(service: str) -> Iterator[str]:
+    """Create a database of our own on the service, yield its URL, drop it afterwards."""
+    require_service(service)
+    name = f"plantlake_test_{uuid.uuid4().hex[:10]}"
+    admin_url = SERVER_URLS[service] + ("postgres" if service == "PostgreSQL" else "")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield SERVER_URLS[service] + name
+    finally:
+        with admin.connect() as connection:
+            if service == "PostgreSQL":
+                connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _scratch_database("PostgreSQL")
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    yield from _scratch_database("MariaDB")
+
+
+@pytest.fixture(params=["PostgreSQL", "MariaDB"])
+def erp_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test using this runs once against PostgreSQL and once against MariaDB."""
+    yield from _scratch_database(request.param)
+
+
+@pytest.fixture(scope="session")
+def plant() -> Plant:
+    """A small plant, fixed in time so every run of the suite sees the same data."""
+    return build_plant(seed=7, lines=1, machines_per_line=2, history_days=1, sample_seconds=60, anchor=ANCHOR)
+
+
+@pytest.fixture(scope="session")
+def opcua_endpoint() -> Iterator[str]:
+    """The simulator's OPC-UA server for `plant`, as a separate process over TCP."""
+    with opcua_simulator(free_port(), ANCHOR, seed=7, lines=1, machines_per_line=2, history_days=1, sample_seconds=60) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(tmp_path / "lake")

@@ -1,0 +1,76 @@
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from lake import delta, quarantine
+from lake.catalog import TableInfo, build_catalog
+from lake.layout import Lake
+from quality import invariants
+from quality.expectations import validate
+from quality.suites import sensor_suite
+
+pytestmark = pytest.mark.unit
+
+
+def _readings() -> pa.Table:
+    ok = datetime(2026, 1, 11, 10, tzinfo=UTC)
+    return pa.table(
+        {
+            "source": ["plant"] * 4,
+            "node_id": ["n1", "n2", "n3", "n4"],
+            "tag": ["Temperature", "Temperature", "Vibration", "Temperature"],
+            "timestamp": pa.array([ok, ok, ok, datetime(1970, 1, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC")),
+            "value": [55.0, 950.0, 950.0, 40.0],
+            "status": ["Good", "Good", "Bad", "Sometimes"],
+        }
+    )
+
+
+def test_gx_keeps_good_rows_and_names_the_failed_expectation() -> None:
+    table = _readings()
+    result = validate(table, sensor_suite(table.schema), "silver.sensor_readings")
+    assert result.accepted["node_id"].to_pylist() == ["n1", "n3"]  # n3 is Bad quality: flagged, not range-checked
+    reasons = {(r.row, r.check) for r in result.rejections}
+    assert ("1", 'expectation: value between -50 and 400 where tag=="Temperature" and status=="Good"') in reasons
+    assert any(r.row == "3" and "status in" in r.check for r in result.rejections)
+    assert any(r.row == "3" and r.field == "timestamp" for r in result.rejections)
+    assert not result.success and result.rows_rejected == 2
+
+
+def test_whole_table_invariants_in_duckdb(tmp_path: Path) -> None:
+    path = tmp_path / "orders"
+    delta.merge(path, pa.table({"id": [1, 2, 2], "machine_id": ["M-1", "M-9", None]}), ["id"], update=False)
+    machines = tmp_path / "machines"
+    delta.merge(machines, pa.table({"machine_id": ["M-1"]}), ["machine_id"], update=False)
+    unique = invariants.unique_keys(delta.dataset(path), ["id"])
+    assert not unique.success and unique.observed == 1
+    orphans = invariants.references(delta.dataset(path), "machine_id", delta.dataset(machines), "machine_id", "machines")
+    assert not orphans.success and orphans.observed == 1
+    assert invariants.row_count_matches(delta.dataset(path), 3, "source").success
+
+
+def test_catalog_opens_in_a_plain_duckdb_without_extensions(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    delta.merge(lake.table("silver", "lots"), pa.table({"lot_id": ["A", "B"], "kg": [1.5, 2.0]}), ["lot_id"], update=True)
+    delta.merge(lake.table("silver", "lots"), pa.table({"lot_id": ["B", "C"], "kg": [2.5, 3.0]}), ["lot_id"], update=True)
+    quarantine.write(lake, [quarantine.Rejection("silver.lots", "mapping", "bad kg", {"lot_id": "D"}, file="f.csv", row="4")], "run")
+    build_catalog(lake, {"silver.lots": TableInfo("supplier:acme", "Material lots")})
+    script = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True, "
+        "config={'autoinstall_known_extensions': False, 'autoload_known_extensions': False}); "
+        "print(c.execute('select lot_id, kg from silver.lots order by lot_id').fetchall()); "
+        "print(c.execute(\"select source, description, row_count, quarantined_rows from catalog where qualified_name='silver.lots'\").fetchall()); "
+        "print(c.execute('select count(*) from duckdb_extensions() where loaded and install_mode <> \\'STATICALLY_LINKED\\'').fetchall())"
+    )
+    output = subprocess.run([sys.executable, "-c", script, str(lake.catalog_file)], capture_output=True, text=True, check=True).stdout
+    lines = output.strip().splitlines()
+    assert lines[0] == "[('A', 1.5), ('B', 2.5), ('C', 3.0)]"
+    assert lines[1] == "[('supplier:acme', 'Material lots', 3, 1)]"
+    assert lines[2] == "[(0,)]"
+    with duckdb.connect(str(lake.catalog_file), read_only=True) as connection:
+        assert connection.execute("select count(*) from quarantine.rows").fetchone() == (1,)
