@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.resources import PlantlakeResource
-from assets.results import OWNERS, Step, expectation_spec, invariant_check_result, materialize
+from assets.results import OWNERS, Step, expectation_spec, invariants_result, materialize
 from lake import delta, gold
 from lake.layout import Lake
 from pipelines.config import PlantlakeConfig
@@ -47,8 +47,8 @@ def gold_assets(config: PlantlakeConfig) -> list:
                     description="One row per machine and hour")  # fmt: skip
     def feature_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
         """Unique (machine_id, hour) and not empty."""
-        data = delta.dataset(plantlake.lake.table("gold", "machine_hour_features"))
-        found = [invariants.unique_keys(data, FEATURE_KEYS), invariants.not_empty(data)]
-        return invariant_check_result(context, plantlake.lake, MACHINE_HOUR_FEATURES, found, blocking=True)
+        path = plantlake.lake.table("gold", "machine_hour_features")
+        return invariants_result(context, plantlake.lake, MACHINE_HOUR_FEATURES, path, lambda data: [
+            invariants.unique_keys(data, FEATURE_KEYS), invariants.not_empty(data)], blocking=True)  # fmt: skip
 
     return [machine_hour_features, feature_invariants]

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.resources import PlantlakeResource
-from assets.results import OWNERS, Step, expectation_spec, invariant_check_result, materialize
+from assets.results import OWNERS, Step, expectation_spec, invariants_result, materialize
 from assets.steps import merge_validated
 from connectors import logs
 from lake import bronze, delta, silver, transforms
@@ -65,9 +65,9 @@ def log_assets(sources: list[LogSource]) -> list:
     @dg.asset_check(asset=MACHINE_EVENTS, name="invariants", blocking=True, description="One event per file line")
     def event_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
         """Unique (source, file, line) over the whole table."""
-        data = delta.dataset(plantlake.lake.table("silver", "machine_events"))
-        found = [invariants.unique_keys(data, transforms.EVENT_KEYS)]
-        return invariant_check_result(context, plantlake.lake, MACHINE_EVENTS, found, blocking=False)
+        path = plantlake.lake.table("silver", "machine_events")
+        return invariants_result(context, plantlake.lake, MACHINE_EVENTS, path,
+                                 lambda data: [invariants.unique_keys(data, transforms.EVENT_KEYS)], blocking=False)  # fmt: skip
 
     return [*definitions, machine_events, event_invariants]
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from assets.resources import PlantlakeResource
-from assets.results import OWNERS, Step, expectation_spec, invariant_check_result, materialize
+from assets.results import OWNERS, Step, expectation_spec, invariants_result, materialize
 from assets.steps import merge_validated
 from connectors import opcua
 from lake import bronze, delta, silver, transforms
@@ -58,9 +58,9 @@ def opcua_assets(sources: list[OpcuaSource]) -> list:
     @dg.asset_check(asset=SENSOR_READINGS, name="invariants", blocking=True, description="One reading per tag and timestamp")
     def sensor_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
         """Unique (source, node, timestamp) over the whole table."""
-        data = delta.dataset(plantlake.lake.table("silver", "sensor_readings"))
-        found = [invariants.unique_keys(data, transforms.SENSOR_KEYS), invariants.not_empty(data)]
-        return invariant_check_result(context, plantlake.lake, SENSOR_READINGS, found, blocking=False)
+        path = plantlake.lake.table("silver", "sensor_readings")
+        return invariants_result(context, plantlake.lake, SENSOR_READINGS, path, lambda data: [
+            invariants.unique_keys(data, transforms.SENSOR_KEYS), invariants.not_empty(data)], blocking=False)  # fmt: skip
 
     return [*definitions, sensor_readings, sensor_invariants]
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.resources import PlantlakeResource
-from assets.results import OWNERS, Step, expectation_spec, invariant_check_result, materialize
+from assets.results import OWNERS, Step, expectation_spec, invariants_result, materialize
 from assets.steps import merge_validated
 from connectors import files
 from lake import bronze, delta, quarantine, silver, transforms
@@ -118,8 +118,7 @@ def _silver_assets(target: str, sources: list[SupplierSource]) -> list:
     @dg.asset_check(asset=key, name="invariants", blocking=True, description="One row per key")
     def supplier_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
         """Unique key over the whole table."""
-        data = delta.dataset(plantlake.lake.table("silver", target))
-        found = [invariants.unique_keys(data, sources[0].key)]
-        return invariant_check_result(context, plantlake.lake, key, found, blocking=False)
+        return invariants_result(context, plantlake.lake, key, plantlake.lake.table("silver", target),
+                                 lambda data: [invariants.unique_keys(data, sources[0].key)], blocking=False)  # fmt: skip
 
     return [supplier_target, supplier_invariants]
