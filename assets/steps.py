@@ -23,6 +23,7 @@ def merge_validated(
     keys: list[str],
     run_id: str,
     rejected_before: list[Rejection] | None = None,
+    source: str | None = None,
 ) -> Step:
     """GX on `incoming`; failing rows and `rejected_before` to quarantine; the rest merged on `keys`.
 
@@ -32,7 +33,7 @@ def merge_validated(
     rejected_before = rejected_before or []
     if incoming is None or (incoming.num_rows == 0 and not rejected_before and work.empty):
         return Step(path, {"rows_new": 0}, expectations.Validation.nothing_new())
-    validation = expectations.validate(incoming, suite, f"silver.{path.name}")
+    validation = expectations.validate(incoming, suite, f"silver.{path.name}", source, keys)
     validation.rejections = rejected_before + validation.rejections
     quarantine.write(lake, validation.rejections, run_id)
     merged = silver.commit(path, validation.accepted, keys, work)

@@ -184,6 +184,7 @@ def read_history_blocking(
     """Discover the tags, then stream their history; `start_for` maps node id to its own start."""
     runner = asyncio.Runner()
     client = Client(endpoint, timeout=timeout_s)
+    client.session_timeout = 600_000  # what servers commonly grant; asking for more only draws a warning
     try:
         runner.run(client.connect())
     except (OSError, TimeoutError, asyncio.TimeoutError) as exc:

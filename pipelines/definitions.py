@@ -29,7 +29,7 @@ def build_definitions(config: PlantlakeConfig) -> dg.Definitions:
     descriptions = {".".join(key.path): definition.descriptions_by_key.get(key, "") for definition in tables for key in definition.keys}
     everything = [*source_assets, *publish_assets(config, keys, descriptions)]
 
-    refresh_all = dg.define_asset_job("refresh_all", selection=dg.AssetSelection.all(include_sources=False),
+    refresh_all = dg.define_asset_job("refresh_all", selection=dg.AssetSelection.all(),
                                       description="Ingest every source, rebuild silver and gold, publish catalog and Data Docs.")  # fmt: skip
     supplier_keys = [supplier_bronze_key(source) for source in config.sources.suppliers]
     supplier_job = dg.define_asset_job(

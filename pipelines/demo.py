@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def _instance(config: PlantlakeConfig) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+def _require_free_port(port: int) -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise SystemExit(
+                f"port {port} is already in use (a simulator from `make sim`?); stop that process "
+                "or set simulator.opcua_port and the OPC-UA endpoint in the config to a free port"
+            )
+
+
 def run_demo(config: PlantlakeConfig) -> bool:
     sim = config.simulator
     if sim is None:
@@ -44,6 +54,7 @@ def run_demo(config: PlantlakeConfig) -> bool:
     _say(f"generating the plant: {len(plant.machines)} machines, {sim.history_days} days up to {anchor:%Y-%m-%d %H:%M} UTC")
     erp_url = config.sources.erp[0].url if config.sources.erp else None
     generate_sources(plant, sim.output, erp_url)
+    _require_free_port(sim.opcua_port)
     _say(f"starting the OPC-UA simulator on port {sim.opcua_port}")
     with opcua_simulator(sim.opcua_port, anchor, sim.seed, sim.lines, sim.machines_per_line,
                          sim.history_days, sim.sample_seconds):  # fmt: skip

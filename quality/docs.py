@@ -24,6 +24,7 @@ def build_data_docs(project_dir: Path, tables: dict[str, tuple[ds.Dataset, list[
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="file", project_root_dir=str(project_dir))
+    context.enable_analytics(False)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_or_update_pandas("plantlake")
     for name, (data, suite) in sorted(tables.items()):

@@ -54,6 +54,7 @@ def _batch_definition() -> Any:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    context.enable_analytics(False)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("plantlake_batches")
     return source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole_batch")
@@ -83,7 +84,18 @@ def gx_suite(name: str, suite: list[Expect], schema: pa.Schema) -> Any:
     return result
 
 
-def validate(table: pa.Table, suite: list[Expect], table_name: str, source: str | None = None) -> Validation:
+def _row_key(record: dict[str, Any], key_columns: list[str], index: int) -> str:
+    """Where the row came from: its file line if it has one, else its key, else its position."""
+    line = record.get("_line") or record.get("line_number")
+    if line is not None:
+        return str(line)
+    if key_columns and all(column in record for column in key_columns):
+        return ", ".join(f"{column}={record[column]}" for column in key_columns)
+    return f"batch row {index}"
+
+
+def validate(table: pa.Table, suite: list[Expect], table_name: str, source: str | None = None,
+             key_columns: list[str] | None = None) -> Validation:  # fmt: skip
     """Run `suite` over `table`; failing rows become rejections naming the expectation."""
     if table.num_rows == 0:
         return Validation(accepted=table)
@@ -111,7 +123,7 @@ def validate(table: pa.Table, suite: list[Expect], table_name: str, source: str 
                     table_name=table_name, check=f"expectation: {name}", reason=f"expected {name}, got {record.get(column)!r}",
                     record=record, source=source or record.get("source") or record.get("_source"),
                     file=record.get("_file") or record.get("source_file"),
-                    row=str(record.get("_line") or record.get("line_number") or index), field=column,
+                    row=_row_key(record, key_columns or [], index), field=column,
                     value=None if record.get(column) is None else str(record.get(column)),
                 )  # fmt: skip
             )

@@ -55,3 +55,16 @@ def test_the_demo_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert {s.name for s in config.sources.suppliers} == {"acme", "stahlwerk"}
     assert config.sources.opcua[0].roots == ["2:Plant"]
     assert config.lake.root.name == "lake"
+
+
+def test_a_missing_service_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    import conftest
+    from simulator.process import free_port
+
+    monkeypatch.setitem(conftest.SERVICES, "Nothing", ("127.0.0.1", free_port(), "start it: nothing"))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="Nothing is not reachable .* start it: nothing"):
+        conftest.require_service("Nothing")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and Nothing is not reachable"):
+        conftest.require_service("Nothing")

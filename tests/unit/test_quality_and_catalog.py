@@ -31,15 +31,22 @@ def _readings() -> pa.Table:
     )
 
 
-def test_gx_keeps_good_rows_and_names_the_failed_expectation() -> None:
+def test_gx_keeps_good_rows_and_names_the_failed_expectation(tmp_path: Path) -> None:
     table = _readings()
-    result = validate(table, sensor_suite(table.schema), "silver.sensor_readings")
+    result = validate(table, sensor_suite(table.schema), "silver.sensor_readings", key_columns=["source", "node_id"])
     assert result.accepted["node_id"].to_pylist() == ["n1", "n3"]  # n3 is Bad quality: flagged, not range-checked
     reasons = {(r.row, r.check) for r in result.rejections}
-    assert ("1", 'expectation: value between -50 and 400 where tag=="Temperature" and status=="Good"') in reasons
-    assert any(r.row == "3" and "status in" in r.check for r in result.rejections)
-    assert any(r.row == "3" and r.field == "timestamp" for r in result.rejections)
+    assert ("source=plant, node_id=n2", 'expectation: value between -50 and 400 where tag=="Temperature" and status=="Good"') in reasons
+    assert ("source=plant, node_id=n4", "expectation: timestamp between 2000-01-01 and tomorrow") in reasons
+    assert any(r.row == "source=plant, node_id=n4" and "status in" in r.check for r in result.rejections)
+    assert {r.value for r in result.rejections if r.field == "value"} == {"950.0"}
     assert not result.success and result.rows_rejected == 2
+
+    # a rerun that rejects the same rows adds nothing to quarantine
+    lake = Lake(tmp_path / "lake")
+    assert quarantine.write(lake, result.rejections, "run-1") == len(result.rejections)
+    again = validate(table, sensor_suite(table.schema), "silver.sensor_readings", key_columns=["source", "node_id"])
+    assert quarantine.write(lake, again.rejections, "run-2") == 0
 
 
 def test_whole_table_invariants_in_duckdb(tmp_path: Path) -> None:
