@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 LAYERS = ("bronze", "silver", "gold")
 INGESTED_AT, RUN_ID, SOURCE = "_ingested_at", "_run_id", "_source"
@@ -53,6 +54,11 @@ class Lake:
                         yield layer, path.name, path
 
 
+def _constant(value: object, type_: pa.DataType, count: int) -> pa.Array:
+    """One value repeated, built in Arrow rather than through a Python list."""
+    return pc.fill_null(pa.nulls(count, type_), pa.scalar(value, type_))
+
+
 @dataclass(frozen=True)
 class Ingestion:
     """One run's stamp on the rows it lands."""
@@ -65,11 +71,10 @@ class Ingestion:
         return cls(run_id, datetime.now(UTC))
 
     def stamp(self, batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
-        count = batch.num_rows
         columns = [
-            pa.array([self.ingested_at] * count, INGESTION_FIELDS[0].type),
-            pa.array([self.run_id] * count, pa.string()),
-            pa.array([source] * count, pa.string()),
+            _constant(self.ingested_at, INGESTION_FIELDS[0].type, batch.num_rows),
+            _constant(self.run_id, pa.string(), batch.num_rows),
+            _constant(source, pa.string(), batch.num_rows),
         ]
         return pa.RecordBatch.from_arrays(
             [*batch.columns, *columns], schema=pa.schema([*batch.schema, *INGESTION_FIELDS])
