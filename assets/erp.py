@@ -42,7 +42,7 @@ def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) ->
     path = lake.table("silver", name)
     work = silver.pending(path, {name: lake.table("bronze", name)})
     incoming = transforms.erp_rows(work.rows[name], table.primary_key, table.cursor) if name in work.rows else None
-    suite = suites.erp_suite(table, incoming.schema) if incoming is not None else []
+    suite = suites.erp_suite(table.primary_key, table.expect, incoming.schema) if incoming is not None else []
     return merge_validated(lake, path, work, incoming, suite, table.primary_key, run_id, source=source.name)
 
 

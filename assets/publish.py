@@ -1,6 +1,7 @@
 """What analysts open: the DuckDB catalog, and the GX Data Docs."""
 
 import dagster as dg
+import pyarrow as pa
 
 from assets.resources import PlantlakeResource
 from assets.results import OWNERS
@@ -40,7 +41,7 @@ def table_infos(config: PlantlakeConfig, descriptions: dict[str, str]) -> dict[s
     return {name: TableInfo(sources.get(name, "plantlake"), descriptions.get(name, "")) for name in {*sources, *descriptions}}
 
 
-def suite_for(config: PlantlakeConfig, qualified: str, schema) -> list[suites.Expect]:  # noqa: ANN001
+def suite_for(config: PlantlakeConfig, qualified: str, schema: pa.Schema) -> list[suites.Expect]:
     """The row-level suite of a silver or gold table, as used at ingestion."""
     layer, name = qualified.split(".", 1)
     if qualified == "gold.machine_hour_features":
@@ -52,7 +53,7 @@ def suite_for(config: PlantlakeConfig, qualified: str, schema) -> list[suites.Ex
     for erp in config.sources.erp:
         for table in erp.tables:
             if name == f"{erp.name}_{table.name}":
-                return suites.erp_suite(table, schema)
+                return suites.erp_suite(table.primary_key, table.expect, schema)
     for source in config.sources.suppliers:
         if name == source.target:
             return suites.supplier_suite(source.columns, source.key, schema)

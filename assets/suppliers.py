@@ -76,7 +76,10 @@ def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id:
     for source in sources:
         landed = work.rows.get(f"{source.name}_rows")
         if landed is not None and landed.num_rows:
-            typed, bad = transforms.supplier_rows(landed, source, target)
+            typed, bad = transforms.supplier_rows(
+                landed, source.columns, source=source.name, table_name=f"silver.{target}",
+                decimal_mark=source.csv.decimal if source.format == "csv" else ".", date_format=source.csv.date_format,
+            )  # fmt: skip
             parts.append(typed)
             rejected += bad
     key = sources[0].key

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -19,6 +19,15 @@ from lake.quarantine import Rejection
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 ARROW_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32(),
                "timestamp": pa.timestamp("us", tz="UTC")}  # fmt: skip
+
+
+class ColumnSpec(Protocol):
+    """How one source column lands: the config's ColumnMapping has this shape."""
+
+    name: str
+    type: str
+    required: bool
+    scale: int
 
 
 def arrow_type(kind: str, scale: int) -> pa.DataType:
@@ -64,7 +73,7 @@ def parse_value(text: str, kind: str, scale: int, decimal_mark: str, date_format
 
 def apply_mapping(
     rows: list[dict[str, Any]],
-    columns: dict[str, Any],
+    columns: dict[str, ColumnSpec],
     *,
     table_name: str,
     source: str,

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from connectors.files import LINE
 from lake.layout import INGESTED_AT, RUN_ID, SOURCE
-from lake.mapping import apply_mapping, arrow_type
+from lake.mapping import ColumnSpec, apply_mapping, arrow_type
 from lake.quarantine import Rejection
 from lake.silver import latest_per_key
 
@@ -87,7 +87,7 @@ def event_rows(bronze: dict[str, pa.Table], machine_maps: dict[str, dict[str, st
     return latest_per_key(table, EVENT_KEYS, [INGESTED_AT]), rejections
 
 
-def supplier_schema(columns: dict) -> pa.Schema:
+def supplier_schema(columns: dict[str, ColumnSpec]) -> pa.Schema:
     fields = [pa.field(spec.name, arrow_type(spec.type, spec.scale)) for spec in columns.values()]
     return pa.schema(
         [*fields, pa.field("source", pa.string()), pa.field(FILE, pa.string()), pa.field(LINE, pa.int64()),
@@ -95,16 +95,14 @@ def supplier_schema(columns: dict) -> pa.Schema:
     )
 
 
-def supplier_rows(bronze: pa.Table, source, target: str) -> tuple[pa.Table, list[Rejection]]:  # noqa: ANN001
+def supplier_rows(bronze: pa.Table, columns: dict[str, ColumnSpec], *, source: str, table_name: str,
+                  decimal_mark: str, date_format: str) -> tuple[pa.Table, list[Rejection]]:  # fmt: skip
     """Rows of one supplier's files typed by its mapping; bad values rejected with their place."""
-    decimal_mark = source.csv.decimal if source.format == "csv" else "."
-    good, rejected = apply_mapping(
-        bronze.to_pylist(), source.columns, table_name=f"silver.{target}", source=source.name,
-        decimal_mark=decimal_mark, date_format=source.csv.date_format, file_column=FILE,
-    )  # fmt: skip
+    good, rejected = apply_mapping(bronze.to_pylist(), columns, table_name=table_name, source=source,
+                                   decimal_mark=decimal_mark, date_format=date_format, file_column=FILE)  # fmt: skip
     for row in good:
-        row["source"] = source.name
-    schema = supplier_schema(source.columns)
+        row["source"] = source
+    schema = supplier_schema(columns)
     table = pa.Table.from_pylist(good, schema=schema) if good else schema.empty_table()
     return table, rejected
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
@@ -52,10 +52,23 @@ def timestamps_sane(schema: pa.Schema, now: datetime | None = None) -> list[Expe
     ]
 
 
-def erp_suite(table, schema: pa.Schema) -> list[Expect]:  # noqa: ANN001
+class DeclaredExpectations(Protocol):
+    """What the YAML declares for a table (pipelines.config.TableExpectations has this shape)."""
+
+    not_null: list[str]
+    ranges: dict[str, tuple[float | None, float | None]]
+    allowed: dict[str, list[str]]
+
+
+class RequiredColumn(Protocol):
+    name: str
+    type: str
+    required: bool
+
+
+def erp_suite(primary_key: list[str], expect: DeclaredExpectations, schema: pa.Schema) -> list[Expect]:
     """Keys and declared columns not null, declared ranges and allowed values, sane timestamps."""
-    expect = table.expect
-    suite = not_null(*dict.fromkeys([*table.primary_key, *expect.not_null]))
+    suite = not_null(*dict.fromkeys([*primary_key, *expect.not_null]))
     suite += [Expect("between", column, low, high) for column, (low, high) in expect.ranges.items()]
     suite += [Expect("in_set", column, values=tuple(values)) for column, values in expect.allowed.items()]
     return suite + timestamps_sane(schema)
@@ -82,7 +95,7 @@ def event_suite(schema: pa.Schema) -> list[Expect]:
     return suite + timestamps_sane(schema)
 
 
-def supplier_suite(columns: dict, key: list[str], schema: pa.Schema) -> list[Expect]:  # noqa: ANN001
+def supplier_suite(columns: dict[str, RequiredColumn], key: list[str], schema: pa.Schema) -> list[Expect]:
     required = [spec.name for spec in columns.values() if spec.required]
     suite = not_null(*dict.fromkeys([*key, *required]))
     suite += [
