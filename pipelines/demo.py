@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 
 from pipelines.config import PlantlakeConfig, load_config
-from pipelines.definitions import build_definitions
+from pipelines.factory import build_definitions
 from simulator.__main__ import generate_sources
 from simulator.plant import build_plant, default_anchor
 from simulator.process import opcua_simulator

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from pipelines.config import load_config
-from pipelines.definitions import build_definitions
+from pipelines.factory import build_definitions
 from simulator.__main__ import generate_sources
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ import dagster as dg
 import pytest
 
 from pipelines.config import parse_config
-from pipelines.definitions import build_definitions
+from pipelines.factory import build_definitions
 
 pytestmark = pytest.mark.unit
 
