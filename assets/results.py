@@ -54,6 +54,8 @@ def materialize(context: dg.AssetExecutionContext, lake: Lake, step: Step, block
     checks = []
     if step.validation is not None:
         checks.append(expectation_check(context, lake, step.validation, blocking))
+    summary = ", ".join(f"{key} {value}" for key, value in step.metadata.items())
+    context.log.info(f"{table_name(context.asset_key)}: {metadata['dagster/row_count']} rows; {summary}")
     return dg.MaterializeResult(metadata=metadata, check_results=checks or None)
 
 

@@ -60,7 +60,8 @@ def run_demo(config: PlantlakeConfig) -> bool:
                          sim.history_days, sim.sample_seconds):  # fmt: skip
         _say("running job refresh_all (progress below)")
         job = build_definitions(config).resolve_job_def("refresh_all")
-        result = job.execute_in_process(instance=_instance(config), raise_on_error=False)
+        quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        result = job.execute_in_process(run_config=quiet, instance=_instance(config), raise_on_error=False)
     _say("OPC-UA simulator stopped")
     _summary(config, result.success, time.monotonic() - started)
     return result.success
@@ -79,7 +80,7 @@ def _summary(config: PlantlakeConfig, success: bool, seconds: float) -> None:
             print(f"    {name:<38} {count:>9} rows   quality: {status}")
     print(f"lake:      {root}")
     print(f"catalog:   {catalog}   (duckdb {catalog} -c 'select * from gold.machine_hour_features limit 5')")
-    print(f"data docs: {root / 'quality_docs' / 'gx' / 'uncommitted' / 'data_docs' / 'local_site' / 'index.html'}")
+    print(f"data docs: {root / 'quality_docs' / 'index.html'}")
 
 
 def main() -> None:

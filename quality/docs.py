@@ -1,13 +1,23 @@
-"""GX Data Docs for the lake's silver and gold tables, built under the lake root.
+"""GX Data Docs for the lake's silver and gold tables, built under the lake root, kept offline.
 
 Building docs validates each table once more in a file-backed GX project, so it runs
 nightly or on demand, not on every small ingestion.
+
+GX's pages load scripts and styles from public CDNs and a logo from a public bucket with
+the project's id in its address. An on-prem lake must not call out when someone opens a
+report, so every page is rewritten to reference nothing outside the site, and plantlake
+writes its own self-contained `index.html` beside the GX site as the entry point.
 """
 
 from __future__ import annotations
 
+import html
 import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.dataset as ds
 
@@ -16,10 +26,21 @@ from quality.suites import Expect
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 SAMPLE_ROWS = 200_000
+_EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', re.IGNORECASE)
+_EXTERNAL_LINK = re.compile(r'<link[^>]*\shref="https?://[^"]*"[^>]*/?>', re.IGNORECASE)
+_EXTERNAL_IMAGE = re.compile(r'src="https?://[^"]*logo-long\.png[^"]*"', re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TableReport:
+    table: str
+    success: bool
+    rows: int
+    expectations: list[dict[str, Any]]
 
 
 def build_data_docs(project_dir: Path, tables: dict[str, tuple[ds.Dataset, list[Expect]]]) -> Path:
-    """Validate each table (up to SAMPLE_ROWS rows) and write Data Docs; returns index.html."""
+    """Validate each table (up to SAMPLE_ROWS rows), write GX Data Docs and plantlake's index."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -27,6 +48,7 @@ def build_data_docs(project_dir: Path, tables: dict[str, tuple[ds.Dataset, list[
     context.enable_analytics(False)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_or_update_pandas("plantlake")
+    reports = []
     for name, (data, suite) in sorted(tables.items()):
         frame = data.head(SAMPLE_ROWS).to_pandas()
         asset = source.add_dataframe_asset(name) if name not in source.get_asset_names() else source.get_asset(name)
@@ -40,7 +62,66 @@ def build_data_docs(project_dir: Path, tables: dict[str, tuple[ds.Dataset, list[
             gx.Checkpoint(name=name, validation_definitions=[definition],
                           actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")])  # fmt: skip
         )
-        checkpoint.run(batch_parameters={"dataframe": frame})
+        result = checkpoint.run(batch_parameters={"dataframe": frame})
+        reports += [_report(name, len(frame), validation) for validation in result.run_results.values()]
     context.build_data_docs()
-    return project_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    site = project_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
+    keep_offline(site)
+    index = project_dir / "index.html"
+    index.write_text(render_index(reports, site), encoding="utf-8")
+    return index
 
+
+def _report(name: str, rows: int, validation: Any) -> TableReport:
+    expectations = []
+    for item in validation.results:
+        config = item.expectation_config
+        outcome = item.result or {}
+        expectations.append(
+            {
+                "expectation": config.meta.get("plantlake", config.type),
+                "success": bool(item.success),
+                "unexpected": outcome.get("unexpected_count", 0) or 0,
+                "unexpected_percent": outcome.get("unexpected_percent") or 0.0,
+                "examples": [str(value) for value in (outcome.get("partial_unexpected_list") or [])[:5]],
+            }
+        )
+    return TableReport(name, bool(validation.success), rows, expectations)
+
+
+def keep_offline(site: Path) -> None:
+    """Drop every reference to a public host from the GX pages; point the logo at the site's copy."""
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        logo = os.path.relpath(site / "static" / "images" / "logo-long.png", page.parent)
+        cleaned = _EXTERNAL_IMAGE.sub(f'src="{logo}"', _EXTERNAL_LINK.sub("", _EXTERNAL_SCRIPT.sub("", text)))
+        if cleaned != text:
+            page.write_text(cleaned, encoding="utf-8")
+
+
+def render_index(reports: list[TableReport], site: Path) -> str:
+    """One self-contained page: each table, each expectation, how many rows failed, examples."""
+    sections = []
+    for report in reports:
+        rows = "".join(
+            f"<tr class={'ok' if e['success'] else 'bad'}><td>{html.escape(e['expectation'])}</td>"
+            f"<td>{'passed' if e['success'] else 'failed'}</td><td>{e['unexpected']}</td>"
+            f"<td>{e['unexpected_percent']:.2f}%</td><td>{html.escape(', '.join(e['examples']))}</td></tr>"
+            for e in report.expectations
+        )
+        status = "passed" if report.success else "failed"
+        sections.append(
+            f"<h2>{html.escape(report.table)} <span class={'ok' if report.success else 'bad'}>{status}</span></h2>"
+            f"<p>{report.rows} rows validated</p><table><tr><th>expectation</th><th>result</th>"
+            f"<th>unexpected rows</th><th>share</th><th>examples</th></tr>{rows}</table>"
+        )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    gx_index = os.path.relpath(site / "index.html", site.parents[3])
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>plantlake data quality</title><style>"
+        "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:2em}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.ok{color:#17702b}.bad{color:#b3261e}"
+        f"</style></head><body><h1>plantlake data quality</h1><p>Built {stamp}. Full Great Expectations "
+        f"reports: <a href='{gx_index}'>Data Docs</a>. Rows kept out of the lake are in "
+        "<code>quarantine.rows</code> of catalog.duckdb.</p>" + "".join(sections) + "</body></html>"
+    )
