@@ -36,7 +36,8 @@ def table_infos(config: PlantlakeConfig, descriptions: dict[str, str]) -> dict[s
     descriptions = {
         **descriptions,
         "quarantine.rows": "Rows kept out of the lake, with table, file, row, field, value, check and reason.",
-        "meta.quality_results": "Result of every quality check run: table, check, success, details.",
+        "meta.quality_results": "Newest result of every quality check: table, check, success, details.",
+        "meta.run_failures": "Every failed run: job, failed steps and their errors.",
     }
     return {name: TableInfo(sources.get(name, "plantlake"), descriptions.get(name, "")) for name in {*sources, *descriptions}}
 

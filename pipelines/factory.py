@@ -8,12 +8,12 @@ from assets.erp import erp_assets
 from assets.gold import gold_assets
 from assets.logs import log_assets
 from assets.opcua import opcua_assets
-from assets.publish import DATA_DOCS, publish_assets
+from assets.publish import DATA_DOCS, publish_assets, table_infos
 from assets.resources import PlantlakeResource
 from assets.suppliers import bronze_key as supplier_bronze_key
 from assets.suppliers import supplier_assets
 from pipelines.config import PlantlakeConfig
-from pipelines.sensors import supplier_files_sensor
+from pipelines.sensors import failed_runs_sensor, supplier_files_sensor
 
 
 def build_definitions(config: PlantlakeConfig) -> dg.Definitions:
@@ -40,7 +40,9 @@ def build_definitions(config: PlantlakeConfig) -> dg.Definitions:
     nightly = dg.ScheduleDefinition(name="nightly_refresh", job=refresh_all, cron_schedule=config.schedule.cron,
                                     execution_timezone=config.schedule.timezone,
                                     default_status=dg.DefaultScheduleStatus.RUNNING)  # fmt: skip
-    sensors = [supplier_files_sensor(config, supplier_job)] if config.sources.suppliers else []
+    sensors = [failed_runs_sensor(config, table_infos(config, descriptions))]
+    if config.sources.suppliers:
+        sensors.append(supplier_files_sensor(config, supplier_job))
     return dg.Definitions(
         assets=[d for d in everything if not isinstance(d, dg.AssetChecksDefinition)],
         asset_checks=[d for d in everything if isinstance(d, dg.AssetChecksDefinition)],

@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pipelines.config import parse_config
+from pipelines.factory import build_definitions
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_failed_run_is_recorded_in_the_lake_and_the_catalog(tmp_path: Path) -> None:
+    config = parse_config("lake: {root: lake}\nsources: {logs: [{name: plc, path: missing, format: syslog}]}\n", tmp_path)
+    sensor = build_definitions(config).resolve_sensor_def("record_failed_runs")
+
+    @dg.asset
+    def broken() -> None:
+        raise ConnectionError("ERP database at erp-db:5432 refused the connection")
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([broken], instance=instance, raise_on_error=False)
+        assert not result.success
+        failure = next(event for event in result.all_events if event.event_type == dg.DagsterEventType.RUN_FAILURE)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="record_failed_runs", dagster_event=failure, dagster_instance=instance,
+            dagster_run=result.dagster_run,
+        ).for_run_failure()  # fmt: skip
+        sensor(context)
+        sensor(context)  # reported twice, recorded once
+
+    with duckdb.connect(str(tmp_path / "lake" / "catalog.duckdb"), read_only=True) as connection:
+        rows = connection.execute("select run_id, failed_steps, errors from meta.run_failures").fetchall()
+        described = connection.execute("select description from catalog where qualified_name = 'meta.run_failures'").fetchone()
+    assert len(rows) == 1 and rows[0][0] == result.run_id and rows[0][1] == "broken"
+    assert "refused the connection" in rows[0][2]
+    assert described == ("Every failed run: job, failed steps and their errors.",)
