@@ -4,10 +4,10 @@ import dagster as dg
 import pyarrow.dataset as ds
 import sqlalchemy as sa
 
-from assets.resources import PlantlakeResource
-from assets.results import OWNERS, Step, expectation_spec, invariants_result, materialize
-from connectors import sql
+from assets.factory import bronze_asset, silver_assets
+from assets.results import Step
 from assets.steps import merge_validated
+from connectors import sql
 from lake import bronze, delta, silver, transforms
 from lake.layout import Ingestion, Lake
 from pipelines.config import ErpSource, ErpTable
@@ -63,32 +63,20 @@ def silver_invariants(data: ds.Dataset, lake: Lake, source: ErpSource, table: Er
     return found
 
 
-def erp_assets(source: ErpSource) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
+def erp_assets(source: ErpSource) -> list:
     return [definition for table in source.tables for definition in _table_assets(source, table)]
 
 
-def _table_assets(source: ErpSource, table: ErpTable) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
+def _table_assets(source: ErpSource, table: ErpTable) -> list:
     name = table_name(source, table)
     bronze_key, silver_key = dg.AssetKey(["bronze", name]), dg.AssetKey(["silver", name])
-
-    @dg.asset(key=bronze_key, group_name="erp", owners=OWNERS, kinds={"sql", "delta"},
-              description=f"Rows of ERP table {table.name} as landed from {source.name}. {table.description}")  # fmt: skip
-    def bronze_asset(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
-        """Land new and changed rows of one ERP table."""
-        return materialize(context, plantlake.lake, load_bronze(plantlake.lake, source, table, context.run.run_id))
-
-    @dg.asset(key=silver_key, deps=[bronze_key], group_name="erp", owners=OWNERS, kinds={"delta"},
-              check_specs=[expectation_spec(silver_key)],
-              description=f"ERP table {table.name}, newest version per key. {table.description}")  # fmt: skip
-    def silver_asset(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
-        """Merge new bronze rows into silver on the primary key."""
-        return materialize(context, plantlake.lake, build_silver(plantlake.lake, source, table, context.run.run_id))
-
-    @dg.asset_check(asset=silver_key, name="invariants", blocking=True, description="Unique keys, references, source row count")
-    def silver_check(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
-        """DuckDB invariants over the whole silver table."""
-        lake = plantlake.lake
-        return invariants_result(context, lake, silver_key, lake.table("silver", name),
-                                 lambda data: silver_invariants(data, lake, source, table), blocking=False)  # fmt: skip
-
-    return [bronze_asset, silver_asset, silver_check]
+    return [
+        bronze_asset(bronze_key, "erp", {"sql"},
+                     f"Rows of ERP table {table.name} as landed from {source.name}. {table.description}",
+                     lambda lake, run_id: load_bronze(lake, source, table, run_id)),
+        *silver_assets(silver_key, [bronze_key], "erp",
+                       f"ERP table {table.name}, newest version per key. {table.description}",
+                       lambda lake, run_id: build_silver(lake, source, table, run_id),
+                       lambda data, lake: silver_invariants(data, lake, source, table),
+                       "Unique keys, references, source row count"),
+    ]  # fmt: skip

@@ -3,7 +3,13 @@
 import dagster as dg
 
 from assets.resources import PlantlakeResource
-from assets.results import OWNERS, Step, expectation_spec, invariants_result, materialize
+from assets.results import (
+    OWNERS,
+    Step,
+    expectation_spec,
+    invariants_result,
+    materialize,
+)
 from lake import delta, gold
 from lake.layout import Lake
 from pipelines.config import PlantlakeConfig

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.resources import PlantlakeResource
-from assets.results import OWNERS, Step, expectation_spec, invariants_result, materialize
+from assets.factory import bronze_asset, silver_assets
+from assets.results import Step
 from assets.steps import merge_validated
 from connectors import logs
 from lake import bronze, delta, silver, transforms
@@ -53,30 +53,16 @@ def build_silver(lake: Lake, sources: list[LogSource], run_id: str) -> Step:
 def log_assets(sources: list[LogSource]) -> list:
     if not sources:
         return []
-    definitions: list = [_bronze_asset(source) for source in sources]
-
-    @dg.asset(key=MACHINE_EVENTS, deps=[bronze_key(s) for s in sources], group_name="logs", owners=OWNERS,
-              kinds={"delta"}, check_specs=[expectation_spec(MACHINE_EVENTS)],
-              description="Machine and controller log events: UTC time, machine, severity, code, message.")  # fmt: skip
-    def machine_events(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
-        """Merge newly parsed events into silver."""
-        return materialize(context, plantlake.lake, build_silver(plantlake.lake, sources, context.run.run_id))
-
-    @dg.asset_check(asset=MACHINE_EVENTS, name="invariants", blocking=True, description="One event per file line")
-    def event_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
-        """Unique (source, file, line) over the whole table."""
-        path = plantlake.lake.table("silver", "machine_events")
-        return invariants_result(context, plantlake.lake, MACHINE_EVENTS, path,
-                                 lambda data: [invariants.unique_keys(data, transforms.EVENT_KEYS)], blocking=False)  # fmt: skip
-
-    return [*definitions, machine_events, event_invariants]
-
-
-def _bronze_asset(source: LogSource) -> dg.AssetsDefinition:
-    @dg.asset(key=bronze_key(source), group_name="logs", owners=OWNERS, kinds={"delta"},
-              description=f"Parsed lines of {source.format} logs {source.glob} in {source.path.name}/, raw text kept.")  # fmt: skip
-    def events(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
-        """Land new log lines of one folder."""
-        return materialize(context, plantlake.lake, load_bronze(plantlake.lake, source, context.run.run_id))
-
-    return events
+    bronze = [
+        bronze_asset(bronze_key(source), "logs", set(),
+                     f"Parsed lines of {source.format} logs {source.glob} in {source.path.name}/, raw text kept.",
+                     lambda lake, run_id, source=source: load_bronze(lake, source, run_id))  # fmt: skip
+        for source in sources
+    ]
+    return bronze + silver_assets(
+        MACHINE_EVENTS, [bronze_key(s) for s in sources], "logs",
+        "Machine and controller log events: UTC time, machine, severity, code, message.",
+        lambda lake, run_id: build_silver(lake, sources, run_id),
+        lambda data, lake: [invariants.unique_keys(data, transforms.EVENT_KEYS)],
+        "One event per file line",
+    )  # fmt: skip

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from assets.resources import PlantlakeResource
-from assets.results import OWNERS, Step, expectation_spec, invariants_result, materialize
+from assets.factory import bronze_asset, silver_assets
+from assets.results import Step
 from assets.steps import merge_validated
 from connectors import opcua
 from lake import bronze, delta, silver, transforms
@@ -46,30 +46,16 @@ def build_silver(lake: Lake, sources: list[OpcuaSource], run_id: str) -> Step:
 def opcua_assets(sources: list[OpcuaSource]) -> list:
     if not sources:
         return []
-    definitions: list = [_bronze_asset(source) for source in sources]
-
-    @dg.asset(key=SENSOR_READINGS, deps=[bronze_key(s) for s in sources], group_name="sensors", owners=OWNERS,
-              kinds={"delta"}, check_specs=[expectation_spec(SENSOR_READINGS)],
-              description="Sensor history of all OPC-UA servers in long form (timestamp, machine, tag, value, status).")  # fmt: skip
-    def sensor_readings(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
-        """Merge new readings into the long silver table."""
-        return materialize(context, plantlake.lake, build_silver(plantlake.lake, sources, context.run.run_id))
-
-    @dg.asset_check(asset=SENSOR_READINGS, name="invariants", blocking=True, description="One reading per tag and timestamp")
-    def sensor_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
-        """Unique (source, node, timestamp) over the whole table."""
-        path = plantlake.lake.table("silver", "sensor_readings")
-        return invariants_result(context, plantlake.lake, SENSOR_READINGS, path, lambda data: [
-            invariants.unique_keys(data, transforms.SENSOR_KEYS), invariants.not_empty(data)], blocking=False)  # fmt: skip
-
-    return [*definitions, sensor_readings, sensor_invariants]
-
-
-def _bronze_asset(source: OpcuaSource) -> dg.AssetsDefinition:
-    @dg.asset(key=bronze_key(source), group_name="sensors", owners=OWNERS, kinds={"opcua", "delta"},
-              description=f"Raw history of every historized variable below {source.roots} on {source.endpoint}.")  # fmt: skip
-    def readings(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
-        """Land new history values of one OPC-UA server."""
-        return materialize(context, plantlake.lake, load_bronze(plantlake.lake, source, context.run.run_id))
-
-    return readings
+    bronze = [
+        bronze_asset(bronze_key(source), "sensors", {"opcua"},
+                     f"Raw history of every historized variable below {source.roots} on {source.endpoint}.",
+                     lambda lake, run_id, source=source: load_bronze(lake, source, run_id))  # fmt: skip
+        for source in sources
+    ]
+    return bronze + silver_assets(
+        SENSOR_READINGS, [bronze_key(s) for s in sources], "sensors",
+        "Sensor history of all OPC-UA servers in long form (timestamp, machine, tag, value, status).",
+        lambda lake, run_id: build_silver(lake, sources, run_id),
+        lambda data, lake: [invariants.unique_keys(data, transforms.SENSOR_KEYS), invariants.not_empty(data)],
+        "One reading per tag and timestamp, and not empty",
+    )  # fmt: skip

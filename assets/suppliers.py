@@ -7,8 +7,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.resources import PlantlakeResource
-from assets.results import OWNERS, Step, expectation_spec, invariants_result, materialize
+from assets.factory import bronze_asset, silver_assets
+from assets.results import Step
 from assets.steps import merge_validated
 from connectors import files
 from lake import bronze, delta, quarantine, silver, transforms
@@ -92,36 +92,18 @@ def supplier_assets(sources: list[SupplierSource]) -> list:
     by_target: dict[str, list[SupplierSource]] = defaultdict(list)
     for source in sources:
         by_target[source.target].append(source)
-    definitions: list = [_bronze_asset(source) for source in sources]
+    definitions: list = [
+        bronze_asset(bronze_key(source), "suppliers", {source.format},
+                     f"Rows of {source.format} files {source.glob} dropped by supplier {source.name}, as text.",
+                     lambda lake, run_id, source=source: load_bronze(lake, source, run_id))  # fmt: skip
+        for source in sources
+    ]
     for target, members in by_target.items():
-        definitions += _silver_assets(target, members)
+        definitions += silver_assets(
+            silver_key(target), [bronze_key(s) for s in members], "suppliers",
+            f"{target} from suppliers {', '.join(s.name for s in members)}, typed and merged on {members[0].key}.",
+            lambda lake, run_id, target=target, members=members: build_silver(lake, target, members, run_id),
+            lambda data, lake, members=members: [invariants.unique_keys(data, members[0].key)],
+            "One row per key",
+        )  # fmt: skip
     return definitions
-
-
-def _bronze_asset(source: SupplierSource) -> dg.AssetsDefinition:
-    @dg.asset(key=bronze_key(source), group_name="suppliers", owners=OWNERS, kinds={source.format, "delta"},
-              description=f"Rows of {source.format} files {source.glob} dropped by supplier {source.name}, as text.")  # fmt: skip
-    def supplier_rows(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
-        """Land supplier files not landed before."""
-        return materialize(context, plantlake.lake, load_bronze(plantlake.lake, source, context.run.run_id))
-
-    return supplier_rows
-
-
-def _silver_assets(target: str, sources: list[SupplierSource]) -> list:
-    key = silver_key(target)
-    names = ", ".join(source.name for source in sources)
-
-    @dg.asset(key=key, deps=[bronze_key(s) for s in sources], group_name="suppliers", owners=OWNERS, kinds={"delta"},
-              check_specs=[expectation_spec(key)], description=f"{target} from suppliers {names}, typed and merged on {sources[0].key}.")  # fmt: skip
-    def supplier_target(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
-        """Type and merge new supplier rows into silver."""
-        return materialize(context, plantlake.lake, build_silver(plantlake.lake, target, sources, context.run.run_id))
-
-    @dg.asset_check(asset=key, name="invariants", blocking=True, description="One row per key")
-    def supplier_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
-        """Unique key over the whole table."""
-        return invariants_result(context, plantlake.lake, key, plantlake.lake.table("silver", target),
-                                 lambda data: [invariants.unique_keys(data, sources[0].key)], blocking=False)  # fmt: skip
-
-    return [supplier_target, supplier_invariants]

@@ -7,7 +7,7 @@ quarantine with the file, the line, the column, the value and the reason.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 

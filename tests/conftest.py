@@ -10,7 +10,6 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-
 from pathlib import Path
 
 import pytest

@@ -59,6 +59,7 @@ def test_the_demo_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_missing_service_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     import conftest
+
     from simulator.process import free_port
 
     monkeypatch.setitem(conftest.SERVICES, "Nothing", ("127.0.0.1", free_port(), "start it: nothing"))

@@ -1,0 +1,48 @@
+"""The two asset shapes every source kind uses: a bronze landing, and a silver table with its checks."""
+
+from collections.abc import Callable
+
+import dagster as dg
+import pyarrow.dataset as ds
+
+from assets.resources import PlantlakeResource
+from assets.results import (
+    OWNERS,
+    Step,
+    expectation_spec,
+    invariants_result,
+    materialize,
+)
+from lake.layout import Lake
+from quality.invariants import InvariantResult
+
+Build = Callable[[Lake, str], Step]
+Invariants = Callable[[ds.Dataset, Lake], list[InvariantResult]]
+
+
+def bronze_asset(key: dg.AssetKey, group: str, kinds: set[str], description: str, build: Build) -> dg.AssetsDefinition:
+    @dg.asset(key=key, group_name=group, owners=OWNERS, kinds=kinds | {"delta"}, description=description)
+    def land(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
+        """Land what is new in the source."""
+        return materialize(context, plantlake.lake, build(plantlake.lake, context.run.run_id))
+
+    return land
+
+
+def silver_assets(key: dg.AssetKey, deps: list[dg.AssetKey], group: str, description: str, build: Build,
+                  invariants: Invariants, invariants_description: str) -> list:  # fmt: skip
+    """The silver asset (GX on each new batch as its own check) and its blocking DuckDB invariants check."""
+
+    @dg.asset(key=key, deps=deps, group_name=group, owners=OWNERS, kinds={"delta"},
+              check_specs=[expectation_spec(key)], description=description)  # fmt: skip
+    def merge(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
+        """Validate new bronze rows and merge them into silver."""
+        return materialize(context, plantlake.lake, build(plantlake.lake, context.run.run_id))
+
+    @dg.asset_check(asset=key, name="invariants", blocking=True, description=invariants_description)
+    def check(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
+        """DuckDB invariants over the whole silver table."""
+        lake = plantlake.lake
+        return invariants_result(context, lake, key, lake.table(*key.path), lambda data: invariants(data, lake), False)
+
+    return [merge, check]
