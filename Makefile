@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: demo test test-unit test-integration ui validate sim clean
+.PHONY: demo test test-unit test-integration ui validate sim query clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ validate: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
 sim: $(VENV)/.installed
 	$(BIN)/python -m simulator serve --port 48400
+
+# make query SQL="select * from gold.machine_hour_features limit 5"
+query: $(VENV)/.installed
+	$(BIN)/python -c 'import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True).sql(sys.argv[2]).show(max_width=200)' \
+		"$${PLANTLAKE_LAKE_ROOT:-data/lake}/catalog.duckdb" "$(SQL)"
 
 clean:
 	rm -rf data .pytest_cache

@@ -74,13 +74,16 @@ def _summary(config: PlantlakeConfig, success: bool, seconds: float) -> None:
     if catalog.exists():
         with duckdb.connect(str(catalog), read_only=True) as connection:
             rows = connection.execute(
-                "SELECT qualified_name, row_count, quality_status FROM catalog ORDER BY layer, table_name"
+                "SELECT qualified_name, row_count, quality_status, quarantined_rows FROM catalog ORDER BY layer, table_name"
             ).fetchall()
-        for name, count, status in rows:
-            print(f"    {name:<38} {count:>9} rows   quality: {status}")
+        for name, count, status, quarantined in rows:
+            held = f", {quarantined} in quarantine" if quarantined else ""
+            print(f"    {name:<38} {count:>9} rows   quality: {status}{held}")
     print(f"lake:      {root}")
-    print(f"catalog:   {catalog}   (duckdb {catalog} -c 'select * from gold.machine_hour_features limit 5')")
+    print(f"catalog:   {catalog}")
     print(f"data docs: {root / 'quality_docs' / 'index.html'}")
+    print('query it:  make query SQL="select * from gold.machine_hour_features limit 5"')
+    print('           make query SQL="select table_name, file, row_key, field, value, reason from quarantine.rows"')
 
 
 def main() -> None:
