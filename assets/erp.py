@@ -38,12 +38,11 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
 
 def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> Step:
     """Newest version per primary key, validated; failing rows go to quarantine."""
-    name = table_name(source, table)
+    name, keys = table_name(source, table), table.primary_key
     path = lake.table("silver", name)
-    work = silver.pending(path, {name: lake.table("bronze", name)})
-    incoming = transforms.erp_rows(work.rows[name], table.primary_key, table.cursor) if name in work.rows else None
-    suite = suites.erp_suite(table.primary_key, table.expect, incoming.schema) if incoming is not None else []
-    return merge_validated(lake, path, work, incoming, suite, table.primary_key, run_id, source=source.name)
+    chunks = silver.pending_chunks(path, {name: silver.BronzeInput(lake.table("bronze", name), keys)})
+    return merge_validated(lake, path, chunks, lambda work: (transforms.erp_rows(work.rows[name], keys, table.cursor), []),
+                           lambda schema: suites.erp_suite(keys, table.expect, schema), keys, run_id, source.name)  # fmt: skip
 
 
 def silver_invariants(data: ds.Dataset, lake: Lake, source: ErpSource, table: ErpTable) -> list[invariants.InvariantResult]:

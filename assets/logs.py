@@ -43,11 +43,12 @@ def load_bronze(lake: Lake, source: LogSource, run_id: str) -> Step:
 def build_silver(lake: Lake, sources: list[LogSource], run_id: str) -> Step:
     """Events with UTC time, machine id, severity and code; unparseable lines to quarantine."""
     path = lake.table("silver", "machine_events")
-    work = silver.pending(path, {f"{s.name}_events": lake.table("bronze", f"{s.name}_events") for s in sources})
+    bronze_tables = {f"{s.name}_events": silver.BronzeInput(lake.table("bronze", f"{s.name}_events"),
+                                                           ["source_file", "line_number"]) for s in sources}  # fmt: skip
     maps = {f"{s.name}_events": s.machine_map for s in sources}
-    incoming, rejected = transforms.event_rows(work.rows, maps)
-    return merge_validated(lake, path, work, incoming, suites.event_suite(incoming.schema),
-                           transforms.EVENT_KEYS, run_id, rejected)  # fmt: skip
+    return merge_validated(lake, path, silver.pending_chunks(path, bronze_tables),
+                           lambda work: transforms.event_rows(work.rows, maps), suites.event_suite,
+                           transforms.EVENT_KEYS, run_id)  # fmt: skip
 
 
 def log_assets(sources: list[LogSource]) -> list:

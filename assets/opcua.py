@@ -38,9 +38,11 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
 def build_silver(lake: Lake, sources: list[OpcuaSource], run_id: str) -> Step:
     """Readings of every server in long form: timestamp, machine, tag, value, status."""
     path = lake.table("silver", "sensor_readings")
-    work = silver.pending(path, {f"{s.name}_readings": lake.table("bronze", f"{s.name}_readings") for s in sources})
-    incoming = transforms.sensor_rows(work.rows)
-    return merge_validated(lake, path, work, incoming, suites.sensor_suite(incoming.schema), transforms.SENSOR_KEYS, run_id)
+    bronze_tables = {f"{s.name}_readings": silver.BronzeInput(lake.table("bronze", f"{s.name}_readings"),
+                                                             ["node_id", "source_timestamp"]) for s in sources}  # fmt: skip
+    return merge_validated(lake, path, silver.pending_chunks(path, bronze_tables),
+                           lambda work: (transforms.sensor_rows(work.rows), []), suites.sensor_suite,
+                           transforms.SENSOR_KEYS, run_id)  # fmt: skip
 
 
 def opcua_assets(sources: list[OpcuaSource]) -> list:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,30 +14,40 @@ from lake.quarantine import Rejection
 from quality import expectations
 from quality.suites import Expect
 
+Prepare = Callable[[silver.Pending], tuple[pa.Table, list[Rejection]]]
+
 
 def merge_validated(
     lake: Lake,
     path: Path,
-    work: silver.Pending,
-    incoming: pa.Table | None,
-    suite: list[Expect],
+    chunks: Iterable[silver.Pending],
+    prepare: Prepare,
+    suite: Callable[[pa.Schema], list[Expect]],
     keys: list[str],
     run_id: str,
-    rejected_before: list[Rejection] | None = None,
     source: str | None = None,
 ) -> Step:
-    """GX on `incoming`; failing rows and `rejected_before` to quarantine; the rest merged on `keys`.
+    """Per chunk: `prepare` silver rows (and rows it already rejects), GX on them, failures to
+    quarantine, the rest merged on `keys`.
 
-    Quarantine is written before the silver commit: if the commit fails, the rerun rejects
+    Quarantine is written before each silver commit: if the commit fails, the rerun rejects
     the same rows again and the quarantine merge keeps them once.
     """
-    rejected_before = rejected_before or []
-    if incoming is None or (incoming.num_rows == 0 and not rejected_before and work.empty):
+    totals = {"rows_new": 0, "rows_inserted": 0, "rows_updated": 0, "chunks": 0}
+    validations = []
+    for work in chunks:
+        incoming, rejected_before = prepare(work)
+        validation = expectations.validate(incoming, suite(incoming.schema), f"silver.{path.name}", source, keys)
+        validation.rejections = rejected_before + validation.rejections
+        validation.rows_rejected += len({(r.file, r.row) for r in rejected_before})
+        quarantine.write(lake, validation.rejections, run_id)
+        merged = silver.commit(path, validation.accepted, keys, work)
+        totals["rows_new"] += incoming.num_rows
+        totals["rows_inserted"] += merged["inserted"]
+        totals["rows_updated"] += merged["updated"]
+        totals["chunks"] += 1
+        validations.append(validation)
+    if not validations:
         return Step(path, {"rows_new": 0}, expectations.Validation.nothing_new())
-    validation = expectations.validate(incoming, suite, f"silver.{path.name}", source, keys)
-    validation.rejections = rejected_before + validation.rejections
-    quarantine.write(lake, validation.rejections, run_id)
-    merged = silver.commit(path, validation.accepted, keys, work)
-    metadata = {"rows_new": incoming.num_rows, "rows_inserted": merged["inserted"], "rows_updated": merged["updated"],
-                "rows_quarantined": len({(r.file, r.row) for r in validation.rejections})}  # fmt: skip
-    return Step(path, metadata, validation)
+    combined = expectations.Validation.combine(validations)
+    return Step(path, {**totals, "rows_quarantined": combined.rows_rejected}, combined)

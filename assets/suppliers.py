@@ -68,10 +68,13 @@ def load_bronze(lake: Lake, source: SupplierSource, run_id: str) -> Step:
                        "rows_read": landed.rows_read, "rows_inserted": landed.rows_inserted})  # fmt: skip
 
 
-def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id: str) -> Step:
-    """Rows of all suppliers of `target`, typed by each one's mapping; bad values to quarantine."""
-    path = lake.table("silver", target)
-    work = silver.pending(path, {f"{s.name}_rows": lake.table("bronze", f"{s.name}_rows") for s in sources})
+def _source_key(source: SupplierSource) -> list[str]:
+    """The supplier's own column names that map to the target's key."""
+    by_target = {spec.name: column for column, spec in source.columns.items()}
+    return [by_target[name] for name in source.key]
+
+
+def _typed_rows(work: silver.Pending, target: str, sources: list[SupplierSource]) -> tuple[pa.Table, list[Rejection]]:
     parts, rejected = [], []
     for source in sources:
         landed = work.rows.get(f"{source.name}_rows")
@@ -82,10 +85,18 @@ def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id:
             )  # fmt: skip
             parts.append(typed)
             rejected += bad
+    return transforms.combine_suppliers(parts, sources[0].key, transforms.supplier_schema(sources[0].columns)), rejected
+
+
+def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id: str) -> Step:
+    """Rows of all suppliers of `target`, typed by each one's mapping; bad values to quarantine."""
+    path = lake.table("silver", target)
+    bronze_tables = {f"{s.name}_rows": silver.BronzeInput(lake.table("bronze", f"{s.name}_rows"), _source_key(s))
+                     for s in sources}  # fmt: skip
     key = sources[0].key
-    incoming = transforms.combine_suppliers(parts, key) if parts else None
-    suite = suites.supplier_suite(sources[0].columns, key, incoming.schema) if incoming is not None else []
-    return merge_validated(lake, path, work, incoming, suite, key, run_id, rejected)
+    return merge_validated(lake, path, silver.pending_chunks(path, bronze_tables),
+                           lambda work: _typed_rows(work, target, sources),
+                           lambda schema: suites.supplier_suite(sources[0].columns, key, schema), key, run_id)  # fmt: skip
 
 
 def supplier_assets(sources: list[SupplierSource]) -> list:

@@ -1,12 +1,17 @@
 """Silver: typed, deduplicated rows merged on their keys.
 
 Silver consumes bronze by ingestion time: each silver commit records, per bronze table,
-the newest `_ingested_at` it has taken in. A silver run that fails leaves that mark where
-it was, so the next run takes the same bronze rows again and merges them on the keys.
+the newest `_ingested_at` it has taken in. New bronze rows are processed in chunks split
+by a hash of the key, so every version of a key falls in the same chunk and memory is
+bounded by the chunk size, not the table. Only the last chunk's commit advances the mark:
+a run that fails part-way leaves it where it was, and the rerun merges the same rows
+again on their keys, which changes nothing already merged.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +26,12 @@ from lake.delta import quote
 from lake.layout import INGESTED_AT
 
 CONSUMED = "consumed"
+CHUNK_ROWS = 250_000
 
 
 @dataclass
 class Pending:
-    """Bronze rows silver has not yet taken in, and the mark to commit once it has."""
+    """One chunk of bronze rows silver has not yet taken in, and the mark to commit with it."""
 
     rows: dict[str, pa.Table] = field(default_factory=dict)
     consumed: dict[str, str] = field(default_factory=dict)
@@ -35,22 +41,56 @@ class Pending:
         return all(table.num_rows == 0 for table in self.rows.values())
 
 
-def pending(silver_path: Path, bronze_paths: dict[str, Path]) -> Pending:
-    """New rows of each bronze table since the silver table last consumed it."""
+@dataclass(frozen=True)
+class BronzeInput:
+    """A bronze table silver reads, and the columns that identify one of its rows' keys."""
+
+    path: Path
+    keys: list[str]
+
+
+def _new_rows_filter(data: ds.Dataset, mark: str | None) -> ds.Expression | None:
+    if mark is None:
+        return None
+    return ds.field(INGESTED_AT) > pa.scalar(datetime.fromisoformat(mark), data.schema.field(INGESTED_AT).type)
+
+
+def _partition(data: ds.Dataset, condition: ds.Expression | None, keys: list[str], part: int, parts: int) -> pa.Table:
+    """The new rows whose key hashes to `part` of `parts`, scanned from the dataset in batches."""
+    scanner = data.scanner(filter=condition)
+    if parts == 1:
+        return scanner.to_table()
+    connection = duckdb.connect()
+    connection.register("new_rows", scanner.to_reader())
+    key_hash = f"hash({', '.join(quote(key) for key in keys)}) % {parts}"
+    return connection.sql(f"SELECT * FROM new_rows WHERE {key_hash} = {part}").to_arrow_table().cast(data.schema)
+
+
+def pending_chunks(silver_path: Path, bronze: dict[str, BronzeInput], chunk_rows: int = CHUNK_ROWS) -> Iterator[Pending]:
+    """New rows of each bronze table since silver last consumed it, in key-hash chunks."""
     marks: dict[str, str] = delta.read_state(silver_path, CONSUMED) or {}
-    result = Pending(consumed=dict(marks))
-    for name, path in bronze_paths.items():
-        data = delta.dataset(path)
+    consumed, inputs, total = dict(marks), {}, 0
+    for name, source in bronze.items():
+        data = delta.dataset(source.path)
         if data is None:
             continue
-        condition = None
-        if name in marks:
-            condition = ds.field(INGESTED_AT) > pa.scalar(datetime.fromisoformat(marks[name]), data.schema.field(INGESTED_AT).type)
-        table = data.to_table(filter=condition)
-        result.rows[name] = table
-        if table.num_rows:
-            result.consumed[name] = pc.max(table[INGESTED_AT]).as_py().isoformat()
-    return result
+        condition = _new_rows_filter(data, marks.get(name))
+        count, newest = 0, None
+        for batch in data.scanner(columns=[INGESTED_AT], filter=condition).to_batches():
+            if batch.num_rows:
+                count += batch.num_rows
+                batch_newest = pc.max(batch.column(0)).as_py()
+                newest = batch_newest if newest is None else max(newest, batch_newest)
+        if count:
+            inputs[name] = (data, condition, source.keys)
+            consumed[name] = newest.isoformat()
+            total += count
+    if not inputs:
+        return
+    parts = max(1, math.ceil(total / chunk_rows))
+    for part in range(parts):
+        rows = {name: _partition(data, condition, keys, part, parts) for name, (data, condition, keys) in inputs.items()}
+        yield Pending(rows=rows, consumed=consumed if part == parts - 1 else dict(marks))
 
 
 def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) -> pa.Table:

@@ -107,11 +107,10 @@ def supplier_rows(bronze: pa.Table, columns: dict[str, ColumnSpec], *, source: s
     return table, rejected
 
 
-def combine_suppliers(parts: list[pa.Table], key: list[str]) -> pa.Table:
+def combine_suppliers(parts: list[pa.Table], key: list[str], schema: pa.Schema) -> pa.Table:
     """All suppliers of one target in one table; the newest row wins per key."""
     parts = [part for part in parts if part.num_rows]
     if not parts:
-        return pa.table({})
+        return schema.empty_table()
     combined = pa.concat_tables(parts, promote_options="default")
     return latest_per_key(combined, key, [INGESTED_AT, LINE])
-

@@ -32,15 +32,25 @@ class Validation:
     rejections: list[Rejection] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     rows_checked: int = 0
+    rows_rejected: int = 0
 
     @classmethod
     def nothing_new(cls) -> Validation:
         """The outcome when there was no new batch to check."""
         return cls(accepted=pa.table({}))
 
-    @property
-    def rows_rejected(self) -> int:
-        return self.rows_checked - self.accepted.num_rows
+    @classmethod
+    def combine(cls, parts: list[Validation]) -> Validation:
+        """One outcome for a batch validated in chunks (accepted rows are not kept)."""
+        outcomes: dict[str, Outcome] = {}
+        for outcome in (o for part in parts for o in part.outcomes):
+            seen = outcomes.get(outcome.expectation)
+            outcomes[outcome.expectation] = outcome if seen is None else Outcome(
+                outcome.expectation, seen.success and outcome.success, seen.unexpected + outcome.unexpected
+            )
+        return cls(accepted=pa.table({}), rejections=[r for part in parts for r in part.rejections],
+                   outcomes=list(outcomes.values()), rows_checked=sum(p.rows_checked for p in parts),
+                   rows_rejected=sum(p.rows_rejected for p in parts))  # fmt: skip
 
     @property
     def success(self) -> bool:
@@ -128,7 +138,7 @@ def validate(table: pa.Table, suite: list[Expect], table_name: str, source: str 
                 )  # fmt: skip
             )
     keep = [index for index in range(table.num_rows) if index not in failed_rows]
-    return Validation(table.take(keep), rejections, outcomes, table.num_rows)
+    return Validation(table.take(keep), rejections, outcomes, table.num_rows, len(failed_rows))
 
 
 def _raise_if_broken(item: Any, expect: Expect, table_name: str) -> None:
