@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from assets.results import Step
-from lake import quarantine, silver
+from lake import delta, quarantine, silver
 from lake.layout import Lake
 from lake.quarantine import Rejection
 from quality import expectations
@@ -35,17 +35,19 @@ def merge_validated(
     """
     totals = {"rows_new": 0, "rows_inserted": 0, "rows_updated": 0, "chunks": 0}
     validations = []
+    first_load = delta.open_table(path) is None
     for work in chunks:
         incoming, rejected_before = prepare(work)
         validation = expectations.validate(incoming, suite(incoming.schema), f"silver.{path.name}", source, keys)
         validation.rejections = rejected_before + validation.rejections
         validation.rows_rejected += len({(r.file, r.row) for r in rejected_before})
         quarantine.write(lake, validation.rejections, run_id)
-        merged = silver.commit(path, validation.accepted, keys, work)
+        merged = silver.commit(path, validation.accepted, keys, work, first_load)
         totals["rows_new"] += incoming.num_rows
         totals["rows_inserted"] += merged["inserted"]
         totals["rows_updated"] += merged["updated"]
         totals["chunks"] += 1
+        validation.accepted = pa.table({})  # merged: keep only the counts, so memory stays one chunk's worth
         validations.append(validation)
     if not validations:
         return Step(path, {"rows_new": 0}, expectations.Validation.nothing_new())

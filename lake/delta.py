@@ -112,6 +112,17 @@ def merge(
     return _retry(run)
 
 
+def append(path: Path, data: pa.Table, state: dict[str, Any] | None = None) -> dict[str, int]:
+    """Add rows without looking for matches, as one commit with `state`.
+
+    Only for rows whose keys cannot be in the table yet: a MERGE joins against the whole
+    target, so its memory grows with the table, while an append costs only its own rows.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _retry(lambda: write_deltalake(str(path), data, mode="append", schema_mode="merge", commit_properties=_commit(state)))
+    return {"inserted": data.num_rows, "updated": 0}
+
+
 def overwrite(path: Path, data: pa.Table, state: dict[str, Any] | None = None) -> None:
     """Replace the whole table in one commit (for tables recomputed from silver)."""
     path.parent.mkdir(parents=True, exist_ok=True)

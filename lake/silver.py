@@ -56,14 +56,18 @@ def _new_rows_filter(data: ds.Dataset, mark: str | None) -> ds.Expression | None
 
 
 def _partition(data: ds.Dataset, condition: ds.Expression | None, keys: list[str], part: int, parts: int) -> pa.Table:
-    """The new rows whose key hashes to `part` of `parts`, scanned from the dataset in batches."""
-    scanner = data.scanner(filter=condition)
+    """The new rows whose key hashes to `part` of `parts`, filtered batch by batch as they are read."""
+    scanner = data.scanner(filter=condition, batch_size=64_000, batch_readahead=2, fragment_readahead=1)
     if parts == 1:
         return scanner.to_table()
     connection = duckdb.connect()
-    connection.register("new_rows", scanner.to_reader())
-    key_hash = f"hash({', '.join(quote(key) for key in keys)}) % {parts}"
-    return connection.sql(f"SELECT * FROM new_rows WHERE {key_hash} = {part}").to_arrow_table().cast(data.schema)
+    query = f"SELECT * FROM batch WHERE hash({', '.join(quote(key) for key in keys)}) % {parts} = {part}"
+    pieces = [data.schema.empty_table()]
+    for batch in scanner.to_batches():
+        connection.register("batch", pa.Table.from_batches([batch]))
+        pieces.append(connection.sql(query).to_arrow_table().cast(data.schema))
+        connection.unregister("batch")
+    return pa.concat_tables(pieces)
 
 
 def pending_chunks(silver_path: Path, bronze: dict[str, BronzeInput], chunk_rows: int = CHUNK_ROWS) -> Iterator[Pending]:
@@ -105,6 +109,12 @@ def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) ->
     return connection.sql(query).to_arrow_table().cast(table.schema)
 
 
-def commit(silver_path: Path, rows: pa.Table, keys: list[str], work: Pending) -> dict[str, int]:
-    """Upsert `rows` on `keys` and record what bronze was consumed, in one commit."""
+def commit(silver_path: Path, rows: pa.Table, keys: list[str], work: Pending, first_load: bool = False) -> dict[str, int]:
+    """Upsert `rows` on `keys` and record what bronze was consumed, in one commit.
+
+    `first_load`: the table did not exist when this run began. Chunks hold disjoint keys,
+    so each can be appended; a rerun after a failure finds the table and merges.
+    """
+    if first_load:
+        return delta.append(silver_path, rows, state={CONSUMED: work.consumed})
     return delta.merge(silver_path, rows, keys, update=True, state={CONSUMED: work.consumed})
