@@ -106,9 +106,3 @@ def read_log_file(path: Path, log_format: str, batch_rows: int = 50_000) -> Iter
                 rows = []
     if rows:
         yield pa.RecordBatch.from_pylist(rows, schema=EVENTS_SCHEMA)
-
-
-def read_log_folder(folder: Path, glob: str, log_format: str) -> Iterator[pa.RecordBatch]:
-    for path in sorted(folder.glob(glob)):
-        if path.is_file():
-            yield from read_log_file(path, log_format)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +152,3 @@ def schema(path: Path) -> pa.Schema | None:
 def files(path: Path) -> list[str]:
     table = open_table(path)
     return [] if table is None else list(table.file_uris())
-
-
-def concat(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_batches(list(batches), schema=schema)

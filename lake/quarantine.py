@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lake import delta
 from lake.layout import Lake
@@ -84,10 +83,3 @@ def write(lake: Lake, rejections: Sequence[Rejection], run_id: str) -> int:
     unique = {tuple(row[key] for key in KEYS): row for row in rows}
     table = pa.Table.from_pylist(list(unique.values()), schema=SCHEMA)
     return delta.merge(lake.quarantine, table, KEYS, update=False)["inserted"]
-
-
-def count_for(lake: Lake, table_name: str) -> int:
-    data = delta.read(lake.quarantine, columns=["table_name"])
-    if data is None:
-        return 0
-    return int(pc.sum(pc.equal(data["table_name"], table_name)).as_py() or 0)
