@@ -36,10 +36,6 @@ class Pending:
     rows: dict[str, pa.Table] = field(default_factory=dict)
     consumed: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def empty(self) -> bool:
-        return all(table.num_rows == 0 for table in self.rows.values())
-
 
 @dataclass(frozen=True)
 class BronzeInput:

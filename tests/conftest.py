@@ -67,11 +67,6 @@ def postgres_url() -> Iterator[str]:
     yield from _scratch_database("PostgreSQL")
 
 
-@pytest.fixture
-def mariadb_url() -> Iterator[str]:
-    yield from _scratch_database("MariaDB")
-
-
 @pytest.fixture(params=["PostgreSQL", "MariaDB"])
 def erp_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each test using this runs once against PostgreSQL and once against MariaDB."""

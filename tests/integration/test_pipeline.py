@@ -17,15 +17,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
 
 
-def _config_file(tmp_path: Path, erp_url: str, endpoint: str) -> Path:
-    text = (REPO / "plantlake.yaml").read_text(encoding="utf-8")
-    path = tmp_path / "plantlake.yaml"
-    path.write_text(text, encoding="utf-8")
-    os.environ.update(PLANTLAKE_LAKE_ROOT=str(tmp_path / "lake"), PLANTLAKE_SOURCES=str(tmp_path / "sources"),
-                      PLANTLAKE_ERP_URL=erp_url, PLANTLAKE_OPCUA_ENDPOINT=endpoint)  # fmt: skip
-    return path
-
-
 def _row_counts(catalog: Path) -> dict[str, int]:
     with duckdb.connect(str(catalog), read_only=True) as connection:
         return dict(connection.execute("select qualified_name, row_count from catalog where layer <> 'meta'").fetchall())
@@ -33,14 +24,13 @@ def _row_counts(catalog: Path) -> dict[str, int]:
 
 @pytest.fixture
 def pipeline_env(tmp_path: Path, postgres_url: str, opcua_endpoint: str, plant, monkeypatch: pytest.MonkeyPatch):
-    for name in ("PLANTLAKE_LAKE_ROOT", "PLANTLAKE_SOURCES", "PLANTLAKE_ERP_URL", "PLANTLAKE_OPCUA_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    path = _config_file(tmp_path, postgres_url, opcua_endpoint)
-    config = load_config(path)
-    for name in ("PLANTLAKE_LAKE_ROOT", "PLANTLAKE_SOURCES", "PLANTLAKE_ERP_URL", "PLANTLAKE_OPCUA_ENDPOINT"):
-        monkeypatch.setenv(name, os.environ[name])
+    """The repo's plantlake.yaml, pointed by its own variables at PostgreSQL, the simulator and tmp_path."""
+    monkeypatch.setenv("PLANTLAKE_LAKE_ROOT", str(tmp_path / "lake"))
+    monkeypatch.setenv("PLANTLAKE_SOURCES", str(tmp_path / "sources"))
+    monkeypatch.setenv("PLANTLAKE_ERP_URL", postgres_url)
+    monkeypatch.setenv("PLANTLAKE_OPCUA_ENDPOINT", opcua_endpoint)
     generate_sources(plant, tmp_path / "sources", postgres_url)
-    return config
+    return load_config(REPO / "plantlake.yaml")
 
 
 def test_refresh_all_lands_every_source_kind_in_gold_and_reruns_without_duplicates(pipeline_env, plant) -> None:
