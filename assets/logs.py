@@ -7,7 +7,7 @@ import dagster as dg
 from assets.factory import bronze_asset, silver_assets
 from assets.results import Step
 from assets.steps import merge_validated
-from connectors import logs
+from connectors import files, logs
 from lake import bronze, delta, silver, transforms
 from lake.layout import Ingestion, Lake
 from pipelines.config import LogSource
@@ -20,16 +20,12 @@ def bronze_key(source: LogSource) -> dg.AssetKey:
     return dg.AssetKey(["bronze", f"{source.name}_events"])
 
 
-def _fingerprints(source: LogSource) -> dict[str, list[int]]:
-    return {str(p): [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(source.path.glob(source.glob)) if p.is_file()}
-
-
 def load_bronze(lake: Lake, source: LogSource, run_id: str) -> Step:
     """Parse the files that changed since the last committed run; lines are keyed by file and number."""
     path = lake.table("bronze", f"{source.name}_events")
     seen = delta.read_state(path, "files") or {}
-    current = _fingerprints(source)
-    changed = [file for file, fingerprint in current.items() if seen.get(file) != fingerprint]
+    current = files.fingerprints(source.path, source.glob)
+    changed = files.changed_since(current, seen)
 
     def batches():  # noqa: ANN202
         for file in changed:

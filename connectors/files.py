@@ -32,6 +32,21 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fingerprints(folder: Path, glob: str) -> dict[str, list[int]]:
+    """Size and modification time of every file matching `glob` in `folder`, by path."""
+    found = {}
+    for path in sorted(folder.glob(glob)):
+        if path.is_file():
+            stat = path.stat()
+            found[str(path)] = [stat.st_size, stat.st_mtime_ns]
+    return found
+
+
+def changed_since(current: dict[str, list[int]], seen: dict[str, list[int]]) -> list[str]:
+    """Paths that are new or whose size or modification time moved since `seen`."""
+    return sorted(path for path, fingerprint in current.items() if seen.get(path) != fingerprint)
+
+
 def _text_table(header: list[str], rows: list[tuple[int, list[object]]], path: Path) -> pa.Table:
     names = [str(name).strip() for name in header]
     duplicates = {name for name in names if names.count(name) > 1}

@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from connectors import files
 from lake import runlog
 from lake.catalog import TableInfo, build_catalog
 from lake.layout import Lake
@@ -12,12 +13,9 @@ from pipelines.config import PlantlakeConfig
 
 
 def _drop_folder_state(config: PlantlakeConfig) -> dict[str, list[int]]:
-    state = {}
+    state: dict[str, list[int]] = {}
     for source in config.sources.suppliers:
-        for path in sorted(source.path.glob(source.glob)):
-            if path.is_file():
-                stat = path.stat()
-                state[str(path)] = [stat.st_size, stat.st_mtime_ns]
+        state.update(files.fingerprints(source.path, source.glob))
     return state
 
 
@@ -29,7 +27,7 @@ def supplier_files_sensor(config: PlantlakeConfig, job: dg.JobDefinition | objec
         """Compare the drop folders with what the last evaluation saw."""
         seen = json.loads(context.cursor) if context.cursor else {}
         current = _drop_folder_state(config)
-        new = sorted(path for path, fingerprint in current.items() if seen.get(path) != fingerprint)
+        new = files.changed_since(current, seen)
         if not new:
             return dg.SensorResult(skip_reason="no new supplier files", cursor=json.dumps(current))
         run_key = hashlib.sha256(json.dumps({path: current[path] for path in new}).encode()).hexdigest()[:16]

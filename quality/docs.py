@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow.dataset as ds
 
-from quality.expectations import gx_suite
+from quality.expectations import gx_context, gx_suite
 from quality.suites import Expect
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -42,11 +42,8 @@ class TableReport:
 def build_data_docs(project_dir: Path, tables: dict[str, tuple[ds.Dataset, list[Expect]]]) -> Path:
     """Validate each table (up to SAMPLE_ROWS rows), write GX Data Docs and plantlake's index."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="file", project_root_dir=str(project_dir))
-    context.enable_analytics(False)
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context = gx_context(mode="file", project_root_dir=str(project_dir))
     source = context.data_sources.add_or_update_pandas("plantlake")
     reports = []
     for name, (data, suite) in sorted(tables.items()):

@@ -58,14 +58,20 @@ class Validation:
         return all(outcome.success for outcome in self.outcomes) and not self.rejections
 
 
-@cache
-def _batch_definition() -> Any:
+def gx_context(**options: Any) -> Any:
+    """A GX context with analytics and progress bars off; GX is imported here, on first use."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
+    context = gx.get_context(**options)
     context.enable_analytics(False)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+@cache
+def _batch_definition() -> Any:
+    context = gx_context(mode="ephemeral")
     source = context.data_sources.add_pandas("plantlake_batches")
     return source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole_batch")
 
