@@ -1,52 +1,148 @@
 """ERP tables: one bronze and one silver asset per table declared in the YAML."""
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import dagster as dg
+import pyarrow as pa
 import pyarrow.dataset as ds
 import sqlalchemy as sa
 
 from assets.factory import bronze_asset, silver_assets
 from assets.results import Step
 from assets.steps import merge_validated
-from connectors import sql
-from lake import bronze, delta, silver, transforms
-from lake.layout import Ingestion, Lake
+from connectors import sql, sql_fast
+from connectors.arrow_types import to_utc
+from lake import bronze, deletes, delta, drift, silver, transforms
+from lake.layout import INGESTION_FIELDS, RUN_ID, SOURCE, Ingestion, Lake
 from pipelines.config import ErpSource, ErpTable
 from quality import invariants, suites
+
+BOOKKEEPING = {field.name for field in INGESTION_FIELDS} | {deletes.DELETED_AT}
 
 
 def table_name(source: ErpSource, table: ErpTable) -> str:
     return f"{source.name}_{table.name}"
 
 
+def _columns(source_table: sa.Table, table: ErpTable) -> list[str]:
+    """The columns to land: all, or `include`, minus `exclude`; every name given must exist."""
+    present = list(source_table.c.keys())
+    for kind, names in (("include", table.include), ("exclude", table.exclude), ("personal_data", table.personal_data)):
+        missing = [name for name in names if name not in present]
+        if missing:
+            raise sql.SourceTableError(f"{table.name}.{kind}: no column {missing} in the source; it has {present}")
+    chosen = table.include or present
+    return [name for name in chosen if name not in table.exclude]
+
+
+def _source_schema(source_table: sa.Table, source: ErpSource, table: ErpTable) -> pa.Schema:
+    schema = sql.source_schema(source_table, _columns(source_table, table), source.timezone)
+    tagged = [f.with_metadata({**f.metadata, b"personal_data": b"true"}) if f.name in table.personal_data else f
+              for f in schema]  # fmt: skip
+    return pa.schema(tagged)
+
+
+def _lower_bound(watermark: object, table: ErpTable) -> object:
+    """Where this run starts reading: the watermark, minus the look-back for late commits."""
+    lookback = table.lookback_value()
+    if watermark is None or lookback is None:
+        return watermark
+    try:
+        return watermark - lookback  # type: ignore[operator]
+    except TypeError:
+        raise TypeError(f"{table.name}.lookback {table.lookback!r} does not fit cursor {table.cursor!r} "
+                        f"(watermark {watermark!r}); use a duration for time cursors, a number otherwise") from None  # fmt: skip
+
+
+def _window(lower: object, field: pa.Field, timezone: str) -> ds.Expression | None:
+    """The bronze rows a read from `lower` can meet again, in the lake's terms (UTC)."""
+    if lower is None:
+        return None
+    if pa.types.is_timestamp(field.type):
+        bound = to_utc(pa.array([lower]), timezone)[0]
+    else:
+        bound = pa.scalar(lower, field.type)
+    return ds.field(field.name) >= bound
+
+
+def _conditions(table: ErpTable) -> list[sql.Condition]:
+    return [(condition.column, condition.op, condition.value) for condition in table.where]
+
+
 def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> Step:
-    """Land rows changed since the committed watermark, up to the cursor's maximum now."""
-    path = lake.table("bronze", table_name(source, table))
+    """Land rows changed since the committed watermark (less the look-back), up to the cursor's maximum now."""
+    name = table_name(source, table)
+    path = lake.table("bronze", name)
     engine = sa.create_engine(source.url)
     try:
         source_table = sql.reflect_table(engine, table.name)
-        since = bronze.decode_watermark(delta.read_state(path, "watermark"))
+        lake_schema = delta.schema(path)
+        change = drift.compare(lake_schema, _source_schema(source_table, source, table), f"bronze.{name}", BOOKKEEPING)
+        watermark = bronze.decode_watermark(delta.read_state(path, "watermark"))
+        lower = _lower_bound(watermark, table)
         until = sql.max_cursor(engine, source_table, table.cursor) if table.cursor else None
-        batches = sql.read_batches(engine, source_table, table.cursor, since, until, source.batch_rows)
-        keys = [*table.primary_key, table.cursor] if table.cursor else list(source_table.c.keys())
-        state = {"watermark": bronze.encode_watermark(until)} if table.cursor else None
-        landed = bronze.land(path, batches, sql.arrow_schema(source_table), keys, Ingestion.now(run_id), source.name, state)
+        read = sql.TableRead(source_table, change.schema.names, _conditions(table), table.cursor, lower, until)
+        drift.record(lake, f"bronze.{name}", change, run_id)
+        drift.apply(path, change)
+        batches = sql.read_batches(engine, read, change.schema, source.timezone, source.batch_rows, source.fast_path)
+        keys = [*table.primary_key, table.cursor] if table.cursor else change.schema.names
+        window = _window(lower, change.schema.field(table.cursor), source.timezone) if table.cursor else None
+        newest = until if until is not None else watermark
+        state = {"watermark": bronze.encode_watermark(newest)} if table.cursor else None
+        landed = bronze.land(path, batches, change.schema, keys, Ingestion.now(run_id), source.name, state, window)
+        reader = "connectorx" if source.fast_path and sql_fast.supports(engine) else "sqlalchemy"
     finally:
         engine.dispose()
     return Step(path, {"rows_read": landed.rows_read, "rows_inserted": landed.rows_inserted,
-                       "watermark": str(until) if until is not None else "none"})  # fmt: skip
+                       "watermark": str(newest), "read_from": str(lower), "schema_drift": change.describe(),
+                       "reader": reader, "source_timezone": source.timezone})  # fmt: skip
+
+
+def _silver_drift(lake: Lake, name: str, run_id: str) -> drift.Drift:
+    """Bring silver's schema up to bronze's (new and widened columns) before merging."""
+    path, bronze_schema = lake.table("silver", name), delta.schema(lake.table("bronze", name))
+    if bronze_schema is None:
+        return drift.Drift(pa.schema([]))
+    wanted = pa.schema([f for f in bronze_schema if f.name not in (RUN_ID, SOURCE)] + [deletes.DELETED_FIELD])
+    change = drift.compare(delta.schema(path), wanted, f"silver.{name}", BOOKKEEPING)
+    drift.record(lake, f"silver.{name}", change, run_id)
+    drift.apply(path, change)
+    return change
+
+
+def _reconcile_deletes(path: Path, source: ErpSource, table: ErpTable) -> dict[str, object]:
+    """Compare primary keys with the source when due; mark or remove the rows it no longer has."""
+    now = datetime.now(UTC)
+    if table.deletes is None or delta.open_table(path) is None or not deletes.due(path, table.deletes.every_hours, now):
+        return {"rows_deleted": 0, "deletes_checked": False}
+    silver_schema = delta.schema(path)
+    key_schema = pa.schema([silver_schema.field(key) for key in table.primary_key])
+    engine = sa.create_engine(source.url)
+    try:
+        read = sql.TableRead(sql.reflect_table(engine, table.name), table.primary_key, _conditions(table))
+        keys = sql.read_batches(engine, read, key_schema, source.timezone, source.batch_rows, source.fast_path)
+        gone = deletes.deleted_keys(path, keys, key_schema, table.primary_key)
+    finally:
+        engine.dispose()
+    count = deletes.apply(path, gone, table.primary_key, remove=table.deletes.action == "remove", now=now)
+    return {"rows_deleted": count, "deletes_checked": True}
 
 
 def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> Step:
-    """Newest version per primary key, validated; failing rows go to quarantine."""
+    """Newest version per primary key, validated (failing rows go to quarantine), deletes marked."""
     name, keys = table_name(source, table), table.primary_key
     path = lake.table("silver", name)
+    change = _silver_drift(lake, name, run_id)
     chunks = silver.pending_chunks(path, {name: silver.BronzeInput(lake.table("bronze", name), keys)})
-    return merge_validated(lake, path, chunks, lambda work: (transforms.erp_rows(work.rows[name], keys, table.cursor), []),
+    step = merge_validated(lake, path, chunks, lambda work: (transforms.erp_rows(work.rows[name], keys, table.cursor), []),
                            lambda schema: suites.erp_suite(keys, table.expect, schema), keys, run_id, source.name)  # fmt: skip
+    step.metadata.update(_reconcile_deletes(path, source, table), schema_drift=change.describe())
+    return step
 
 
 def silver_invariants(data: ds.Dataset, lake: Lake, source: ErpSource, table: ErpTable) -> list[invariants.InvariantResult]:
-    """Unique primary key, references to other tables, and the source's row count."""
+    """Unique primary key, references to other tables, and the source's row count (rows not deleted)."""
     found = [invariants.unique_keys(data, table.primary_key)]
     for column, target in table.references.items():
         parent_table, parent_column = target.split(".")
@@ -55,10 +151,11 @@ def silver_invariants(data: ds.Dataset, lake: Lake, source: ErpSource, table: Er
             found.append(invariants.references(data, column, parent, parent_column, f"{source.name}.{parent_table}"))
     engine = sa.create_engine(source.url)
     try:
-        expected = sql.count_rows(engine, sql.reflect_table(engine, table.name))
+        expected = sql.count_rows(engine, sql.reflect_table(engine, table.name), _conditions(table))
     finally:
         engine.dispose()
-    found.append(invariants.row_count_matches(data, expected, f"source table {table.name}"))
+    live = f"{delta.quote(deletes.DELETED_AT)} IS NULL" if deletes.DELETED_AT in data.schema.names else None
+    found.append(invariants.row_count_matches(data, expected, f"source table {table.name}", live))
     return found
 
 

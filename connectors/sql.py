@@ -1,18 +1,40 @@
-"""Read database tables into Arrow record batches through SQLAlchemy.
+"""Read database tables into Arrow record batches.
 
-Rows stream from a server-side cursor in batches of `batch_rows`, so memory stays bounded
-by the batch size and not by the table. Identifiers come from reflection and are always
-quoted by the dialect; values such as the watermark are bound parameters, never pasted.
+PostgreSQL and MariaDB/MySQL are read through connectorx (binary COPY and the MySQL binary
+protocol, decoded to Arrow in Rust; see `connectors.sql_fast`); every other SQLAlchemy
+dialect streams rows from a server-side cursor. Either way rows arrive in batches, so memory
+is bounded by the batch size and not by the table, and every batch is conformed to one
+schema derived from the reflected table.
+
+Queries are built with SQLAlchemy: identifiers come from reflection and are quoted by the
+dialect; values from the configuration (row filters, watermarks) are bound parameters, or,
+for connectorx, literals rendered by the dialect's own escaping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
+import operator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
+
+from connectors import sql_fast
+from connectors.arrow_types import conform
+
+# The largest scale connectorx decodes exactly; wider decimals travel as text and are parsed in Arrow.
+_FAST_DECIMAL_SCALE, _DEFAULT_DECIMAL = 10, (38, 10)
+_OPERATORS: dict[str, Callable[[sa.ColumnElement, Any], sa.ColumnElement]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "in": lambda column, value: column.in_(value), "not in": lambda column, value: column.not_in(value),
+    "is null": lambda column, _: column.is_(None), "is not null": lambda column, _: column.is_not(None),
+}  # fmt: skip
+
+Condition = tuple[str, str, Any]
+"""(column, operator, value) of a row filter."""
 
 
 class SourceTableError(LookupError):
@@ -30,15 +52,15 @@ def reflect_table(engine: sa.Engine, name: str) -> sa.Table:
 
 
 def arrow_type(sql_type: sa.types.TypeEngine) -> pa.DataType:
-    """The Arrow type that holds a column's values without loss."""
+    """The Arrow type that holds a column's values without loss; unknown types become text."""
     if isinstance(sql_type, sa.Boolean):
         return pa.bool_()
     if isinstance(sql_type, sa.Integer):
         return pa.int64()
     if isinstance(sql_type, sa.Numeric) and not isinstance(sql_type, sa.Float):
-        precision = sql_type.precision or 38
-        scale = sql_type.scale if sql_type.scale is not None else 9
-        return pa.decimal128(precision, scale)
+        if sql_type.precision is None:
+            return pa.decimal128(*_DEFAULT_DECIMAL)
+        return pa.decimal128(sql_type.precision, sql_type.scale or 0)
     if isinstance(sql_type, sa.Float):
         return pa.float64()
     if isinstance(sql_type, sa.DateTime):
@@ -50,70 +72,113 @@ def arrow_type(sql_type: sa.types.TypeEngine) -> pa.DataType:
     return pa.string()
 
 
-def arrow_schema(table: sa.Table) -> pa.Schema:
-    return pa.schema([pa.field(column.name, arrow_type(column.type)) for column in table.columns])
+def _travels_as_text(column: sa.Column) -> bool:
+    """Types connectorx cannot decode exactly (JSON, UUID, arrays, wide decimals...) are read as text."""
+    target = arrow_type(column.type)
+    if pa.types.is_decimal(target):
+        return target.scale > _FAST_DECIMAL_SCALE
+    if pa.types.is_string(target):
+        return not isinstance(column.type, sa.String | sa.Enum)
+    return False
 
 
-def _as_utc(value: Any) -> Any:
-    """Naive timestamps from the ERP are taken as UTC; aware ones are converted to UTC."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(UTC)
-    return value
+@dataclass(frozen=True)
+class TableRead:
+    """What to read of one source table: which columns, which rows, which cursor window."""
+
+    table: sa.Table
+    columns: list[str]
+    conditions: list[Condition] = field(default_factory=list)
+    cursor: str | None = None
+    since: Any = None
+    until: Any = None
+
+    def column(self, name: str) -> sa.Column:
+        if name not in self.table.c:
+            raise SourceTableError(
+                f"column {name!r} not found in table {self.table.name!r}; it has {list(self.table.c.keys())}"
+            )
+        return self.table.c[name]
+
+    def select(self, as_text: bool = False) -> sa.Select:
+        """The query; `as_text` casts the columns connectorx cannot decode to text."""
+        selected = [self.column(name) for name in self.columns]
+        if as_text:
+            selected = [sa.cast(c, sa.Text).label(c.name) if _travels_as_text(c) else c for c in selected]
+        query = sa.select(*selected)
+        for name, op, value in self.conditions:
+            query = query.where(_OPERATORS[op](self.column(name), value))
+        if self.cursor is not None:
+            cursor = self.column(self.cursor)
+            if self.since is not None:
+                query = query.where(cursor >= self.since)
+            if self.until is not None:
+                query = query.where(cursor <= self.until)
+        return query
 
 
-def _column(values: list[Any], field: pa.Field) -> pa.Array:
-    if pa.types.is_timestamp(field.type):
-        values = [_as_utc(value) for value in values]
-    elif pa.types.is_string(field.type):
-        values = [value if value is None or isinstance(value, str) else str(value) for value in values]
-    return pa.array(values, type=field.type)
-
-
-def _cursor_column(table: sa.Table, cursor: str) -> sa.Column:
-    if cursor not in table.c:
-        raise SourceTableError(
-            f"cursor column {cursor!r} not found in table {table.name!r}; it has {list(table.c.keys())}"
-        )
-    return table.c[cursor]
+def source_schema(table: sa.Table, columns: list[str], timezone: str) -> pa.Schema:
+    """The lake schema of the selected columns; each field notes its source type (and zone)."""
+    fields = []
+    for name in columns:
+        column = table.c[name]
+        metadata = {"source_type": str(column.type)}
+        if isinstance(column.type, sa.DateTime):
+            metadata["source_timezone"] = "as stored" if column.type.timezone else timezone
+        fields.append(pa.field(name, arrow_type(column.type), metadata=metadata))
+    return pa.schema(fields)
 
 
 def max_cursor(engine: sa.Engine, table: sa.Table, cursor: str) -> Any:
     """The newest cursor value now; a read bounded by it has a known end before it starts."""
+    read = TableRead(table, [cursor])
     with engine.connect() as connection:
-        return connection.execute(sa.select(sa.func.max(_cursor_column(table, cursor)))).scalar_one()
+        return connection.execute(sa.select(sa.func.max(read.column(cursor)))).scalar_one()
+
+
+def count_rows(engine: sa.Engine, table: sa.Table, conditions: list[Condition] | None = None) -> int:
+    query = TableRead(table, [], conditions or []).select().with_only_columns(sa.func.count()).select_from(table)
+    with engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())
 
 
 def read_batches(
-    engine: sa.Engine,
-    table: sa.Table,
-    cursor: str | None = None,
-    since: Any = None,
-    until: Any = None,
-    batch_rows: int = 50_000,
+    engine: sa.Engine, read: TableRead, schema: pa.Schema, timezone: str, batch_rows: int = 100_000, fast: bool = True
 ) -> Iterator[pa.RecordBatch]:
-    """Stream `table` in batches; with `cursor`, only rows with since <= cursor <= until.
+    """Stream the rows of `read` as record batches of `schema`.
 
-    The lower bound is inclusive so rows committed late with the watermark's own cursor
-    value are read again; the lake merges on the key, so a re-read row is not doubled.
+    The cursor's lower bound is inclusive, so rows committed late with the watermark's own
+    value are read again; the lake drops rows it already holds.
     """
-    schema = arrow_schema(table)
-    query = sa.select(table)
-    if cursor is not None:
-        column = _cursor_column(table, cursor)
-        if since is not None:
-            query = query.where(column >= since)
-        if until is not None:
-            query = query.where(column <= until)
-        query = query.order_by(column)
+    if fast and sql_fast.supports(engine):
+        query = sql_fast.render(read.select(as_text=True), engine)
+        batches = sql_fast.stream(engine, query, batch_rows)
+    else:
+        batches = _stream_rows(engine, read.select(), schema, batch_rows)
+    for batch in batches:
+        yield conform(batch, schema, timezone, read.table.name)
+
+
+def _raw_type(values: list[Any], target: pa.DataType) -> pa.DataType:
+    """Timestamps arrive naive or zoned as the database keeps them; `conform` makes them UTC."""
+    if pa.types.is_timestamp(target):
+        first = next((value for value in values if value is not None), None)
+        zoned = isinstance(first, datetime) and first.tzinfo is not None
+        return pa.timestamp("us", tz="UTC") if zoned else pa.timestamp("us")
+    return target
+
+
+def _as_text(values: list[Any]) -> list[Any]:
+    return [value if value is None or isinstance(value, str) else str(value) for value in values]
+
+
+def _stream_rows(engine: sa.Engine, query: sa.Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=batch_rows).execute(query)
         for rows in result.partitions(batch_rows):
-            columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
-            yield pa.RecordBatch.from_arrays(
-                [_column(list(values), field) for values, field in zip(columns, schema, strict=True)], schema=schema
-            )
-
-
-def count_rows(engine: sa.Engine, table: sa.Table) -> int:
-    with engine.connect() as connection:
-        return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+            columns = [list(values) for values in zip(*rows, strict=True)] if rows else [[] for _ in schema]
+            arrays = []
+            for values, target in zip(columns, schema, strict=True):
+                values = _as_text(values) if pa.types.is_string(target.type) else values
+                arrays.append(pa.array(values, type=_raw_type(values, target.type)))
+            yield pa.RecordBatch.from_arrays(arrays, names=schema.names)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from lake import delta
 from lake.layout import INGESTION_FIELDS, Ingestion
@@ -47,15 +48,23 @@ def decode_watermark(stored: dict[str, Any] | None) -> Any:
 
 
 class _Counted:
-    """Counts the rows of a batch stream as delta-rs consumes it."""
+    """Counts the rows of a batch stream as it is consumed."""
 
-    def __init__(self, batches: Iterator[pa.RecordBatch]) -> None:
+    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
         self.batches, self.rows = batches, 0
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         for batch in self.batches:
             self.rows += batch.num_rows
             yield batch
+
+
+def _not_landed(batches: Iterable[pa.RecordBatch], landed: pa.Table, keys: list[str]) -> Iterator[pa.RecordBatch]:
+    """The rows of each batch whose `keys` are not among the `landed` keys."""
+    for batch in batches:
+        fresh = pa.Table.from_batches([batch]).join(landed, keys=keys, join_type="left anti")
+        for piece in fresh.select(batch.schema.names).cast(batch.schema).to_batches():
+            yield piece
 
 
 def land(
@@ -66,16 +75,31 @@ def land(
     ingestion: Ingestion,
     source: str,
     state: dict[str, Any] | None = None,
+    window: ds.Expression | None = None,
 ) -> Landed:
-    """Insert the rows not yet in bronze (by `keys`), streaming, as one commit carrying `state`.
+    """Add the rows not yet in bronze (by `keys`), streaming, as one commit carrying `state`.
 
-    A read that returns nothing commits nothing, so an idle source leaves the table as it is.
+    `window` bounds where already-landed rows can be: for a cursor read, the rows at or past
+    the look-back start. Only their keys are loaded to drop re-read rows, and the new rows
+    are appended, so the cost follows the window and not the table. Without a window the
+    rows are merged on `keys` against the whole table. A read that returns nothing commits
+    nothing, so an idle source leaves the table as it is.
     """
     first = next(batches, None)
     if first is None:
         return Landed(path, 0, 0)
     schema = pa.schema([*source_schema, *INGESTION_FIELDS])
-    counted = _Counted(ingestion.stamp_all(itertools.chain([first], batches), source))
-    reader = pa.RecordBatchReader.from_batches(schema, iter(counted))
-    result = delta.merge(path, reader, keys, update=False, state=state, null_safe_keys=True)
-    return Landed(path, counted.rows, result["inserted"])
+    read = _Counted(itertools.chain([first], batches))
+    table = delta.open_table(path)
+    if table is not None and window is None:
+        reader = pa.RecordBatchReader.from_batches(schema, ingestion.stamp_all(read, source))
+        result = delta.merge(path, reader, keys, update=False, state=state, null_safe_keys=True)
+        return Landed(path, read.rows, result["inserted"])
+    fresh: Iterable[pa.RecordBatch] = read
+    if table is not None:
+        landed = delta.read(path, columns=keys, filter=window)
+        if landed is not None and landed.num_rows:
+            fresh = _not_landed(read, landed.cast(pa.schema([source_schema.field(key) for key in keys])), keys)
+    inserted = _Counted(ingestion.stamp_all(fresh, source))
+    delta.append(path, pa.RecordBatchReader.from_batches(schema, iter(inserted)), state=state)
+    return Landed(path, read.rows, inserted.rows)

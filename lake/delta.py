@@ -41,17 +41,23 @@ def open_table(path: Path) -> DeltaTable | None:
 
 def read_state(path: Path, key: str) -> Any:
     """The newest value of `plantlake.<key>` committed to the table, or None."""
+    return current_state(path).get(key)
+
+
+def current_state(path: Path) -> dict[str, Any]:
+    """The newest value of every `plantlake.*` key committed to the table."""
     table = open_table(path)
     if table is None:
-        return None
+        return {}
+    state: dict[str, Any] = {}
     for entry in table.history():
-        raw = entry.get(STATE_PREFIX + key)
-        if raw is not None:
-            return json.loads(raw)
-    return None
+        for name, raw in entry.items():
+            if name.startswith(STATE_PREFIX) and name[len(STATE_PREFIX) :] not in state:
+                state[name[len(STATE_PREFIX) :]] = json.loads(raw)
+    return state
 
 
-def _commit(state: dict[str, Any] | None) -> CommitProperties | None:
+def commit_properties(state: dict[str, Any] | None) -> CommitProperties | None:
     if not state:
         return None
     return CommitProperties(custom_metadata={STATE_PREFIX + key: json.dumps(value) for key, value in state.items()})
@@ -92,7 +98,7 @@ def merge(
     def run() -> dict[str, int]:
         table = open_table(path)
         if table is None:
-            write_deltalake(str(path), data, mode="error", commit_properties=_commit(state))
+            write_deltalake(str(path), data, mode="error", commit_properties=commit_properties(state))
             added = DeltaTable(str(path)).history(1)[0].get("operationMetrics", {}).get("num_added_rows", 0)
             return {"inserted": int(added), "updated": 0}
         merger = table.merge(
@@ -101,7 +107,7 @@ def merge(
             source_alias="s",
             target_alias="t",
             merge_schema=True,
-            commit_properties=_commit(state),
+            commit_properties=commit_properties(state),
         )
         if update:
             merger = merger.when_matched_update_all()
@@ -111,21 +117,36 @@ def merge(
     return _retry(run)
 
 
-def append(path: Path, data: pa.Table, state: dict[str, Any] | None = None) -> dict[str, int]:
-    """Add rows without looking for matches, as one commit with `state`.
+def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, Any] | None = None) -> dict[str, int]:
+    """Add rows without looking for matches, as one commit with `state`; a reader is written as it streams.
 
     Only for rows whose keys cannot be in the table yet: a MERGE joins against the whole
     target, so its memory grows with the table, while an append costs only its own rows.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    _retry(lambda: write_deltalake(str(path), data, mode="append", schema_mode="merge", commit_properties=_commit(state)))
-    return {"inserted": data.num_rows, "updated": 0}
+    _retry(lambda: write_deltalake(str(path), data, mode="append", schema_mode="merge", commit_properties=commit_properties(state)))
+    return {"inserted": data.num_rows if isinstance(data, pa.Table) else -1, "updated": 0}
+
+
+def widen(path: Path, fields: dict[str, pa.Field]) -> None:
+    """Rewrite the table with the given columns cast to wider fields, in one commit that keeps its state.
+
+    The old files stay readable until the commit replaces them, so the rewrite streams.
+    """
+    data = dataset(path)
+    if data is None:
+        return
+    schema = pa.schema([fields.get(field.name, field) for field in data.schema])
+    batches = (batch.cast(schema) for batch in data.to_batches(batch_size=64_000))
+    reader = pa.RecordBatchReader.from_batches(schema, batches)
+    write_deltalake(str(path), reader, mode="overwrite", schema_mode="overwrite",
+                    commit_properties=commit_properties(current_state(path)))  # fmt: skip
 
 
 def overwrite(path: Path, data: pa.Table, state: dict[str, Any] | None = None) -> None:
     """Replace the whole table in one commit (for tables recomputed from silver)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_deltalake(str(path), data, mode="overwrite", schema_mode="overwrite", commit_properties=_commit(state))
+    write_deltalake(str(path), data, mode="overwrite", schema_mode="overwrite", commit_properties=commit_properties(state))
 
 
 def dataset(path: Path) -> ds.Dataset | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from connectors.files import LINE
+from lake.deletes import DELETED_FIELD
 from lake.layout import INGESTED_AT, RUN_ID, SOURCE
 from lake.mapping import ColumnSpec, apply_mapping, arrow_type
 from lake.quarantine import Rejection
@@ -50,7 +51,8 @@ EVENT_KEYS = ["source", "source_file", "line_number"]
 def erp_rows(bronze: pa.Table, primary_key: list[str], cursor: str | None) -> pa.Table:
     """The newest version of each row by primary key, without the bronze bookkeeping."""
     table = bronze.drop_columns([RUN_ID, SOURCE])
-    return latest_per_key(table, primary_key, [column for column in (cursor, INGESTED_AT) if column])
+    newest = latest_per_key(table, primary_key, [column for column in (cursor, INGESTED_AT) if column])
+    return newest.append_column(DELETED_FIELD, pa.nulls(newest.num_rows, DELETED_FIELD.type))
 
 
 def sensor_rows(bronze: dict[str, pa.Table]) -> pa.Table:

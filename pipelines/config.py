@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}")
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -34,10 +36,44 @@ class TableExpectations(_Strict):
     not_null: list[str] = Field(default_factory=list)
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+RowFilterOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null"]
+
+
+class RowFilter(_Strict):
+    """One condition every landed row must meet; the value is bound as a parameter, never pasted into SQL."""
+
+    column: str
+    op: RowFilterOp = "="
+    value: str | int | float | bool | list[str | int | float] | None = None
+
+
+class DeleteDetection(_Strict):
+    """Find rows deleted in the source by comparing primary keys (keys only, so it is cheap)."""
+
+    every_hours: float = Field(default=24, ge=0, description="0 = on every run")
+    action: Literal["mark", "remove"] = Field(
+        default="mark", description="mark: set _deleted_at in silver; remove: delete the row from silver"
+    )
+
+
 class ErpTable(_Strict):
+    """One source table, declared in one place: keys, cursor, look-back, filter, columns, personal data."""
+
     name: str
     primary_key: list[str] = Field(min_length=1)
-    cursor: str | None = None
+    cursor: str | None = Field(default=None, description="column that grows on every insert and update")
+    lookback: str | int | None = Field(
+        default=None,
+        description="re-read this far behind the watermark for late commits: '15m', '2h', '1d' for "
+        "time cursors, a number for numeric cursors",
+    )
+    where: list[RowFilter] = Field(default_factory=list, description="land only rows meeting all conditions")
+    include: list[str] = Field(default_factory=list, description="land only these columns (default: all)")
+    exclude: list[str] = Field(default_factory=list, description="never land these columns")
+    personal_data: list[str] = Field(default_factory=list, description="columns tagged as personal data")
+    deletes: DeleteDetection | None = Field(default_factory=DeleteDetection)
     description: str = ""
     expect: TableExpectations = Field(default_factory=TableExpectations)
     references: dict[str, str] = Field(
@@ -52,12 +88,48 @@ class ErpTable(_Strict):
                 raise ValueError(f"references.{column}: expected 'table.column', got {target!r}")
         return value
 
+    @field_validator("lookback")
+    @classmethod
+    def _duration_or_number(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, str) and not _DURATION.match(value.strip()):
+            raise ValueError(f"expected a duration such as '90s', '15m', '2h', '1d' or a number, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_agree(self) -> ErpTable:
+        if self.include and self.exclude:
+            raise ValueError("give either include or exclude, not both")
+        kept = set(self.include) if self.include else None
+        needed = [*self.primary_key, *([self.cursor] if self.cursor else [])]
+        for column in needed:
+            if column in self.exclude or (kept is not None and column not in kept):
+                raise ValueError(f"column {column!r} is a key or the cursor, so it cannot be left out")
+        return self
+
+    def lookback_value(self) -> timedelta | int | float | None:
+        """The look-back as a timedelta (durations) or a number (numeric cursors)."""
+        if isinstance(self.lookback, str):
+            amount, unit = _DURATION.match(self.lookback.strip()).groups()  # type: ignore[union-attr]
+            return timedelta(**{_DURATION_UNITS[unit]: float(amount)})
+        return self.lookback
+
 
 class ErpSource(_Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     url: str
-    batch_rows: int = Field(default=50_000, gt=0)
+    batch_rows: int = Field(default=100_000, gt=0)
+    timezone: str = Field(default="UTC", description="zone of the source's timestamps without a zone")
+    fast_path: bool = Field(default=True, description="read PostgreSQL and MariaDB/MySQL through connectorx")
     tables: list[ErpTable] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin'") from None
+        return value
 
 
 class OpcuaSource(_Strict):
