@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: demo test test-unit test-integration ui validate sim query clean
+.PHONY: demo test test-unit test-integration ui validate sim query bench-erp clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ validate: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
 sim: $(VENV)/.installed
 	$(BIN)/python -m simulator serve --port 48400
+
+# PostgreSQL and MariaDB must be running; dlt (the baseline) comes with the bench extra
+bench-erp: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python benchmarks/erp_load.py
 
 # make query SQL="select * from gold.machine_hour_features limit 5"
 query: $(VENV)/.installed

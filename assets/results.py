@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from lake import delta
+from lake.catalog import column_notes
 from lake.layout import Lake
 from quality import results
 from quality.expectations import Validation
@@ -35,7 +36,13 @@ class Step:
 
 
 def column_schema(schema: pa.Schema | None) -> dg.TableSchema:
-    columns = [] if schema is None else [dg.TableColumn(f.name, str(f.type)) for f in schema]
+    """Columns with their type; source type and zone as description, personal data as a tag."""
+    columns = []
+    for field in schema or []:
+        notes = column_notes(field)
+        tags = {"personal_data": "true"} if notes.pop("personal_data", None) == "true" else {}
+        description = ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in notes.items()) or None
+        columns.append(dg.TableColumn(field.name, str(field.type), description=description, tags=tags))
     return dg.TableSchema(columns=columns)
 
 

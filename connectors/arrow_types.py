@@ -23,6 +23,17 @@ def to_utc(column: pa.Array | pa.ChunkedArray, timezone: str) -> pa.Array | pa.C
     return column.cast(pa.timestamp("us", tz="UTC"))
 
 
+def unscale(batch: pa.RecordBatch, decimals: dict[str, pa.DataType]) -> pa.RecordBatch:
+    """Integers that stand for decimals scaled by 10**scale, as those decimals (no arithmetic:
+    a 128-bit decimal is its unscaled integer, so the integer's bits are reinterpreted)."""
+    for name, decimal in decimals.items():
+        index = batch.schema.get_field_index(name)
+        unscaled = batch.column(index).cast(pa.decimal128(38, 0))
+        value = pa.Array.from_buffers(decimal, len(unscaled), unscaled.buffers(), offset=unscaled.offset)
+        batch = batch.set_column(index, name, value)
+    return batch
+
+
 def _conform_column(column: pa.Array, target: pa.Field, timezone: str) -> pa.Array:
     if pa.types.is_timestamp(target.type) and pa.types.is_timestamp(column.type):
         return to_utc(column, timezone)

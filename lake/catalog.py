@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from lake import delta
+from lake.drift import SCHEMA_CHANGES
 from lake.layout import Lake
 
 
@@ -76,6 +78,19 @@ def _quarantined_rows(lake: Lake) -> dict[str, int]:
     return dict(connection.execute(query).fetchall())
 
 
+def _schema_changes(lake: Lake) -> dict[str, int]:
+    """Per table: how many column changes `meta.schema_changes` has noted."""
+    changes = delta.read(lake.table("meta", SCHEMA_CHANGES), columns=["table_name"])
+    if changes is None:
+        return {}
+    return Counter(changes.column("table_name").to_pylist())
+
+
+def column_notes(field: pa.Field) -> dict[str, str]:
+    """What the lake knows of a column beyond its type: source type and zone, personal data."""
+    return {key.decode(): value.decode() for key, value in (field.metadata or {}).items()}
+
+
 def build_catalog(lake: Lake, info: dict[str, TableInfo]) -> Path:
     """Write `catalog.duckdb` for the lake's current state; `info` is keyed by 'layer.name'."""
     target = lake.catalog_file
@@ -83,12 +98,13 @@ def build_catalog(lake: Lake, info: dict[str, TableInfo]) -> Path:
     temporary.unlink(missing_ok=True)
     quality = _quality_status(lake)
     quarantined = _quarantined_rows(lake)
+    changes = _schema_changes(lake)
     connection = duckdb.connect(str(temporary))
     try:
         connection.execute(
             "CREATE TABLE catalog (layer VARCHAR, table_name VARCHAR, qualified_name VARCHAR, source VARCHAR, "
             "description VARCHAR, columns VARCHAR, row_count BIGINT, last_update TIMESTAMPTZ, "
-            "quality_status VARCHAR, quarantined_rows BIGINT, location VARCHAR)"
+            "quality_status VARCHAR, quarantined_rows BIGINT, schema_changes BIGINT, location VARCHAR)"
         )
         for layer, name, path in lake.tables():
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
@@ -103,12 +119,12 @@ def build_catalog(lake: Lake, info: dict[str, TableInfo]) -> Path:
             else:
                 _empty_view(schema, connection, qualified)
             described = info.get(qualified, TableInfo(source="plantlake", description=""))
-            columns = json.dumps([{"name": f.name, "type": str(f.type)} for f in schema])
+            columns = json.dumps([{"name": f.name, "type": str(f.type), **column_notes(f)} for f in schema])
             connection.execute(
-                "INSERT INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [layer, name, qualified, described.source, described.description, columns,
                  delta.row_count(path), _last_update(path), quality.get(qualified, "not checked"),
-                 quarantined.get(qualified, 0), str(path)],
+                 quarantined.get(qualified, 0), changes.get(qualified, 0), str(path)],
             )  # fmt: skip
     finally:
         connection.close()

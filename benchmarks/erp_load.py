@@ -1,0 +1,188 @@
+"""ERP full and incremental loads: plantlake against dlt and against a raw binary COPY.
+
+    python benchmarks/erp_load.py [--rows 5000000] [--mariadb-rows 1000000]
+
+Needs the `bench` extra (`pip install -e '.[bench]'`, which `make bench-erp` does) and the
+PostgreSQL and MariaDB services. It builds a 10-column table of N rows in a scratch
+database on each, then, each case in its own child process so its peak memory is its own:
+- copy: `COPY ... TO STDOUT (FORMAT binary)` from PostgreSQL, bytes read and dropped;
+- plantlake: the bronze asset's load (`assets.erp.load_bronze`), source to Delta table;
+- dlt: `sql_table(backend="pyarrow")` into a Delta table on the local filesystem;
+- plantlake at N/2 rows (a row filter), to show peak memory does not grow with N;
+- incremental: 1% of the PostgreSQL rows updated, then plantlake's load again.
+The scratch databases are dropped at the end. The last line holds the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlalchemy as sa
+
+PG_SERVER = os.environ.get("PLANTLAKE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/")
+MYSQL_SERVER = os.environ.get("PLANTLAKE_BENCH_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/")
+TABLE = "sale_order_bench"
+COLUMNS = (
+    "id BIGINT PRIMARY KEY, order_no VARCHAR(24), customer_id INTEGER, product_code VARCHAR(20), "
+    "quantity NUMERIC(12,3), unit_price NUMERIC(10,2), status VARCHAR(12), created_at {ts}, updated_at {ts}, note TEXT"
+)
+
+
+def _admin(server: str) -> sa.Engine:
+    return sa.create_engine(server + ("postgres" if server.startswith("postgresql") else ""), isolation_level="AUTOCOMMIT")
+
+
+def build_postgres(database: str, rows: int) -> str:
+    with _admin(PG_SERVER).connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {database}"))
+    url = PG_SERVER + database
+    with sa.create_engine(url, isolation_level="AUTOCOMMIT").connect() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {TABLE} ({COLUMNS.format(ts='TIMESTAMP')})"))
+        connection.execute(sa.text(
+            f"INSERT INTO {TABLE} SELECT g, 'SO-' || g, g % 5000, 'P-' || (g % 997), (g % 100000) / 7.0, "
+            f"(g % 50000) / 100.0, (ARRAY['draft','sale','done','cancel'])[1 + g % 4], "
+            f"TIMESTAMP '2025-01-01' + g * INTERVAL '1 second', TIMESTAMP '2025-01-01' + g * INTERVAL '1 second', "
+            f"CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END FROM generate_series(1, {rows}) g"))  # fmt: skip
+        connection.execute(sa.text(f"CREATE INDEX ON {TABLE} (updated_at)"))
+        connection.execute(sa.text(f"VACUUM ANALYZE {TABLE}"))
+    return url
+
+
+def build_mariadb(database: str, rows: int) -> str:
+    with _admin(MYSQL_SERVER).connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {database} CHARACTER SET utf8mb4"))
+    url = MYSQL_SERVER + database
+    with sa.create_engine(url, isolation_level="AUTOCOMMIT").connect() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {TABLE} ({COLUMNS.format(ts='DATETIME(6)')}, INDEX (updated_at))"))
+        connection.execute(sa.text(
+            f"INSERT INTO {TABLE} SELECT seq, concat('SO-', seq), seq % 5000, concat('P-', seq % 997), "
+            f"(seq % 100000) / 7.0, (seq % 50000) / 100.0, elt(1 + seq % 4, 'draft', 'sale', 'done', 'cancel'), "
+            f"TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND, TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND, "
+            f"IF(seq % 3 = 0, NULL, concat('note ', seq)) FROM seq_1_to_{rows}"))  # fmt: skip
+    return url
+
+
+def drop(server: str, database: str) -> None:
+    force = " WITH (FORCE)" if server.startswith("postgresql") else ""
+    with _admin(server).connect() as connection:
+        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {database}{force}"))
+
+
+# --- the cases, each run in a child process; imports happen before the clock starts ----------
+
+
+def case_copy(url: str, _: Path, __: dict) -> Callable[[], int]:
+    import psycopg
+
+    def run() -> int:
+        size, dsn = 0, sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn) as conn, conn.cursor().copy(f"COPY {TABLE} TO STDOUT (FORMAT binary)") as copy:
+            for block in copy:
+                size += len(block)
+        return size
+
+    return run
+
+
+def case_plantlake(url: str, lake_root: Path, options: dict) -> Callable[[], int]:
+    from assets.erp import load_bronze
+    from lake.layout import Lake
+    from pipelines.config import ErpSource, ErpTable, RowFilter
+
+    import connectorx  # noqa: F401  (a nightly run has its code loaded; so does the dlt case)
+
+    sa.create_engine(url).dialect.loaded_dbapi  # noqa: B018
+    where = [RowFilter(column="id", op="<=", value=options["limit"])] if options.get("limit") else []
+    table = ErpTable(name=TABLE, primary_key=["id"], cursor="updated_at", where=where, deletes=None)
+    source = ErpSource(name="bench", url=url, batch_rows=100_000, tables=[table])
+    return lambda: load_bronze(Lake(lake_root), source, table, options.get("run", "bench")).metadata["rows_inserted"]
+
+
+def case_dlt(url: str, lake_root: Path, _: dict) -> Callable[[], int]:
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    import dlt
+    from dlt.sources.sql_database import sql_table
+
+    def run() -> int:
+        pipeline = dlt.pipeline(pipeline_name="bench", destination=dlt.destinations.filesystem(lake_root.as_uri()),
+                                dataset_name="bench", pipelines_dir=str(lake_root / "_dlt"))  # fmt: skip
+        source = sql_table(credentials=url, table=TABLE, backend="pyarrow", chunk_size=100_000)
+        pipeline.run(source, table_format="delta").raise_on_failed_jobs()
+        return int(pipeline.last_trace.last_normalize_info.row_counts.get(TABLE, 0))
+
+    return run
+
+
+CASES = {"copy": case_copy, "plantlake": case_plantlake, "dlt": case_dlt}
+
+
+def run_case(label: str, case: str, url: str, lake_root: Path, **options: object) -> dict:
+    """Run one case in a child process; its wall time, rows and peak memory (RSS)."""
+    command = [sys.executable, __file__, "--case", case, url, str(lake_root), json.dumps(options)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        raise SystemExit(f"case {label} failed (status {status}); its output is above")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_mb"] = usage.ru_maxrss / 1024
+    print(f"{label:<22} {result['seconds']:8.2f} s  {result['rows']:>12,} rows/bytes  peak {result['peak_mb']:7.0f} MB",
+          flush=True)  # fmt: skip
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=5_000_000, help="rows in PostgreSQL")
+    parser.add_argument("--mariadb-rows", type=int, default=1_000_000, help="rows in MariaDB")
+    args = parser.parse_args()
+    database = f"plantlake_bench_{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix="plantlake-erp-bench-"))
+    try:
+        started = time.perf_counter()
+        pg, my = build_postgres(database, args.rows), build_mariadb(database, args.mariadb_rows)
+        print(f"built {args.rows:,} rows in PostgreSQL and {args.mariadb_rows:,} in MariaDB "
+              f"in {time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+        copy = run_case("raw COPY (pg)", "copy", pg, work / "none")
+        full = run_case("plantlake (pg)", "plantlake", pg, work / "pg")
+        half = run_case("plantlake (pg, N/2)", "plantlake", pg, work / "pg_half", limit=args.rows // 2)
+        dlt_pg = run_case("dlt (pg)", "dlt", pg, work / "dlt_pg")
+        full_my = run_case("plantlake (mariadb)", "plantlake", my, work / "my")
+        dlt_my = run_case("dlt (mariadb)", "dlt", my, work / "dlt_my")
+        with sa.create_engine(pg, isolation_level="AUTOCOMMIT").connect() as connection:
+            changed = connection.execute(sa.text(
+                f"UPDATE {TABLE} SET status = 'changed', updated_at = TIMESTAMP '2026-01-01' + id * INTERVAL '1 microsecond' "
+                f"WHERE id % 100 = 0")).rowcount  # fmt: skip
+        incremental = run_case("plantlake incr. (pg)", "plantlake", pg, work / "pg", run="incremental")
+        assert incremental["rows"] == changed, f"incremental landed {incremental['rows']} rows, {changed} changed"
+    finally:
+        for server in (PG_SERVER, MYSQL_SERVER):
+            drop(server, database)
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+    print(f"vs_dlt_pg={dlt_pg['seconds'] / full['seconds']:.1f} "
+          f"vs_dlt_mariadb={dlt_my['seconds'] / full_my['seconds']:.1f} "
+          f"vs_copy={full['seconds'] / copy['seconds']:.1f} peak_mb={full['peak_mb']:.0f} "
+          f"peak_mb_half={half['peak_mb']:.0f} incr_share={incremental['seconds'] / full['seconds']:.3f}")  # fmt: skip
+
+
+def child(name: str, url: str, lake_root: str, options: str) -> None:
+    run = CASES[name](url, Path(lake_root), json.loads(options))
+    started = time.perf_counter()
+    rows = run()
+    print(json.dumps({"seconds": time.perf_counter() - started, "rows": rows}))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--case":
+        child(*sys.argv[2:6])
+    else:
+        main()
