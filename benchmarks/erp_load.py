@@ -41,34 +41,34 @@ def _admin(server: str) -> sa.Engine:
     return sa.create_engine(server + ("postgres" if server.startswith("postgresql") else ""), isolation_level="AUTOCOMMIT")
 
 
-def build_postgres(database: str, rows: int) -> str:
-    with _admin(PG_SERVER).connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {database}"))
-    url = PG_SERVER + database
+def _build(server: str, database: str, create: str, statements: list[str]) -> str:
+    """A scratch database on `server` with the benchmark table filled by `statements`."""
+    with _admin(server).connect() as connection:
+        connection.execute(sa.text(create))
+    url = server + database
     with sa.create_engine(url, isolation_level="AUTOCOMMIT").connect() as connection:
-        connection.execute(sa.text(f"CREATE TABLE {TABLE} ({COLUMNS.format(ts='TIMESTAMP')})"))
-        connection.execute(sa.text(
-            f"INSERT INTO {TABLE} SELECT g, 'SO-' || g, g % 5000, 'P-' || (g % 997), (g % 100000) / 7.0, "
+        for statement in statements:
+            connection.execute(sa.text(statement))
+    return url
+
+
+def build_postgres(database: str, rows: int) -> str:
+    fill = (f"INSERT INTO {TABLE} SELECT g, 'SO-' || g, g % 5000, 'P-' || (g % 997), (g % 100000) / 7.0, "
             f"(g % 50000) / 100.0, (ARRAY['draft','sale','done','cancel'])[1 + g % 4], "
             f"TIMESTAMP '2025-01-01' + g * INTERVAL '1 second', TIMESTAMP '2025-01-01' + g * INTERVAL '1 second', "
-            f"CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END FROM generate_series(1, {rows}) g"))  # fmt: skip
-        connection.execute(sa.text(f"CREATE INDEX ON {TABLE} (updated_at)"))
-        connection.execute(sa.text(f"VACUUM ANALYZE {TABLE}"))
-    return url
+            f"CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END FROM generate_series(1, {rows}) g")  # fmt: skip
+    return _build(PG_SERVER, database, f"CREATE DATABASE {database}",
+                  [f"CREATE TABLE {TABLE} ({COLUMNS.format(ts='TIMESTAMP')})", fill,
+                   f"CREATE INDEX ON {TABLE} (updated_at)", f"VACUUM ANALYZE {TABLE}"])  # fmt: skip
 
 
 def build_mariadb(database: str, rows: int) -> str:
-    with _admin(MYSQL_SERVER).connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {database} CHARACTER SET utf8mb4"))
-    url = MYSQL_SERVER + database
-    with sa.create_engine(url, isolation_level="AUTOCOMMIT").connect() as connection:
-        connection.execute(sa.text(f"CREATE TABLE {TABLE} ({COLUMNS.format(ts='DATETIME(6)')}, INDEX (updated_at))"))
-        connection.execute(sa.text(
-            f"INSERT INTO {TABLE} SELECT seq, concat('SO-', seq), seq % 5000, concat('P-', seq % 997), "
+    fill = (f"INSERT INTO {TABLE} SELECT seq, concat('SO-', seq), seq % 5000, concat('P-', seq % 997), "
             f"(seq % 100000) / 7.0, (seq % 50000) / 100.0, elt(1 + seq % 4, 'draft', 'sale', 'done', 'cancel'), "
             f"TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND, TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND, "
-            f"IF(seq % 3 = 0, NULL, concat('note ', seq)) FROM seq_1_to_{rows}"))  # fmt: skip
-    return url
+            f"IF(seq % 3 = 0, NULL, concat('note ', seq)) FROM seq_1_to_{rows}")  # fmt: skip
+    return _build(MYSQL_SERVER, database, f"CREATE DATABASE {database} CHARACTER SET utf8mb4",
+                  [f"CREATE TABLE {TABLE} ({COLUMNS.format(ts='DATETIME(6)')}, INDEX (updated_at))", fill])  # fmt: skip
 
 
 def drop(server: str, database: str) -> None:
