@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+import sqlalchemy as sa
 
 from pipelines.config import load_config
 from pipelines.factory import build_definitions
@@ -59,6 +60,21 @@ def test_refresh_all_lands_every_source_kind_in_gold_and_reruns_without_duplicat
         assert totals[3] == len(plant.machines)
         assert quality["gold.machine_hour_features"] == "passed"
         assert quality["silver.erp_production_orders"] == "passed"
+
+        # ERP assets report their watermark, reader and drift; personal data is tagged in the column schema
+        def metadata(*path: str) -> dict:
+            return instance.get_latest_materialization_event(dg.AssetKey(list(path))).asset_materialization.metadata
+
+        landed = metadata("bronze", "erp_production_orders")
+        assert landed["reader"].value == "connectorx" and landed["schema_drift"].value == "none"
+        engine = sa.create_engine(config.sources.erp[0].url)
+        with engine.connect() as connection:
+            newest = connection.execute(sa.text("SELECT max(updated_at) FROM production_orders")).scalar_one()
+        engine.dispose()
+        assert landed["watermark"].value == str(newest)
+        assert metadata("silver", "erp_production_orders")["rows_deleted"].value == 0
+        columns = {c.name: c for c in metadata("silver", "erp_customers")["dagster/column_schema"].value.columns}
+        assert columns["name"].tags == {"personal_data": "true"} and columns["id"].tags == {}
 
         before = _row_counts(catalog)
         assert job.execute_in_process(instance=instance).success
