@@ -1,5 +1,7 @@
 """ERP tables: one bronze and one silver asset per table declared in the YAML."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,6 +68,16 @@ def _window(lower: object, field: pa.Field, timezone: str) -> ds.Expression | No
     return ds.field(field.name) >= bound
 
 
+@contextmanager
+def _engine(source: ErpSource) -> Iterator[sa.Engine]:
+    """An engine for one step, its connections closed when the step ends."""
+    engine = sa.create_engine(source.url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def _conditions(table: ErpTable) -> list[sql.Condition]:
     return [(condition.column, condition.op, condition.value) for condition in table.where]
 
@@ -74,8 +86,7 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
     """Land rows changed since the committed watermark (less the look-back), up to the cursor's maximum now."""
     name = table_name(source, table)
     path = lake.table("bronze", name)
-    engine = sa.create_engine(source.url)
-    try:
+    with _engine(source) as engine:
         source_table = sql.reflect_table(engine, table.name)
         lake_schema = delta.schema(path)
         change = drift.compare(lake_schema, _source_schema(source_table, source, table), f"bronze.{name}", BOOKKEEPING)
@@ -92,8 +103,6 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
         state = {"watermark": bronze.encode_watermark(newest)} if table.cursor else None
         landed = bronze.land(path, batches, change.schema, keys, Ingestion.now(run_id), source.name, state, window)
         reader = "connectorx" if source.fast_path and sql_fast.supports(engine) else "sqlalchemy"
-    finally:
-        engine.dispose()
     return Step(path, {"rows_read": landed.rows_read, "rows_inserted": landed.rows_inserted,
                        "watermark": str(newest), "read_from": str(lower), "schema_drift": change.describe(),
                        "reader": reader, "source_timezone": source.timezone})  # fmt: skip
@@ -118,13 +127,10 @@ def _reconcile_deletes(path: Path, source: ErpSource, table: ErpTable) -> dict[s
         return {"rows_deleted": 0, "deletes_checked": False}
     silver_schema = delta.schema(path)
     key_schema = pa.schema([silver_schema.field(key) for key in table.primary_key])
-    engine = sa.create_engine(source.url)
-    try:
+    with _engine(source) as engine:
         read = sql.TableRead(sql.reflect_table(engine, table.name), table.primary_key, _conditions(table))
         keys = sql.read_batches(engine, read, key_schema, source.timezone, source.batch_rows, source.fast_path)
         gone = deletes.deleted_keys(path, keys, key_schema, table.primary_key)
-    finally:
-        engine.dispose()
     count = deletes.apply(path, gone, table.primary_key, remove=table.deletes.action == "remove", now=now)
     return {"rows_deleted": count, "deletes_checked": True}
 
@@ -149,11 +155,8 @@ def silver_invariants(data: ds.Dataset, lake: Lake, source: ErpSource, table: Er
         parent = delta.dataset(lake.table("silver", f"{source.name}_{parent_table}"))
         if parent is not None:
             found.append(invariants.references(data, column, parent, parent_column, f"{source.name}.{parent_table}"))
-    engine = sa.create_engine(source.url)
-    try:
+    with _engine(source) as engine:
         expected = sql.count_rows(engine, sql.reflect_table(engine, table.name), _conditions(table))
-    finally:
-        engine.dispose()
     live = f"{delta.quote(deletes.DELETED_AT)} IS NULL" if deletes.DELETED_AT in data.schema.names else None
     found.append(invariants.row_count_matches(data, expected, f"source table {table.name}", live))
     return found
