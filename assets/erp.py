@@ -102,7 +102,7 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
         newest = until if until is not None else watermark
         state = {"watermark": bronze.encode_watermark(newest)} if table.cursor else None
         landed = bronze.land(path, batches, change.schema, keys, Ingestion.now(run_id), source.name, state, window)
-        reader = "connectorx" if source.fast_path and sql_fast.supports(engine) else "sqlalchemy"
+        reader = sql_fast.reader_name(engine) if source.fast_path and sql_fast.supports(engine) else "sqlalchemy"
     return Step(path, {"rows_read": landed.rows_read, "rows_inserted": landed.rows_inserted,
                        "watermark": str(newest), "read_from": str(lower), "schema_drift": change.describe(),
                        "reader": reader, "source_timezone": source.timezone})  # fmt: skip

@@ -6,7 +6,7 @@ Needs the `bench` extra (`pip install -e '.[bench]'`, which `make bench-erp` doe
 PostgreSQL and MariaDB services. It builds a 10-column table of N rows in a scratch
 database on each, then, each case in its own child process so its peak memory is its own:
 - copy: `COPY ... TO STDOUT (FORMAT binary)` from PostgreSQL, bytes read and dropped;
-- plantlake: the bronze asset's load (`assets.erp.load_bronze`), source to Delta table;
+- plantlake: the bronze asset's load (`assets.erp.load_bronze`, ADBC or connectorx), source to Delta table;
 - dlt: `sql_table(backend="pyarrow")` into a Delta table on the local filesystem;
 - plantlake at N/2 rows (a row filter), to show peak memory does not grow with N;
 - incremental: 1% of the PostgreSQL rows updated, then plantlake's load again.
@@ -98,7 +98,8 @@ def case_plantlake(url: str, lake_root: Path, options: dict) -> Callable[[], int
     from lake.layout import Lake
     from pipelines.config import ErpSource, ErpTable, RowFilter
 
-    import connectorx  # noqa: F401  (a nightly run has its code loaded; so does the dlt case)
+    import adbc_driver_postgresql.dbapi  # noqa: F401  (a nightly run has its code loaded; so does the dlt case)
+    import connectorx  # noqa: F401
 
     sa.create_engine(url).dialect.loaded_dbapi  # noqa: B018
     where = [RowFilter(column="id", op="<=", value=options["limit"])] if options.get("limit") else []

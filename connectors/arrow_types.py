@@ -1,6 +1,7 @@
 """Bring a batch as a driver delivered it to the schema the lake keeps.
 
-Drivers differ: connectorx widens decimals to (38, 10) and hands out naive timestamps,
+Drivers differ: connectorx widens decimals to (38, 10), ADBC hands out PostgreSQL's numeric as
+text, both give naive timestamps,
 SQLAlchemy rows give Python objects. `conform` casts each column to its target type, turns
 timestamps into UTC (naive ones are read in the source's zone), checks text is valid UTF-8,
 and names the table and column when a value does not fit.

@@ -1,18 +1,19 @@
 """Read database tables into Arrow record batches.
 
-PostgreSQL and MariaDB/MySQL are read through connectorx (binary COPY and the MySQL binary
-protocol, decoded to Arrow in Rust; see `connectors.sql_fast`); every other SQLAlchemy
+PostgreSQL is read through ADBC (binary COPY decoded to Arrow in C) and MariaDB/MySQL through
+connectorx (its binary protocol decoded to Arrow in Rust; see `connectors.sql_fast`); every other SQLAlchemy
 dialect streams rows from a server-side cursor. Either way rows arrive in batches, so memory
 is bounded by the batch size and not by the table, and every batch is conformed to one
 schema derived from the reflected table.
 
 Queries are built with SQLAlchemy: identifiers come from reflection and are quoted by the
 dialect; values from the configuration (row filters, watermarks) are bound parameters, or,
-for connectorx, literals rendered by the dialect's own escaping.
+for the fast paths, literals rendered by the dialect's own escaping.
 """
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ def _scaled_decimal(column: sa.Column) -> pa.DataType | None:
 
 
 def _travels_as_text(column: sa.Column) -> bool:
-    """Types connectorx cannot decode exactly (JSON, UUID, arrays, wide decimals...) are read as text."""
+    """Types the fast paths cannot decode exactly (JSON, UUID, arrays, wide decimals...) are read as text."""
     target = arrow_type(column.type)
     if pa.types.is_decimal(target):
         return target.scale > _FAST_DECIMAL_SCALE
@@ -118,7 +119,7 @@ class TableRead:
         return {name: decimal for name, decimal in found.items() if decimal is not None}
 
     def select(self, fast: bool = False) -> sa.Select:
-        """The query; `fast` reads small decimals as scaled integers and what connectorx cannot decode as text."""
+        """The query; `fast` reads small decimals as scaled integers and what the fast paths cannot decode as text."""
         selected: list[sa.ColumnElement] = [self.column(name) for name in self.columns]
         if fast:
             scaled = self.scaled()
@@ -189,7 +190,10 @@ def _raw_type(values: list[Any], target: pa.DataType) -> pa.DataType:
 
 
 def _as_text(values: list[Any]) -> list[Any]:
-    return [value if value is None or isinstance(value, str) else str(value) for value in values]
+    """Values of text columns as text; JSON documents the driver parsed are written back as JSON."""
+    return [value if value is None or isinstance(value, str)
+            else json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+            for value in values]  # fmt: skip
 
 
 def _stream_rows(engine: sa.Engine, query: sa.Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:

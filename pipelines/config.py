@@ -119,7 +119,7 @@ class ErpSource(_Strict):
     url: str
     batch_rows: int = Field(default=100_000, gt=0)
     timezone: str = Field(default="UTC", description="zone of the source's timestamps without a zone")
-    fast_path: bool = Field(default=True, description="read PostgreSQL and MariaDB/MySQL through connectorx")
+    fast_path: bool = Field(default=True, description="read PostgreSQL through ADBC and MariaDB/MySQL through connectorx")
     tables: list[ErpTable] = Field(min_length=1)
 
     @field_validator("timezone")

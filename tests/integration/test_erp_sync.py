@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 from erp_compare import assert_silver_equals_source, sync
 
+from assets.erp import load_bronze
 from lake import delta
 from lake.layout import Lake
 from pipelines.config import ErpSource, ErpTable
@@ -21,7 +22,7 @@ TABLES = {
 
 
 def _source(url: str) -> ErpSource:
-    """Through SQLAlchemy, the path of every dialect without a fast one (test_erp_depth covers connectorx)."""
+    """Through SQLAlchemy, the path of every dialect without a fast one (test_erp_depth covers ADBC and connectorx)."""
     return ErpSource(name="erp", url=url, batch_rows=25, fast_path=False,
                      tables=[ErpTable(name=name, primary_key=key, cursor="updated_at") for name, key in TABLES.items()])  # fmt: skip
 
@@ -60,3 +61,45 @@ def test_full_then_incremental_loads_equal_the_source(erp_database_url: str, pla
     assert all(stats["rows_inserted"] == 0 for stats in third.values())
     assert counts == {(layer, name): delta.row_count(lake.table(layer, f"erp_{name}")) for name in TABLES for layer in ("bronze", "silver")}
     assert_silver_equals_source(lake, source)
+
+
+POSTGRES_TYPES = """
+CREATE TABLE typed (
+    id integer PRIMARY KEY, small smallint, flag boolean, ratio real, amount numeric(12, 2), wide numeric(30, 12),
+    free numeric, born date, seen_at timestamp, zoned timestamptz, doc jsonb, token uuid, name varchar(40), body bytea
+);
+INSERT INTO typed VALUES
+    (1, -3, true, 0.5, 12345678.91, 123456789012345678.123456789012, 3.1415926536, '2024-02-29',
+     '2024-03-31 01:30:00.123456', '2024-03-31 01:30:00+02', '{"a": [1, 2]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+     'Müller 東京', '\\x00ff'),
+    (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (3, 32767, false, -1e30, -0.01, -0.000000000001, 1e-10, '0001-01-01', '9999-12-31 23:59:59', '1970-01-01 00:00:00+00',
+     '[]', '00000000-0000-0000-0000-000000000000', '', '\\x');
+"""
+
+
+def test_postgres_fast_path_reads_every_type_as_the_sqlalchemy_path_does(postgres_url: str, tmp_path) -> None:
+    """ADBC's reading (scaled decimals, opaque numerics and text casts) lands the same values as row-by-row reading."""
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(POSTGRES_TYPES)
+    engine.dispose()
+    landed = {}
+    for fast in (True, False):
+        source = ErpSource(name="erp", url=postgres_url, timezone="Europe/Berlin", fast_path=fast,
+                           tables=[ErpTable(name="typed", primary_key=["id"], deletes=None)])  # fmt: skip
+        lake = Lake(tmp_path / f"fast_{fast}")
+        step = load_bronze(lake, source, source.tables[0], "run-1")
+        assert step.metadata["reader"] == ("adbc" if fast else "sqlalchemy")
+        landed[fast] = delta.read(lake.table("bronze", "erp_typed")).sort_by("id").drop_columns(["_ingested_at"])
+    assert landed[True].schema == landed[False].schema
+    fast_rows, row_rows = landed[True].to_pylist(), landed[False].to_pylist()
+    for fast_row, row in zip(fast_rows, row_rows, strict=True):  # real: float4 widened exactly vs via its text
+        expected = row.pop("ratio")
+        assert fast_row.pop("ratio") == (None if expected is None else pytest.approx(expected, rel=1e-6))
+    for fast_row, row in zip(fast_rows, row_rows, strict=True):
+        assert {k: v for k, v in fast_row.items() if row[k] != v} == {}, row
+    assert fast_rows == row_rows
+    first = landed[True].to_pylist()[0]
+    assert first["wide"] == Decimal("123456789012345678.123456789012") and first["amount"] == Decimal("12345678.91")
+    assert str(first["seen_at"]) == "2024-03-31 00:30:00.123456+00:00"  # naive, read in Europe/Berlin (CET until 02:00)

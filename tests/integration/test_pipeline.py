@@ -66,7 +66,7 @@ def test_refresh_all_lands_every_source_kind_in_gold_and_reruns_without_duplicat
             return instance.get_latest_materialization_event(dg.AssetKey(list(path))).asset_materialization.metadata
 
         landed = metadata("bronze", "erp_production_orders")
-        assert landed["reader"].value == "connectorx" and landed["schema_drift"].value == "none"
+        assert landed["reader"].value == "adbc" and landed["schema_drift"].value == "none"
         engine = sa.create_engine(config.sources.erp[0].url)
         with engine.connect() as connection:
             newest = connection.execute(sa.text("SELECT max(updated_at) FROM production_orders")).scalar_one()
