@@ -38,6 +38,8 @@ def table_infos(config: PlantlakeConfig, descriptions: dict[str, str]) -> dict[s
         "quarantine.rows": "Rows kept out of the lake, with table, file, row, field, value, check and reason.",
         "meta.quality_results": "Newest result of every quality check: table, check, success, details.",
         "meta.run_failures": "Every failed run: job, failed steps and their errors.",
+        "meta.supplier_files": "Every supplier file by content hash: version, status, rows read, loaded, quarantined "
+        "and skipped, why it was rejected, where it was moved.",
     }
     return {name: TableInfo(sources.get(name, "plantlake"), descriptions.get(name, "")) for name in {*sources, *descriptions}}
 

@@ -1,21 +1,38 @@
-"""Supplier drop folders: one bronze asset per folder, one silver table per target (e.g. material_lots)."""
+"""Supplier drop folders: one bronze asset per folder, one silver table per target (e.g. material_lots).
 
-from collections import defaultdict
+Each file is taken once, by content: read, typed by the folder's mapping, its good rows
+appended to bronze and its bad rows quarantined, then registered in `meta.supplier_files`
+with its row counts and moved to the archive (or, if rejected whole, to the rejected folder
+beside a report that says why).
+"""
+
+
+import itertools
+import json
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from assets.factory import bronze_asset, silver_assets
 from assets.results import Step
+from assets.resources import PlantlakeResource
 from assets.steps import merge_validated
 from connectors import files
-from lake import bronze, delta, quarantine, silver, transforms
-from lake.layout import Ingestion, Lake
+from lake import delta, file_registry, mapping, quarantine, silver, transforms
+from lake.file_registry import FileEntry
+from lake.layout import INGESTION_FIELDS, Ingestion, Lake
 from lake.quarantine import Rejection
 from pipelines.config import SupplierSource
 from quality import invariants, suites
+
+FILE_FIELDS = [pa.field(transforms.FILE, pa.string(), nullable=False), pa.field(transforms.FILE_HASH, pa.string(), nullable=False),
+               pa.field(transforms.FILE_MODIFIED, pa.timestamp("us", tz="UTC"), nullable=False)]  # fmt: skip
 
 
 def bronze_key(source: SupplierSource) -> dg.AssetKey:
@@ -27,71 +44,199 @@ def silver_key(target: str) -> dg.AssetKey:
 
 
 def drop_files(source: SupplierSource) -> list[Path]:
-    return sorted(path for path in source.path.glob(source.glob) if path.is_file())
+    """Files waiting in the drop folder, oldest first, so a corrected re-send lands after the original."""
+    found = [path for path in source.path.glob(source.glob) if path.is_file()]
+    return sorted(found, key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
-def _loaded_hashes(path: Path) -> set[str]:
-    landed = delta.read(path, columns=[transforms.FILE_HASH])
-    return set() if landed is None else set(pc.unique(landed[transforms.FILE_HASH]).to_pylist())
+def bronze_schema(source: SupplierSource) -> pa.Schema:
+    typed = mapping.lake_schema(source.columns)
+    return pa.schema([*typed, pa.field(files.LINE, pa.int64(), nullable=False), *FILE_FIELDS, *INGESTION_FIELDS])
 
 
-def _read_file(source: SupplierSource, path: Path, digest: str) -> pa.Table:
-    table = files.read_supplier_file(path, source.format, source.csv.delimiter, source.csv.encoding, source.sheet)
-    files.check_header(table, list(source.columns), path)
-    table = table.append_column(transforms.FILE, pa.array([str(path)] * table.num_rows, pa.string()))
-    return table.append_column(transforms.FILE_HASH, pa.array([digest] * table.num_rows, pa.string()))
+def _layout(source: SupplierSource) -> files.Layout:
+    return files.Layout(expected=list(source.columns), delimiter=source.csv.delimiter, quote=source.csv.quote,
+                        encoding=source.csv.encoding, sheet=source.sheet, header_row=source.header_row,
+                        summary_rows=source.summary_rows)  # fmt: skip
+
+
+def _destination(folder: Path, file: Path, digest: str) -> Path:
+    """Where a handled file goes: its name with the start of its hash, so versions never collide."""
+    return folder / f"{file.stem}.{digest[:10]}{file.suffix}"
+
+
+class _Ingest:
+    """One file's way into bronze: typed batches out, problems and counts collected on the way."""
+
+    def __init__(self, source: SupplierSource, file: Path, scan: files.Scan, ingestion: Ingestion) -> None:
+        self.source, self.file, self.scan, self.ingestion = source, file, scan, ingestion
+        self.rows_read = self.rows_loaded = 0
+        self.problems: list[Rejection] = []
+        self.quarantined_lines: set[int] = set()
+        self.failure: files.FileRejected | None = None
+        self.opened: files.TextFile | None = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from self._typed()
+        except files.FileRejected as exc:
+            self.failure = exc
+            raise
+
+    def _typed(self) -> Iterator[pa.RecordBatch]:
+        source = self.source
+        self.opened = files.read_file(self.file, source.format, _layout(source), self.scan)
+        first = next(self.opened.batches, None)
+        numeric = [name for name, spec in source.columns.items() if spec.type in ("int", "decimal", "float")]
+        marks = mapping.number_format(source.csv.decimal, source.csv.thousands, first, numeric)
+        self.opened.layout["decimal"] = marks.decimal
+        schema = bronze_schema(source)
+        for text in itertools.chain([first] if first is not None else [], self.opened.batches):
+            self.rows_read += text.num_rows
+            typed, problems = mapping.type_batch(text, source.columns, marks, source.csv.date_format)
+            self._quarantine(text, problems)
+            self.rows_loaded += typed.num_rows
+            yield self.ingestion.stamp(self._with_file(typed), source.name).cast(schema)
+        for bad in self.opened.tally.bad_rows:
+            self.rows_read += 1
+            self.quarantined_lines.add(bad.line)
+            self.problems.append(self._rejection("structure", bad.reason, {"line": bad.line, "text": bad.text}, bad.line, None, bad.text[:500]))
+
+    def _with_file(self, typed: pa.RecordBatch) -> pa.RecordBatch:
+        count = typed.num_rows
+        constants = [pa.array([str(self.file)] * count, pa.string()), pa.array([self.scan.sha256] * count, pa.string()),
+                     pa.array([self.scan.modified] * count, pa.timestamp("us", tz="UTC"))]  # fmt: skip
+        return pa.RecordBatch.from_arrays([*typed.columns, *constants], names=[*typed.schema.names, *(f.name for f in FILE_FIELDS)])
+
+    def _quarantine(self, text: pa.RecordBatch, problems: list[mapping.Problem]) -> None:
+        if not problems:
+            return
+        lines = sorted({problem.line for problem in problems})
+        rows = text.filter(pc.is_in(text.column(files.LINE), value_set=pa.array(lines, pa.int64()))).to_pylist()
+        by_line = {row[files.LINE]: row for row in rows}
+        for problem in problems:
+            record = {**by_line[problem.line], "_file_hash": self.scan.sha256}
+            self.problems.append(self._rejection("mapping", problem.reason, record, problem.line, problem.column, problem.value))
+        self.quarantined_lines.update(lines)
+
+    def _rejection(self, check: str, reason: str, record: dict, line: int | None, column: str | None,
+                   value: str | None) -> Rejection:  # fmt: skip
+        return Rejection(table_name=f"bronze.{self.source.name}_rows", check=check, reason=reason, record=record,
+                         source=self.source.name, file=str(self.file), row=None if line is None else str(line),
+                         field=column, value=value)  # fmt: skip
+
+
+def _landed_before(path: Path, digest: str) -> bool:
+    """A run that died after its bronze commit but before registering the file left its rows here."""
+    data = delta.dataset(path)
+    return data is not None and data.count_rows(filter=ds.field(transforms.FILE_HASH) == digest) > 0
+
+
+def ingest_file(lake: Lake, source: SupplierSource, file: Path, scan: files.Scan, version: int, run_id: str) -> FileEntry:
+    """Land one new file's good rows in bronze and its bad rows in quarantine; its registry entry."""
+    path = lake.table("bronze", f"{source.name}_rows")
+    work = _Ingest(source, file, scan, Ingestion.now(run_id))
+    reason = None
+    try:
+        if _landed_before(path, scan.sha256):
+            for _ in work.batches():  # count and quarantine again; the rows are in bronze already
+                pass
+        else:
+            delta.append(path, pa.RecordBatchReader.from_batches(bronze_schema(source), work.batches()))
+    except Exception as exc:
+        if work.failure is None and not isinstance(exc, files.FileRejected):
+            raise
+        reason = str(work.failure or exc)
+    if reason is not None:
+        rejection = Rejection(table_name=f"bronze.{path.name}", check="file", reason=reason, source=source.name,
+                              file=str(file), record={"file": str(file), "sha256": scan.sha256})  # fmt: skip
+        quarantine.write(lake, [rejection], run_id)
+        status, folder = file_registry.REJECTED, source.rejected_folder
+        counts = {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0, "rows_skipped": 0}
+    else:
+        quarantine.write(lake, work.problems, run_id)
+        quarantined = len(work.quarantined_lines)
+        status = file_registry.PARTLY_QUARANTINED if quarantined else file_registry.LOADED
+        folder = source.archive_folder
+        counts = {"rows_read": work.rows_read, "rows_loaded": work.rows_loaded, "rows_quarantined": quarantined,
+                  "rows_skipped": work.opened.tally.rows_skipped if work.opened else 0}  # fmt: skip
+    layout = json.dumps(work.opened.layout) if work.opened else None
+    return FileEntry(sha256=scan.sha256, source=source.name, file_name=file.name, version=version, status=status,
+                     reason=reason, layout=layout, size_bytes=scan.size, modified_at=scan.modified, dropped_as=str(file),
+                     moved_to=str(_destination(folder, file, scan.sha256)), run_id=run_id, **counts)  # fmt: skip
+
+
+def _report(entry: FileEntry, reason: str) -> str:
+    return (f"file: {entry.file_name}\nsha256: {entry.sha256}\nsource: {entry.source}\nrun: {entry.run_id}\n"
+            f"when: {entry.registered_at.isoformat()}\n\nwhy it was not loaded:\n{reason}\n\n"
+            "what to do: correct the file and drop it again; a corrected file is loaded as a new version.\n")  # fmt: skip
+
+
+def move_aside(file: Path, destination: Path, report: str | None = None) -> None:
+    """Move a handled file out of the drop folder (a copy already there with the same content is kept)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if report is not None:
+        destination.with_name(destination.name + ".txt").write_text(report, encoding="utf-8")
+    if destination.exists():
+        file.unlink()
+    else:
+        shutil.move(file, destination)
+
+
+def _known_again(source: SupplierSource, file: Path, entry: FileEntry, scan: files.Scan) -> str:
+    """A file whose content is registered: the same file (a move a run did not finish) or a duplicate."""
+    if entry.file_name == file.name:
+        move_aside(file, Path(entry.moved_to))
+        return "files_already_loaded"
+    reason = (f"same content as {entry.file_name} (version {entry.version}, {entry.status} in run {entry.run_id}); "
+              "not loaded again")  # fmt: skip
+    duplicate = FileEntry(**{**entry.__dict__, "file_name": file.name})
+    move_aside(file, _destination(source.rejected_folder, file, scan.sha256), _report(duplicate, reason))
+    return "files_duplicate"
 
 
 def load_bronze(lake: Lake, source: SupplierSource, run_id: str) -> Step:
-    """Land every file not landed before (by content hash); a file that cannot be read is rejected whole."""
+    """Land every file not landed before (by content hash), register it, and move it aside."""
     path = lake.table("bronze", f"{source.name}_rows")
-    known = _loaded_hashes(path)
-    tables, rejections, skipped = [], [], 0
+    known = file_registry.entries(lake, source.name)
+    counts: Counter[str] = Counter()
     for file in drop_files(source):
-        digest = files.content_hash(file)
-        if digest in known:
-            skipped += 1
+        scan = files.scan(file)
+        if scan.sha256 in known:
+            counts[_known_again(source, file, known[scan.sha256], scan)] += 1
             continue
-        try:
-            tables.append(_read_file(source, file, digest))
-        except files.FileRejected as exc:
-            rejections.append(Rejection(table_name=f"bronze.{path.name}", check="file", reason=str(exc),
-                                        record={"file": str(file), "sha256": digest}, source=source.name, file=str(file)))  # fmt: skip
-        known.add(digest)
-    quarantine.write(lake, rejections, run_id)
-    rows = pa.concat_tables(tables, promote_options="default") if tables else None
-    landed = bronze.Landed(path, 0, 0)
-    if rows is not None:
-        landed = bronze.land(path, iter(rows.to_batches()), rows.schema, [transforms.FILE_HASH, files.LINE],
-                             Ingestion.now(run_id), source.name)  # fmt: skip
-    return Step(path, {"files_loaded": len(tables), "files_rejected": len(rejections), "files_already_loaded": skipped,
-                       "rows_read": landed.rows_read, "rows_inserted": landed.rows_inserted})  # fmt: skip
+        entry = ingest_file(lake, source, file, scan, file_registry.next_version(known, file.name), run_id)
+        file_registry.record(lake, entry)
+        known[entry.sha256] = entry
+        move_aside(file, Path(entry.moved_to), _report(entry, entry.reason or "") if entry.reason else None)
+        counts["files_rejected" if entry.status == file_registry.REJECTED else "files_loaded"] += 1
+        for key in ("rows_read", "rows_loaded", "rows_quarantined", "rows_skipped"):
+            counts[key] += getattr(entry, key)
+    metadata = {key: counts.get(key, 0) for key in ("files_loaded", "files_rejected", "files_already_loaded",
+                                                    "files_duplicate", "rows_read", "rows_loaded", "rows_quarantined",
+                                                    "rows_skipped")}  # fmt: skip
+    return Step(path, metadata)
 
 
-def _source_key(source: SupplierSource) -> list[str]:
-    """The supplier's own column names that map to the target's key."""
-    by_target = {spec.name: column for column, spec in source.columns.items()}
-    return [by_target[name] for name in source.key]
+def files_accounted(lake: Lake, source: str) -> tuple[bool, dict]:
+    """Every registered file of `source`: rows loaded plus quarantined equals rows read."""
+    registry = delta.read(file_registry.registry_path(lake), filter=ds.field("source") == source)
+    if registry is None:
+        return True, {"files": 0}
+    off = registry.filter(pc.not_equal(pc.add(registry["rows_loaded"], registry["rows_quarantined"]), registry["rows_read"]))
+    return off.num_rows == 0, {"files": registry.num_rows, "files_not_accounted": off.column("file_name").to_pylist()}
 
 
 def _typed_rows(work: silver.Pending, target: str, sources: list[SupplierSource]) -> tuple[pa.Table, list[Rejection]]:
-    parts, rejected = [], []
-    for source in sources:
-        landed = work.rows.get(f"{source.name}_rows")
-        if landed is not None and landed.num_rows:
-            typed, bad = transforms.supplier_rows(
-                landed, source.columns, source=source.name, table_name=f"silver.{target}",
-                decimal_mark=source.csv.decimal if source.format == "csv" else ".", date_format=source.csv.date_format,
-            )  # fmt: skip
-            parts.append(typed)
-            rejected += bad
-    return transforms.combine_suppliers(parts, sources[0].key, transforms.supplier_schema(sources[0].columns)), rejected
+    parts = [transforms.supplier_rows(work.rows[f"{source.name}_rows"], source.columns, source.name)
+             for source in sources if f"{source.name}_rows" in work.rows]  # fmt: skip
+    return transforms.combine_suppliers(parts, sources[0].key, transforms.supplier_schema(sources[0].columns)), []
 
 
 def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id: str) -> Step:
-    """Rows of all suppliers of `target`, typed by each one's mapping; bad values to quarantine."""
+    """Rows of all suppliers of `target`, the newest per key (latest file version wins)."""
     path = lake.table("silver", target)
-    bronze_tables = {f"{s.name}_rows": silver.BronzeInput(lake.table("bronze", f"{s.name}_rows"), _source_key(s))
+    bronze_tables = {f"{s.name}_rows": silver.BronzeInput(lake.table("bronze", f"{s.name}_rows"), [transforms.FILE_HASH, files.LINE])
                      for s in sources}  # fmt: skip
     key = sources[0].key
     return merge_validated(lake, path, silver.pending_chunks(path, bronze_tables),
@@ -99,22 +244,51 @@ def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id:
                            lambda schema: suites.supplier_suite(sources[0].columns, key, schema), key, run_id)  # fmt: skip
 
 
+def files_set_aside(lake: Lake, source: str, run_id: str) -> list[dict]:
+    """Files of this run that were rejected whole or had rows quarantined."""
+    registry = delta.read(file_registry.registry_path(lake), filter=(ds.field("source") == source) & (ds.field("run_id") == run_id))
+    rows = [] if registry is None else registry.to_pylist()
+    return [{"file": row["file_name"], "status": row["status"], "rows_quarantined": row["rows_quarantined"],
+             "reason": row["reason"]} for row in rows if row["status"] != file_registry.LOADED]  # fmt: skip
+
+
+def _file_checks(source: SupplierSource) -> list[dg.AssetChecksDefinition]:
+    @dg.asset_check(asset=bronze_key(source), name="files_accounted", blocking=True,
+                    description="For every file: rows loaded plus rows quarantined equals rows read.")  # fmt: skip
+    def accounted(plantlake: PlantlakeResource) -> dg.AssetCheckResult:
+        """Read the registry of this drop folder's files."""
+        passed, metadata = files_accounted(plantlake.lake, source.name)
+        return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+    @dg.asset_check(asset=bronze_key(source), name="files_clean",
+                    description="Warns when a file of this run was rejected or had rows quarantined.")  # fmt: skip
+    def clean(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
+        """Read this run's entries in the registry."""
+        aside = files_set_aside(plantlake.lake, source.name, context.run.run_id)
+        return dg.AssetCheckResult(passed=not aside, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"files": dg.MetadataValue.json(aside)})  # fmt: skip
+
+    return [accounted, clean]
+
+
 def supplier_assets(sources: list[SupplierSource]) -> list:
     by_target: dict[str, list[SupplierSource]] = defaultdict(list)
     for source in sources:
         by_target[source.target].append(source)
-    definitions: list = [
-        bronze_asset(bronze_key(source), "suppliers", {source.format},
-                     f"Rows of {source.format} files {source.glob} dropped by supplier {source.name}, as text.",
-                     lambda lake, run_id, source=source: load_bronze(lake, source, run_id))  # fmt: skip
-        for source in sources
-    ]
+    definitions: list = []
+    for source in sources:
+        definitions.append(bronze_asset(bronze_key(source), "suppliers", {source.format},
+                                        f"Rows of {source.format} files {source.glob} dropped by supplier {source.name}, "
+                                        "typed by its mapping; each file once.",
+                                        lambda lake, run_id, source=source: load_bronze(lake, source, run_id)))  # fmt: skip
+        definitions += _file_checks(source)
     for target, members in by_target.items():
         definitions += silver_assets(
             silver_key(target), [bronze_key(s) for s in members], "suppliers",
-            f"{target} from suppliers {', '.join(s.name for s in members)}, typed and merged on {members[0].key}.",
+            f"{target} from suppliers {', '.join(s.name for s in members)}, merged on {members[0].key}; newest file wins.",
             lambda lake, run_id, target=target, members=members: build_silver(lake, target, members, run_id),
             lambda data, lake, members=members: [invariants.unique_keys(data, members[0].key)],
             "One row per key",
         )  # fmt: skip
     return definitions
+

@@ -7,11 +7,11 @@ import pyarrow as pa
 from connectors.files import LINE
 from lake.deletes import DELETED_FIELD
 from lake.layout import INGESTED_AT, RUN_ID, SOURCE
-from lake.mapping import ColumnSpec, apply_mapping, arrow_type
+from lake.mapping import ColumnSpec, lake_schema
 from lake.quarantine import Rejection
 from lake.silver import latest_per_key
 
-FILE, FILE_HASH = "_file", "_file_hash"
+FILE, FILE_HASH, FILE_MODIFIED = "_file", "_file_hash", "_file_modified"
 
 SENSOR_SCHEMA = pa.schema(
     [
@@ -90,29 +90,23 @@ def event_rows(bronze: dict[str, pa.Table], machine_maps: dict[str, dict[str, st
 
 
 def supplier_schema(columns: dict[str, ColumnSpec]) -> pa.Schema:
-    fields = [pa.field(spec.name, arrow_type(spec.type, spec.scale)) for spec in columns.values()]
     return pa.schema(
-        [*fields, pa.field("source", pa.string()), pa.field(FILE, pa.string()), pa.field(LINE, pa.int64()),
-         pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC"))]  # fmt: skip
+        [*lake_schema(columns), pa.field("source", pa.string()), pa.field(FILE, pa.string()), pa.field(LINE, pa.int64()),
+         pa.field(FILE_MODIFIED, pa.timestamp("us", tz="UTC")), pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC"))]  # fmt: skip
     )
 
 
-def supplier_rows(bronze: pa.Table, columns: dict[str, ColumnSpec], *, source: str, table_name: str,
-                  decimal_mark: str, date_format: str) -> tuple[pa.Table, list[Rejection]]:  # fmt: skip
-    """Rows of one supplier's files typed by its mapping; bad values rejected with their place."""
-    good, rejected = apply_mapping(bronze.to_pylist(), columns, table_name=table_name, source=source,
-                                   decimal_mark=decimal_mark, date_format=date_format, file_column=FILE)  # fmt: skip
-    for row in good:
-        row["source"] = source
+def supplier_rows(bronze: pa.Table, columns: dict[str, ColumnSpec], source: str) -> pa.Table:
+    """One supplier's typed bronze rows in the target's columns, named by the supplier."""
     schema = supplier_schema(columns)
-    table = pa.Table.from_pylist(good, schema=schema) if good else schema.empty_table()
-    return table, rejected
+    named = bronze.append_column("source", pa.array([source] * bronze.num_rows, pa.string()))
+    return named.select(schema.names).cast(schema)
 
 
 def combine_suppliers(parts: list[pa.Table], key: list[str], schema: pa.Schema) -> pa.Table:
-    """All suppliers of one target in one table; the newest row wins per key."""
+    """All suppliers of one target in one table; per key, the row of the newest file wins."""
     parts = [part for part in parts if part.num_rows]
     if not parts:
         return schema.empty_table()
     combined = pa.concat_tables(parts, promote_options="default")
-    return latest_per_key(combined, key, [INGESTED_AT, LINE])
+    return latest_per_key(combined, key, [INGESTED_AT, FILE_MODIFIED, LINE])

@@ -6,6 +6,7 @@ secrets never live in the file. Relative paths are taken relative to the YAML fi
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from datetime import timedelta
@@ -164,25 +165,74 @@ class ColumnMapping(_Strict):
     type: Literal["string", "int", "decimal", "float", "date", "timestamp"] = "string"
     required: bool = False
     scale: int = Field(default=3, ge=0, le=18, description="digits after the point for decimals")
+    unit: str | None = Field(default=None, description="unit of the lake column, noted in the catalog")
+    factor: float | None = Field(default=None, description="multiplies the value, e.g. 0.001 for g -> kg")
+
+    @model_validator(mode="after")
+    def _factor_on_numbers(self) -> ColumnMapping:
+        if self.factor is not None and self.type not in ("decimal", "float"):
+            raise ValueError(f"factor converts units of decimal or float columns; {self.name!r} is {self.type}")
+        return self
 
 
 class CsvOptions(_Strict):
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    decimal: Literal[".", ","] = "."
-    encoding: str = "utf-8"
+    """How a supplier writes CSV; what is left out is detected from the file."""
+
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1, description="detected when not set")
+    quote: str = Field(default='"', min_length=1, max_length=1)
+    decimal: Literal[".", ","] | None = Field(default=None, description="detected from the numbers when not set")
+    thousands: Literal[".", ",", " ", "'", ""] | None = Field(default=None, description="default: the other mark")
+    encoding: str = Field(default="auto", description="auto: UTF-8 (with or without BOM), else cp1252 or latin-1")
     date_format: str = "%Y-%m-%d"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        if value != "auto":
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown encoding {value!r}; use auto, utf-8, cp1252, latin-1, ...") from None
+        return value
+
+
+_SUMMARY_ROWS = r"(?i)^\s*(grand\s+)?(total|totals|sum|summe|gesamt|gesamtsumme|endsumme)\b"
 
 
 class SupplierSource(_Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     path: Path
     glob: str
-    format: Literal["csv", "xlsx", "json"]
+    format: Literal["csv", "xlsx", "json", "jsonl", "parquet"]
     target: str = Field(default="material_lots", pattern=_NAME_PATTERN)
     key: list[str] = Field(min_length=1)
     csv: CsvOptions = Field(default_factory=CsvOptions)
     sheet: str | None = None
+    header_row: int | None = Field(default=None, ge=1, description="row of the header; found by the mapped names when not set")
+    summary_rows: str = Field(default=_SUMMARY_ROWS, description="a row whose first cell matches is a totals row, not data")
+    archive: Path | None = Field(default=None, description="loaded files move here; default <path>/archive")
+    rejected: Path | None = Field(default=None, description="rejected files and their reports; default <path>/rejected")
     columns: dict[str, ColumnMapping] = Field(min_length=1, description="source column -> lake column")
+
+    @model_validator(mode="after")
+    def _key_is_mapped(self) -> SupplierSource:
+        mapped = {spec.name for spec in self.columns.values()}
+        missing = [name for name in self.key if name not in mapped]
+        if missing:
+            raise ValueError(f"key columns {missing} are not among the mapped lake columns {sorted(mapped)}")
+        try:
+            re.compile(self.summary_rows)
+        except re.error as exc:
+            raise ValueError(f"summary_rows is not a valid pattern: {exc}") from None
+        return self
+
+    @property
+    def archive_folder(self) -> Path:
+        return self.archive or self.path / "archive"
+
+    @property
+    def rejected_folder(self) -> Path:
+        return self.rejected or self.path / "rejected"
 
 
 class Sources(_Strict):
@@ -256,6 +306,9 @@ def _resolve_paths(config: PlantlakeConfig, base: Path) -> None:
     config.lake.root = resolve(config.lake.root)
     for source in [*config.sources.logs, *config.sources.suppliers]:
         source.path = resolve(source.path)
+    for supplier in config.sources.suppliers:
+        supplier.archive = resolve(supplier.archive) if supplier.archive else None
+        supplier.rejected = resolve(supplier.rejected) if supplier.rejected else None
     if config.simulator:
         config.simulator.output = resolve(config.simulator.output)
     for erp in config.sources.erp:

@@ -41,8 +41,9 @@ def test_refresh_all_lands_every_source_kind_in_gold_and_reruns_without_duplicat
         result = job.execute_in_process(instance=instance)
         assert result.success
         failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
-        # the one failure expected: the supplier batch with the row that went to quarantine
-        assert [(e.asset_key.to_user_string(), e.check_name) for e in failed_checks] == [("silver/material_lots", "expectations")]
+        # the one failure expected: the supplier file with the row that went to quarantine (a warning)
+        assert [(e.asset_key.to_user_string(), e.check_name) for e in failed_checks] == [("bronze/acme_rows", "files_clean")]
+        assert failed_checks[0].metadata["files"].value[0]["rows_quarantined"] == 1
 
         catalog = config.lake.root / "catalog.duckdb"
         with duckdb.connect(str(catalog), read_only=True) as connection:

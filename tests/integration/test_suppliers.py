@@ -1,6 +1,5 @@
 """Supplier drop folders: good rows load, bad rows go to quarantine with their reason, no file twice."""
 
-import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -61,7 +60,7 @@ def _quarantine(lake: Lake) -> list[dict]:
 def test_bad_row_goes_to_quarantine_with_its_reason_while_good_rows_load(tmp_path: Path, plant) -> None:
     config = parse_config(CONFIG, tmp_path)
     lake = Lake(config.lake.root)
-    csv_file, _ = write_supplier_files(plant, tmp_path / "drop", bad_row=True)
+    csv_file, xlsx_file = write_supplier_files(plant, tmp_path / "drop", bad_row=True)
 
     stats = _run(config, lake, "run-1")
     lots = {row["lot_id"]: row for row in delta.read(lake.table("silver", "material_lots")).to_pylist()}
@@ -73,33 +72,27 @@ def test_bad_row_goes_to_quarantine_with_its_reason_while_good_rows_load(tmp_pat
         assert row["delivered_on"] == expected[lot_id].delivered_on
 
     [bad] = _quarantine(lake)
-    assert (bad["table_name"], bad["file"], bad["field"], bad["value"]) == ("silver.material_lots", str(csv_file), "Menge kg", "k.A.")
+    assert (bad["table_name"], bad["file"], bad["field"], bad["value"]) == ("bronze.acme_rows", str(csv_file), "Menge kg", "k.A.")
     assert bad["row_key"] == str(len([lot for lot in plant.lots if lot.lot_id.startswith("LOT-AC")]) + 2)
     assert "'k.A.' is not a number" in bad["reason"]
-    assert not stats["silver"].validation.success
-
-    # the same file dropped again under another name is not loaded twice
-    shutil.copy(csv_file, csv_file.with_name("resent.csv"))
-    again = _run(config, lake, "run-2")
-    assert again["acme"]["files_already_loaded"] == 2 and again["acme"]["rows_inserted"] == 0
-    assert len(_quarantine(lake)) == 1
-    assert delta.row_count(lake.table("silver", "material_lots")) == len(plant.lots)
+    assert (stats["acme"]["rows_read"], stats["acme"]["rows_quarantined"]) == (stats["acme"]["rows_loaded"] + 1, 1)
+    assert stats["silver"].validation.success
+    # both files were registered and moved to their archive
+    assert not csv_file.exists() and not xlsx_file.exists()
+    assert len(list((csv_file.parent / "archive").iterdir())) == 1 and len(list((xlsx_file.parent / "archive").iterdir())) == 1
 
 
-def test_corrected_resend_loads_and_a_wrong_header_is_rejected_whole(tmp_path: Path, plant) -> None:
+def test_a_wrong_header_is_rejected_whole_and_moved_aside_with_a_report(tmp_path: Path, plant) -> None:
     config = parse_config(CONFIG, tmp_path)
     lake = Lake(config.lake.root)
-    csv_file, _ = write_supplier_files(plant, tmp_path / "drop", bad_row=True)
-    _run(config, lake, "run-1")
-
-    corrected = csv_file.read_bytes().decode("cp1252").replace("LOT-AC-9999;S235JR;Acme Stahlhandel GmbH;k.A.", "LOT-AC-9999;S235JR;Acme Stahlhandel GmbH;12,5")
-    csv_file.write_bytes(corrected.encode("cp1252"))
-    (tmp_path / "drop" / "acme" / "wrong.csv").write_bytes("Lot;Qty\r\nX;1\r\n".encode("cp1252"))
-    stats = _run(config, lake, "run-2")
+    write_supplier_files(plant, tmp_path / "drop", bad_row=True)
+    wrong = tmp_path / "drop" / "acme" / "wrong.csv"
+    wrong.write_bytes("Lot;Qty\r\nX;1\r\n".encode("cp1252"))
+    stats = _run(config, lake, "run-1")
 
     assert stats["acme"]["files_loaded"] == 1 and stats["acme"]["files_rejected"] == 1
-    fixed = [r for r in delta.read(lake.table("silver", "material_lots")).to_pylist() if r["lot_id"] == "LOT-AC-9999"]
-    assert fixed[0]["quantity_kg"] == Decimal("12.500")
     [rejected] = [row for row in _quarantine(lake) if row["check_name"] == "file"]
-    assert "wrong.csv" in rejected["file"]
+    assert rejected["file"] == str(wrong)
     assert "missing ['Charge', 'Werkstoff'" in rejected["reason"] and "found ['Lot', 'Qty']" in rejected["reason"]
+    [report] = (wrong.parent / "rejected").glob("wrong.*.csv.txt")
+    assert "found ['Lot', 'Qty']" in report.read_text(encoding="utf-8") and not wrong.exists()

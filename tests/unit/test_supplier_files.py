@@ -3,11 +3,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
+import pyarrow as pa
 import pytest
 
-from connectors.files import FileRejected, check_header, read_csv, read_xlsx
-from lake.mapping import apply_mapping
-from pipelines.config import ColumnMapping
+from connectors.files import FileRejected, Layout, read_file, scan
+from lake.mapping import NumberFormat, number_format, parse_value, type_batch
+from pipelines.config import ColumnMapping, ConfigError, parse_config
 
 pytestmark = pytest.mark.unit
 
@@ -17,68 +18,108 @@ COLUMNS = {
     "Lieferdatum": ColumnMapping(name="delivered_on", type="date"),
     "Werkstoff": ColumnMapping(name="material"),
 }
+LAYOUT = Layout(expected=list(COLUMNS))
+EU = NumberFormat(",", ".")
 
 
-def _csv(tmp_path: Path, body: str) -> Path:
+def _csv(tmp_path: Path, body: str, encoding: str = "cp1252") -> Path:
     path = tmp_path / "lieferung.csv"
-    path.write_bytes(body.replace("\n", "\r\n").encode("cp1252"))
+    path.write_bytes(body.replace("\n", "\r\n").encode(encoding))
     return path
+
+
+def _read(path: Path, file_format: str = "csv", layout: Layout = LAYOUT) -> tuple[pa.Table, object]:
+    opened = read_file(path, file_format, layout, scan(path))
+    return pa.Table.from_batches(list(opened.batches)), opened
 
 
 def test_cp1252_semicolon_csv_with_decimal_commas_types_exactly(tmp_path: Path) -> None:
     path = _csv(tmp_path, "Charge;Werkstoff;Menge kg;Lieferdatum\nL-1;Stahl Güte C45;1.234,567;03.01.2026\n")
-    table = read_csv(path, ";", "cp1252")
-    good, bad = apply_mapping(table.to_pylist(), COLUMNS, table_name="silver.lots", source="acme",
-                              decimal_mark=",", date_format="%d.%m.%Y", file_column="_file")
-    assert bad == []
-    assert good[0]["lot_id"] == "L-1"
-    assert good[0]["quantity_kg"] == Decimal("1234.567")
-    assert good[0]["delivered_on"] == date(2026, 1, 3)
-    assert good[0]["material"] == "Stahl Güte C45"
-    assert good[0]["_line"] == 2
+    table, opened = _read(path)
+    assert opened.layout == {"encoding": "cp1252", "delimiter": ";", "header_row": 1}
+    good, problems = type_batch(table.to_batches()[0], COLUMNS, EU, "%d.%m.%Y")
+    assert problems == []
+    assert good.to_pylist() == [{"lot_id": "L-1", "quantity_kg": Decimal("1234.567"), "delivered_on": date(2026, 1, 3),
+                                 "material": "Stahl Güte C45", "_line": 2}]  # fmt: skip
 
 
-def test_bad_values_are_rejected_naming_line_column_value_and_reason(tmp_path: Path) -> None:
+def test_bad_values_are_problems_naming_line_column_value_and_reason(tmp_path: Path) -> None:
     path = _csv(tmp_path, "Charge;Werkstoff;Menge kg;Lieferdatum\nL-1;C45;10,5;01.01.2026\nL-2;C45;k.A.;01.01.2026\n;C45;3;x\n")
-    rows = [dict(row, _file=str(path)) for row in read_csv(path, ";", "cp1252").to_pylist()]
-    good, bad = apply_mapping(rows, COLUMNS, table_name="silver.lots", source="acme",
-                              decimal_mark=",", date_format="%d.%m.%Y", file_column="_file")
-    assert [row["lot_id"] for row in good] == ["L-1"]
-    by_field = {(r.row, r.field): r for r in bad}
-    assert set(by_field) == {("3", "Menge kg"), ("4", "Charge"), ("4", "Lieferdatum")}
-    quantity = by_field[("3", "Menge kg")]
-    assert quantity.value == "k.A." and quantity.file == str(path)
-    assert "'k.A.' is not a number" in quantity.reason
-    assert by_field[("4", "Charge")].reason == "required value is missing"
+    table, _ = _read(path)
+    good, problems = type_batch(table.to_batches()[0], COLUMNS, EU, "%d.%m.%Y")
+    assert good.column("lot_id").to_pylist() == ["L-1"]
+    by_place = {(problem.line, problem.column): problem for problem in problems}
+    assert set(by_place) == {(3, "Menge kg"), (4, "Charge"), (4, "Lieferdatum")}
+    assert by_place[(3, "Menge kg")].value == "k.A." and "'k.A.' is not a number" in by_place[(3, "Menge kg")].reason
+    assert by_place[(4, "Charge")].reason == "required value is missing"
 
 
-def test_header_mismatch_lists_expected_and_found(tmp_path: Path) -> None:
-    path = _csv(tmp_path, "Lot;Qty\nL-1;3\n")
-    with pytest.raises(FileRejected, match=r"missing \['Charge', 'Menge kg'.*found \['Lot', 'Qty'\]"):
-        check_header(read_csv(path, ";", "cp1252"), list(COLUMNS), path)
+def test_decimals_round_half_away_from_zero_and_overflow_is_a_problem(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "Charge;Menge kg;Lieferdatum;Werkstoff\nA;0,0005;;\nB;-0,0005;;\nC;1.234.567.890.123.456,7;;\n")
+    good, problems = type_batch(_read(path)[0].to_batches()[0], COLUMNS, EU, "%d.%m.%Y")
+    assert good.column("quantity_kg").to_pylist() == [Decimal("0.001"), Decimal("-0.001")]
+    assert [(p.line, p.column) for p in problems] == [(4, "Menge kg")] and "does not fit" in problems[0].reason
+    assert parse_value("0,0005", "decimal", 3, ",", "%d.%m.%Y") == Decimal("0.001")
 
 
-def test_wrong_encoding_and_empty_files_are_rejected_whole(tmp_path: Path) -> None:
-    path = tmp_path / "utf16.csv"
-    path.write_bytes("Charge\nL-1\n".encode("utf-16"))
+def test_decimal_mark_is_detected_from_the_numbers() -> None:
+    eu = pa.RecordBatch.from_pydict({"q": ["1.234,5", "12,5", None]})
+    us = pa.RecordBatch.from_pydict({"q": ["1,234.5", "12.5", "7"]})
+    assert number_format(None, None, eu, ["q"]) == NumberFormat(",", ".")
+    assert number_format(None, None, us, ["q"]) == NumberFormat(".", ",")
+    assert number_format(",", "", us, ["q"]) == NumberFormat(",", "")
+
+
+def test_a_header_below_a_title_is_found_and_lines_stay_physical(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "Lieferschein;;;\n\nCharge;Werkstoff;Menge kg;Lieferdatum\nL-1;C45;1;\n\nL-2;C45;2;\nL-3;C45\nL-4;C45;4;\n")
+    table, opened = _read(path)
+    assert opened.layout["header_row"] == 3
+    assert table.column("_line").to_pylist() == [4, 6, 8]
+    assert opened.tally.rows_skipped == 1
+    [bad] = opened.tally.bad_rows
+    assert (bad.line, bad.text) == (7, "L-3;C45") and "expected 4 fields, found 2" in bad.reason
+
+
+def test_whole_file_rejections_say_why(tmp_path: Path) -> None:
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes("Charge;x\nL-1;1\n".encode("utf-16"))
+    with pytest.raises(FileRejected, match="missing"):
+        _read(utf16)
+    with pytest.raises(FileRejected, match=r"missing \['Menge kg', 'Lieferdatum', 'Werkstoff'\].*found \['Charge', 'x'\]"):
+        _read(utf16)
+    cp1252 = _csv(tmp_path, "Charge;Werkstoff;Menge kg;Lieferdatum\nL-1;Güte;1;\n")
+    opened = read_file(cp1252, "csv", Layout(expected=list(COLUMNS), encoding="utf-8"), scan(cp1252))
     with pytest.raises(FileRejected, match="not readable as utf-8"):
-        read_csv(path, ";", "utf-8")
+        list(opened.batches)
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     with pytest.raises(FileRejected, match="empty"):
-        read_csv(empty)
+        _read(empty)
 
 
-def test_xlsx_rows_carry_their_sheet_row_numbers(tmp_path: Path) -> None:
+def test_xlsx_rows_carry_their_sheet_row_numbers_and_totals_are_skipped(tmp_path: Path) -> None:
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.title = "Lots"
-    sheet.append(["Lot", "Quantity (kg)", "Delivered"])
-    sheet.append([])
-    sheet.append(["SW-1", 1200.5, date(2026, 1, 2)])
+    for row in (["Deliveries January"], ["Lot", "Quantity (kg)", "Delivered"], [], ["SW-1", 1200.5, date(2026, 1, 2)],
+                ["Total", 1200.5, None]):  # fmt: skip
+        sheet.append(row)
     path = tmp_path / "lots.xlsx"
     workbook.save(path)
-    table = read_xlsx(path, "Lots")
-    assert table.to_pylist() == [{"Lot": "SW-1", "Quantity (kg)": "1200.5", "Delivered": "2026-01-02", "_line": 3}]
+    layout = Layout(expected=["Lot", "Quantity (kg)"], sheet="Lots", summary_rows=r"(?i)^total\b")
+    table, opened = _read(path, "xlsx", layout)
+    assert table.to_pylist() == [{"Lot": "SW-1", "Quantity (kg)": "1200.5", "Delivered": "2026-01-02", "_line": 4}]
+    assert opened.tally.rows_skipped == 2
     with pytest.raises(FileRejected, match="no sheet 'Deliveries'"):
-        read_xlsx(path, "Deliveries")
+        _read(path, "xlsx", Layout(expected=["Lot"], sheet="Deliveries"))
+
+
+def test_supplier_config_checks_keys_factors_and_encodings(tmp_path: Path) -> None:
+    base = "lake: {root: lake}\nsources:\n  suppliers:\n    - {name: s, path: d, glob: '*.csv', format: csv, key: [%s], csv: {encoding: %s}, columns: {A: %s}}\n"
+    assert parse_config(base % ("a", "cp1252", "{name: a, type: decimal, factor: 0.001}"), tmp_path).sources.suppliers[0].archive_folder == tmp_path / "d" / "archive"
+    with pytest.raises(ConfigError, match="key columns \\['b'\\]"):
+        parse_config(base % ("b", "auto", "{name: a}"), tmp_path)
+    with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
+        parse_config(base % ("a", "klingon", "{name: a}"), tmp_path)
+    with pytest.raises(ConfigError, match="factor converts units"):
+        parse_config(base % ("a", "auto", "{name: a, type: date, factor: 2}"), tmp_path)
