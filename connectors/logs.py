@@ -1,21 +1,42 @@
-"""Parse machine and application logs into events.
+"""Parse machine and application logs into events, following rotated and compressed files.
 
-Formats: syslog (RFC 5424, and RFC 3164 whose lines carry no year) and JSON lines.
-A line that cannot be parsed is kept with its raw text and the reason, never dropped.
+Formats: syslog (RFC 5424, and RFC 3164 whose lines carry no year), JSON lines, and
+vendor formats given as a regular expression with named groups. A line that does not
+start an entry (a stack trace's `at ...`, a traceback) belongs to the entry above it, so
+multi-line entries stay whole. A line that cannot be parsed is kept with its raw text
+and the reason, never dropped.
+
+Files are known by their content, not their name: the identity of a file is a hash of its
+first bytes, which rotation (`app.log` -> `app.log.1` -> `app.log.2.gz`) does not change.
+With the identity the caller keeps how far the file was read (bytes and lines of its
+uncompressed content), so a rotated file is never read twice and a growing one is read on
+from where the last run stopped. The newest entry of a file still being written is held
+back until the next line shows it is complete.
+
+Parsing is done a block of lines at a time with Arrow's regular expressions (RE2), not a
+Python loop per line.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import re
+import struct
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 EVENTS_SCHEMA = pa.schema(
     [
+        pa.field("file_id", pa.string(), nullable=False),
         pa.field("source_file", pa.string(), nullable=False),
         pa.field("line_number", pa.int64(), nullable=False),
         pa.field("raw", pa.string(), nullable=False),
@@ -28,44 +49,331 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("parse_error", pa.string()),
     ]
 )
-
 SYSLOG_SEVERITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")
-_JSON_LEVELS = {"ALARM": "error", "FATAL": "critical", "ERROR": "error", "WARN": "warning", "WARNING": "warning",
-                "INFO": "info", "NOTICE": "notice", "DEBUG": "debug"}  # fmt: skip
-_RFC5424 = re.compile(
-    r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) (?P<msgid>\S+) "
-    r"(?P<sd>-|(?:\[.*?\])+) ?(?P<msg>.*)$"
-)
-_RFC3164 = re.compile(
-    r"^<(?P<pri>\d{1,3})>(?P<ts>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) (?P<tag>[^:\[]+)(?:\[\d+\])?: (?P<msg>.*)$"
-)
-_ALARM_CODE = re.compile(r"\b([A-Z]{1,3}-\d{1,5})\b")
+LEVELS = {"ALARM": "error", "FATAL": "critical", "CRIT": "critical", "CRITICAL": "critical", "ERROR": "error",
+          "ERR": "error", "E": "error", "WARN": "warning", "WARNING": "warning", "W": "warning", "INFO": "info",
+          "I": "info", "NOTICE": "notice", "DEBUG": "debug", "D": "debug", "TRACE": "debug"}  # fmt: skip
+RFC5424 = (r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) (?P<msgid>\S+) "
+           r"(?P<sd>-|(?:\[.*?\])+) ?(?P<msg>.*)$")  # fmt: skip
+RFC3164 = r"^<(?P<pri>\d{1,3})>(?P<ts>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) (?P<tag>[^:\[]+)(?:\[\d+\])?: (?P<msg>.*)$"
+ALARM_CODE = r"\b(?P<code>[A-Z]{1,3}-\d{1,5})\b"
+_ISO = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d(:?\d\d)?)?$"
+_ZONED = r"(Z|[+-]\d\d(:?\d\d)?)$"
+IDENTITY_BYTES = 1024
+_ROTATED = re.compile(r"\.(\d+|gz)(\.gz)?$")
+_STARTS = {"syslog": r"^<\d{1,3}>", "jsonl": r"\S"}  # JSON lines: every line is an entry
 
 
-def _event(ts: datetime | None, host: str | None, severity: str | None, code: str | None,
-           message: str | None, extra: dict | None = None) -> dict:  # fmt: skip
-    return {"timestamp": ts, "host": host, "severity": severity, "code": code, "message": message,
-            "extra": json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None, "parse_error": None}  # fmt: skip
+@dataclass(frozen=True)
+class LogFormat:
+    """How entries of one log folder look; `pattern` (named groups) for vendor formats."""
+
+    kind: str
+    pattern: str | None = None
+    timestamp_format: str | None = None
+    timezone: str = "UTC"
+    severity_map: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def start(self) -> str:
+        """A line matching this starts an entry; any other line continues the entry above."""
+        return _STARTS.get(self.kind) or (self.pattern or "")
 
 
-def _severity(pri: str) -> str:
-    return SYSLOG_SEVERITIES[int(pri) % 8]
+@dataclass(frozen=True)
+class Position:
+    """How far one file (by identity) has been read: bytes and lines of its uncompressed content."""
+
+    file_id: str
+    prefix: int
+    offset: int = 0
+    lines: int = 0
 
 
-def parse_syslog(line: str, year: int) -> dict:
-    """One syslog line into event fields; `year` completes RFC 3164 timestamps."""
-    match = _RFC5424.match(line)
-    if match:
-        ts = datetime.fromisoformat(match["ts"].replace("Z", "+00:00")).astimezone(UTC)
-        code = None if match["msgid"] == "-" else match["msgid"]
-        return _event(ts, match["host"], _severity(match["pri"]), code, match["msg"], {"app": match["app"]})
-    match = _RFC3164.match(line)
-    if match:
-        ts = datetime.strptime(f"{year} {match['ts']}", "%Y %b %d %H:%M:%S").replace(tzinfo=UTC)
-        code_match = _ALARM_CODE.search(match["msg"])
-        return _event(ts, match["host"], _severity(match["pri"]), code_match and code_match[1], match["msg"],
-                      {"app": match["tag"].strip()})  # fmt: skip
-    raise ValueError("not a syslog line (RFC 5424 or RFC 3164)")
+# --- file identity ---------------------------------------------------------------------------
+
+
+def is_rotated(path: Path) -> bool:
+    """`app.log.1`, `app.log.2.gz`, `app.log.gz`: complete files that no longer grow."""
+    return bool(_ROTATED.search(path.name))
+
+
+def open_content(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def content_size(path: Path) -> int | None:
+    """Uncompressed size without reading (gzip keeps it mod 2**32 in its last four bytes)."""
+    if path.suffix != ".gz":
+        return path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(-4, 2)
+        return struct.unpack("<I", handle.read(4))[0]
+
+
+def identify(path: Path, known: dict[str, Position]) -> Position | None:
+    """The file's position if its first bytes match a known file, else a new identity (None if empty)."""
+    with open_content(path) as handle:
+        head = handle.read(IDENTITY_BYTES)
+    if not head:
+        return None
+    for prefix in sorted({position.prefix for position in known.values()}, reverse=True):
+        if prefix <= len(head):
+            file_id = _file_id(head[:prefix])
+            if file_id in known:
+                return known[file_id]
+    return Position(_file_id(head), len(head))
+
+
+def _file_id(head: bytes) -> str:
+    return f"{hashlib.sha256(head).hexdigest()[:24]}-{len(head)}"
+
+
+# --- reading new content --------------------------------------------------------------------
+
+
+def read_new(path: Path, start: Position, log_format: LogFormat, final: bool, reference: datetime,
+             block_bytes: int = 8 << 20) -> Iterator[tuple[pa.RecordBatch, Position]]:  # fmt: skip
+    """Events after `start`, a block at a time, each with the position after it.
+
+    `final`: the file no longer grows (rotated, or quiet), so its last entry and a last line
+    without a newline are complete. Otherwise they wait for the next run.
+    """
+    size = content_size(path)
+    if path.suffix == ".gz" and size is not None and size == start.offset % (1 << 32):
+        return
+    position, carry = start, b""
+    with open_content(path) as handle:
+        handle.seek(start.offset)
+        while True:
+            block = handle.read(block_bytes)
+            end = not block
+            data = carry + block
+            cut = len(data) if end and final else data.rfind(b"\n") + 1
+            if cut == 0 and not end:
+                carry = data
+                continue
+            emitted_bytes, emitted_lines, batch = _parse_block(data[:cut], position, path, log_format, reference, end and final)
+            if batch.num_rows:
+                position = replace(position, offset=position.offset + emitted_bytes, lines=position.lines + emitted_lines)
+                yield batch, position
+            elif emitted_bytes:  # only blank lines: move past them all the same
+                position = replace(position, offset=position.offset + emitted_bytes, lines=position.lines + emitted_lines)
+                yield _empty_batch(), position
+            carry = data[emitted_bytes:]
+            if end:
+                return
+
+
+def _empty_batch() -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array([], field.type) for field in EVENTS_SCHEMA], schema=EVENTS_SCHEMA)
+
+
+def _parse_block(data: bytes, position: Position, path: Path, log_format: LogFormat, reference: datetime,
+                 complete: bool) -> tuple[int, int, pa.RecordBatch]:  # fmt: skip
+    """Events of the complete lines in `data`; the last entry is held back unless `complete`.
+    Returns (bytes consumed, lines consumed, events)."""
+    if not data:
+        return 0, 0, _empty_batch()
+    newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    text = data.decode("utf-8", errors="replace")
+    lines = pc.list_flatten(pc.split_pattern(pa.array([text]), "\n"))
+    if data.endswith(b"\n"):
+        lines = lines.slice(0, len(lines) - 1)
+    line_starts = np.concatenate([[0], newlines + 1])[: len(lines)]
+    lines = pc.utf8_rtrim(lines, characters="\r")
+    numbers = np.arange(position.lines + 1, position.lines + 1 + len(lines))
+    nonblank = pc.invert(pc.equal(pc.utf8_trim_whitespace(lines), "")).to_numpy(zero_copy_only=False)
+    starts = pc.fill_null(pc.match_substring_regex(lines, log_format.start), False).to_numpy(zero_copy_only=False) & nonblank
+    keep = len(lines)
+    if not complete:
+        start_indices = np.flatnonzero(starts)
+        keep = int(start_indices[-1]) if len(start_indices) else 0
+        if keep == 0 and len(lines):
+            return 0, 0, _empty_batch()
+    consumed_bytes = len(data) if keep == len(lines) else int(line_starts[keep])
+    selected = nonblank[:keep]
+    entries, entry_lines, orphans = _group_entries(lines.slice(0, keep).filter(pa.array(selected)), numbers[:keep][selected],
+                                                   starts[:keep][selected])  # fmt: skip
+    batch = parse_entries(entries, entry_lines, orphans, path, position.file_id, log_format, reference)
+    return consumed_bytes, keep, batch
+
+
+def _group_entries(lines: pa.Array, numbers: np.ndarray, starts: np.ndarray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """Lines joined into entries: each start line with the continuation lines below it."""
+    if starts.all():
+        return lines, numbers, np.zeros(len(lines), dtype=bool)
+    entry = np.where(np.cumsum(starts) == 0, -1, np.cumsum(starts))  # lines above the first start: an orphan entry
+    grouped = pa.table({"entry": entry, "line": lines}).group_by("entry", use_threads=False).aggregate([("line", "list")])
+    order = np.argsort(grouped.column("entry").to_numpy(), kind="stable")
+    joined = pc.binary_join(grouped.column("line_list").take(order), "\n").combine_chunks()
+    firsts = np.concatenate([[0], np.flatnonzero(np.diff(entry)) + 1]) if len(entry) else np.array([], dtype=np.int64)
+    keys = grouped.column("entry").to_numpy()[order]
+    return joined, numbers[firsts], keys == -1
+
+
+# --- parsing entries ----------------------------------------------------------------------------
+
+
+def _json_text(values: pa.Array) -> pa.Array:
+    """Strings as JSON string literals (null stays null)."""
+    escaped = values
+    for old, new in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        escaped = pc.replace_substring(escaped, old, new)
+    return pc.binary_join_element_wise('"', escaped, '"', "")
+
+
+def _extra(fields: dict[str, pa.Array]) -> pa.Array:
+    """Other named fields of an entry as one JSON object (fields without a value left out)."""
+    if not fields:
+        return pa.nulls(0, pa.string())
+    parts = [pc.if_else(pc.is_valid(values), pc.binary_join_element_wise(f'"{name}": ', _json_text(values), ""), "")
+             for name, values in sorted(fields.items())]  # fmt: skip
+    body = pc.binary_join_element_wise(*parts, ", ") if len(parts) > 1 else parts[0]
+    body = pc.replace_substring_regex(pc.replace_substring_regex(body, r"^(, )+|(, )+$", ""), r"(, ){2,}", ", ")
+    return pc.if_else(pc.equal(body, ""), pa.scalar(None, pa.string()), pc.binary_join_element_wise("{", body, "}", ""))
+
+
+def parse_timestamps(text: pa.Array, timezone: str, timestamp_format: str | None = None) -> pa.Array:
+    """Timestamps as UTC; values without an offset are local times of `timezone`. Unparseable: null."""
+    target = pa.timestamp("us", tz="UTC")
+    if timestamp_format:
+        parsed = pc.strptime(text, format=timestamp_format, unit="us", error_is_null=True)
+        zoned = parsed.type.tz is not None
+        return parsed.cast(target) if zoned else _local(parsed, timezone)
+    iso = pc.fill_null(pc.match_substring_regex(text, _ISO), False)
+    zoned = pc.and_(iso, pc.fill_null(pc.match_substring_regex(text, _ZONED), False))
+    naive = pc.and_(iso, pc.invert(zoned))
+    try:
+        with_zone = pc.cast(pc.if_else(zoned, text, pa.scalar(None, pa.string())), target)
+        without = _local(pc.cast(pc.if_else(naive, pc.replace_substring(text, "T", " "), pa.scalar(None, pa.string())),
+                                 pa.timestamp("us")), timezone)  # fmt: skip
+    except pa.ArrowInvalid:  # a value shaped like a timestamp but impossible (month 13): one by one
+        return pa.array([_one_timestamp(value, timezone) for value in text.to_pylist()], target)
+    return pc.coalesce(with_zone, without)
+
+
+def _local(naive: pa.Array, timezone: str) -> pa.Array:
+    if timezone != "UTC":
+        naive = pc.assume_timezone(naive, timezone, ambiguous="earliest", nonexistent="earliest")
+    return naive.cast(pa.timestamp("us", tz="UTC"))
+
+
+def _one_timestamp(value: str | None, timezone: str) -> datetime | None:
+    from zoneinfo import ZoneInfo
+
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=ZoneInfo(timezone)).astimezone(UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _severity(values: pa.Array, severity_map: dict[str, str]) -> pa.Array:
+    levels = {**LEVELS, **{key.upper(): value for key, value in severity_map.items()}}
+    keys, names = pa.array(list(levels)), pa.array(list(levels.values()))
+    upper = pc.utf8_upper(pc.utf8_trim_whitespace(values))
+    return pc.coalesce(pc.take(names, pc.index_in(upper, value_set=keys)), pc.utf8_lower(values))
+
+
+def _syslog(entries: pa.Array, log_format: LogFormat, reference: datetime) -> dict[str, pa.Array]:
+    modern = pc.extract_regex(entries, "(?s)" + RFC5424)
+    legacy = pc.extract_regex(entries, "(?s)" + RFC3164)
+    is_modern, is_legacy = pc.is_valid(modern), pc.and_(pc.is_null(modern), pc.is_valid(legacy))
+
+    def pick(modern_field: str, legacy_field: str) -> pa.Array:
+        return pc.if_else(is_modern, pc.struct_field(modern, modern_field), pc.struct_field(legacy, legacy_field))
+
+    pri = pc.cast(pick("pri", "pri"), pa.int64())
+    severity = pc.take(pa.array(SYSLOG_SEVERITIES), pc.bit_wise_and(pri, 7))
+    message = pick("msg", "msg")
+    msgid = pc.struct_field(modern, "msgid")
+    code = pc.if_else(is_modern, pc.if_else(pc.equal(msgid, "-"), pa.scalar(None, pa.string()), msgid),
+                      pc.struct_field(pc.extract_regex(message, ALARM_CODE), "code"))  # fmt: skip
+    timestamp = pc.if_else(is_modern, parse_timestamps(pc.struct_field(modern, "ts"), log_format.timezone),
+                           _rfc3164_time(pc.struct_field(legacy, "ts"), log_format.timezone, reference))  # fmt: skip
+    app = pc.utf8_trim_whitespace(pick("app", "tag"))
+    parsed = pc.or_(is_modern, is_legacy)
+    return {"parsed": parsed, "timestamp": timestamp, "host": pick("host", "host"), "severity": severity, "code": code,
+            "message": message, "extra": _extra({"app": app}), "reason": "not a syslog line (RFC 5424 or RFC 3164)"}  # fmt: skip
+
+
+def _rfc3164_time(text: pa.Array, timezone: str, reference: datetime) -> pa.Array:
+    """RFC 3164 has no year: the file's year, or the one before for dates after the file was written."""
+    squeezed = pc.replace_substring(text, "  ", " ")
+    this_year = parse_timestamps(pc.binary_join_element_wise(str(reference.year), squeezed, " "), timezone, "%Y %b %d %H:%M:%S")
+    last_year = parse_timestamps(pc.binary_join_element_wise(str(reference.year - 1), squeezed, " "), timezone, "%Y %b %d %H:%M:%S")
+    future = pc.greater(this_year, pa.scalar(reference + timedelta(days=1), pa.timestamp("us", tz="UTC")))
+    return pc.if_else(pc.fill_null(future, False), last_year, this_year)
+
+
+def _vendor(entries: pa.Array, log_format: LogFormat) -> dict[str, pa.Array]:
+    groups = pc.extract_regex(entries, "(?s)" + (log_format.pattern or ""))
+    names = [field.name for field in groups.type]
+
+    def group(name: str) -> pa.Array:
+        return pc.struct_field(groups, name) if name in names else pa.nulls(len(entries), pa.string())
+
+    standard = ("timestamp", "host", "machine", "severity", "level", "code", "message")
+    return {
+        "parsed": pc.is_valid(groups),
+        "timestamp": parse_timestamps(group("timestamp"), log_format.timezone, log_format.timestamp_format),
+        "host": pc.coalesce(group("host"), group("machine")),
+        "severity": _severity(pc.coalesce(group("severity"), group("level")), log_format.severity_map),
+        "code": group("code"),
+        "message": group("message"),
+        "extra": _extra({name: pc.struct_field(groups, name) for name in names if name not in standard}),
+        "reason": "does not match the declared pattern",
+    }
+
+
+def _json_lines(entries: pa.Array) -> dict[str, pa.Array]:
+    rows = []
+    for text in entries.to_pylist():
+        try:
+            rows.append(parse_json_line(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            rows.append({"error": str(exc)})
+    columns = {name: [row.get(name) for row in rows] for name in ("timestamp", "host", "severity", "code", "message", "extra")}
+    arrays = {name: pa.array(values, EVENTS_SCHEMA.field(name).type) for name, values in columns.items()}
+    return {**arrays, "parsed": pa.array(["error" not in row for row in rows]),
+            "reason": pa.array([row.get("error") for row in rows], pa.string())}  # fmt: skip
+
+
+def parse_entries(entries: pa.Array, lines: np.ndarray, orphans: np.ndarray, path: Path, file_id: str,
+                  log_format: LogFormat, reference: datetime) -> pa.RecordBatch:  # fmt: skip
+    """Events of whole entries; an entry that does not parse keeps its raw text and a reason."""
+    count = len(entries)
+    if count == 0:
+        return _empty_batch()
+    if log_format.kind == "syslog":
+        fields = _syslog(entries, log_format, reference)
+    elif log_format.kind == "jsonl":
+        fields = _json_lines(entries)
+    else:
+        fields = _vendor(entries, log_format)
+    parsed = pc.and_(fields["parsed"], pa.array(~orphans))
+    numbers = pa.array(lines, pa.int64())
+    reason = fields["reason"] if isinstance(fields["reason"], pa.Array) else pa.scalar(fields["reason"])
+    reason = pc.if_else(pa.array(orphans), "a continuation line with no entry above it", reason)
+    where = pc.binary_join_element_wise(f"{path.name} line ", pc.cast(numbers, pa.string()), ": ", "")
+    missing_time = pc.and_(parsed, pc.is_null(fields["timestamp"]))
+    error = pc.if_else(parsed, pa.scalar(None, pa.string()), pc.binary_join_element_wise(where, reason, ""))
+    error = pc.if_else(missing_time, pc.binary_join_element_wise(where, "no readable timestamp", ""), error)
+
+    def only_parsed(values: pa.Array) -> pa.Array:
+        return pc.if_else(parsed, values, pa.scalar(None, values.type))
+
+    columns = {
+        "file_id": pa.array([file_id] * count, pa.string()), "source_file": pa.array([str(path)] * count, pa.string()),
+        "line_number": numbers, "raw": entries, "timestamp": only_parsed(fields["timestamp"]),
+        **{name: only_parsed(fields[name].cast(pa.string())) for name in ("host", "severity", "code", "message")},
+        "extra": only_parsed(fields["extra"] if len(fields["extra"]) == count else pa.nulls(count, pa.string())),
+        "parse_error": error,
+    }  # fmt: skip
+    return pa.RecordBatch.from_arrays([columns[field.name] for field in EVENTS_SCHEMA], schema=EVENTS_SCHEMA)
 
 
 def parse_json_line(line: str) -> dict:
@@ -80,29 +388,7 @@ def parse_json_line(line: str) -> dict:
     ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     host = record.pop("machine", None) or record.pop("host", None)
     level = str(record.pop("level", None) or record.pop("severity", "") or "info")
-    return _event(ts, host, _JSON_LEVELS.get(level.upper(), level.lower()), record.pop("code", None),
-                  record.pop("message", None) or record.pop("msg", None), record)  # fmt: skip
-
-
-def read_log_file(path: Path, log_format: str, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-    """Events of one file in batches; unparseable lines carry `parse_error` and their raw text."""
-    year = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).year
-    parse = (lambda text: parse_syslog(text, year)) if log_format == "syslog" else parse_json_line
-    rows: list[dict] = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, text in enumerate(handle, start=1):
-            text = text.rstrip("\r\n")
-            if not text.strip():
-                continue
-            try:
-                row = parse(text)
-            except (ValueError, KeyError, TypeError) as exc:
-                row = _event(None, None, None, None, None)
-                row["parse_error"] = f"{path.name} line {number}: {exc}"
-            row.update(source_file=str(path), line_number=number, raw=text)
-            rows.append(row)
-            if len(rows) >= batch_rows:
-                yield pa.RecordBatch.from_pylist(rows, schema=EVENTS_SCHEMA)
-                rows = []
-    if rows:
-        yield pa.RecordBatch.from_pylist(rows, schema=EVENTS_SCHEMA)
+    return {"timestamp": ts, "host": host, "severity": LEVELS.get(level.upper(), level.lower()),
+            "code": None if record.get("code") is None else str(record.pop("code")),
+            "message": record.pop("message", None) or record.pop("msg", None),
+            "extra": json.dumps(record, ensure_ascii=False, sort_keys=True) if record else None}  # fmt: skip

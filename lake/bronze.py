@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -65,6 +67,27 @@ def _not_landed(batches: Iterable[pa.RecordBatch], landed: pa.Table, keys: list[
         fresh = pa.Table.from_batches([batch]).join(landed, keys=keys, join_type="left anti")
         for piece in fresh.select(batch.schema.names).cast(batch.schema).to_batches():
             yield piece
+
+
+@contextmanager
+def spooled(batches: Iterable[pa.RecordBatch], schema: pa.Schema, folder: Path) -> Iterator[Iterator[pa.RecordBatch]]:
+    """The batches written to a scratch Arrow file, then read back one at a time.
+
+    For sources whose state (how far each file was read) is known only once everything has
+    been read: spooling first lets that state go into the same commit as the rows, while
+    memory holds one batch, not the whole read.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    spool = folder / f"spool-{uuid.uuid4().hex}.arrow"
+    try:
+        with pa.OSFile(str(spool), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for batch in batches:
+                if batch.num_rows:
+                    writer.write_batch(batch)
+        with pa.OSFile(str(spool), "rb") as source:
+            yield iter(pa.ipc.open_stream(source))
+    finally:
+        spool.unlink(missing_ok=True)
 
 
 def land(

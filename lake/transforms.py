@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.files import LINE
 from lake.deletes import DELETED_FIELD
@@ -33,6 +34,7 @@ SENSOR_KEYS = ["source", "node_id", "timestamp"]
 EVENT_SCHEMA = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),
+        pa.field("file_id", pa.string(), nullable=False),
         pa.field("source_file", pa.string(), nullable=False),
         pa.field("line_number", pa.int64(), nullable=False),
         pa.field("timestamp", pa.timestamp("us", tz="UTC")),
@@ -45,7 +47,7 @@ EVENT_SCHEMA = pa.schema(
         pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
-EVENT_KEYS = ["source", "source_file", "line_number"]
+EVENT_KEYS = ["source", "file_id", "line_number"]
 
 
 def erp_rows(bronze: pa.Table, primary_key: list[str], cursor: str | None) -> pa.Table:
@@ -68,24 +70,29 @@ def sensor_rows(bronze: dict[str, pa.Table]) -> pa.Table:
 
 
 def event_rows(bronze: dict[str, pa.Table], machine_maps: dict[str, dict[str, str]]) -> tuple[pa.Table, list[Rejection]]:
-    """Parsed log events with the machine id the ERP and OPC-UA use; unparsed lines rejected."""
-    rows, rejections = [], []
+    """Parsed log events with the machine id the ERP and OPC-UA use; unparsed entries rejected."""
+    parts, rejections = [], []
     for name, table in bronze.items():
+        failed = pc.is_valid(table["parse_error"])
+        for row in table.filter(failed).select([SOURCE, "source_file", "line_number", "raw", "parse_error"]).to_pylist():
+            rejections.append(
+                Rejection(
+                    table_name="silver.machine_events", check="parse", reason=row["parse_error"],
+                    record={"raw": row["raw"]}, source=row[SOURCE], file=row["source_file"],
+                    row=str(row["line_number"]), field="raw", value=row["raw"][:500],
+                )  # fmt: skip
+            )
+        good = table.filter(pc.invert(failed))
         mapping = machine_maps.get(name, {})
-        for row in table.to_pylist():
-            if row["parse_error"]:
-                rejections.append(
-                    Rejection(
-                        table_name="silver.machine_events", check="parse", reason=row["parse_error"],
-                        record={"raw": row["raw"]}, source=row[SOURCE], file=row["source_file"],
-                        row=str(row["line_number"]), field="raw", value=row["raw"][:500],
-                    )  # fmt: skip
-                )
-                continue
-            row["source"] = row[SOURCE]
-            row["machine_id"] = mapping.get(row["host"], row["host"])
-            rows.append(row)
-    table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA) if rows else EVENT_SCHEMA.empty_table()
+        hosts = good["host"]
+        if mapping:
+            mapped = pc.take(pa.array(list(mapping.values()), pa.string()), pc.index_in(hosts, value_set=pa.array(list(mapping))))
+            machine = pc.coalesce(mapped, hosts)
+        else:
+            machine = hosts
+        good = good.rename_columns({SOURCE: "source"}).append_column("machine_id", machine)
+        parts.append(good.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA))
+    table = pa.concat_tables(parts) if parts else EVENT_SCHEMA.empty_table()
     return latest_per_key(table, EVENT_KEYS, [INGESTED_AT]), rejections
 
 

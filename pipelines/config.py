@@ -115,6 +115,14 @@ class ErpTable(_Strict):
         return self.lookback
 
 
+def known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin'") from None
+    return value
+
+
 class ErpSource(_Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     url: str
@@ -126,11 +134,7 @@ class ErpSource(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin'") from None
-        return value
+        return known_zone(value)
 
 
 class OpcuaSource(_Strict):
@@ -153,11 +157,36 @@ class OpcuaSource(_Strict):
 class LogSource(_Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     path: Path
-    glob: str = "*.log"
-    format: Literal["syslog", "jsonl"]
+    glob: str = Field(default="*.log*", description="match the rotated files too: app.log, app.log.1, app.log.2.gz")
+    format: Literal["syslog", "jsonl", "regex"]
+    pattern: str | None = Field(default=None, description="regex format: named groups timestamp, host, severity, "
+                                "code, message; other groups go to extra")
+    timestamp_format: str | None = Field(default=None, description="strptime format; ISO 8601 when not set")
+    timezone: str = Field(default="UTC", description="zone of timestamps written without an offset")
+    severity_map: dict[str, str] = Field(default_factory=dict, description="vendor level -> syslog severity name")
+    settle_seconds: float = Field(default=300, ge=0, description="a live file quiet this long has its last entry read")
     machine_map: dict[str, str] = Field(
         default_factory=dict, description="host name in the log -> machine id used by ERP and OPC-UA"
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value)
+
+    @model_validator(mode="after")
+    def _pattern_for_regex(self) -> LogSource:
+        if (self.format == "regex") != (self.pattern is not None):
+            raise ValueError("format regex takes a pattern, and only it does")
+        if self.pattern is not None:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            try:
+                pc.extract_regex(pa.array([], pa.string()), self.pattern)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ValueError(f"pattern is not a usable regular expression with named groups (RE2 syntax): {exc}") from None
+        return self
 
 
 class ColumnMapping(_Strict):
