@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: demo test test-unit test-integration ui validate sim query bench-erp clean
+.PHONY: demo test test-unit test-integration ui validate sim query bench-erp bench-files clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ sim: $(VENV)/.installed
 bench-erp: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/erp_load.py
+
+# supplier CSV against pandas, syslog against a plain Python loop; needs no service
+bench-files: $(VENV)/.installed
+	$(BIN)/python benchmarks/files_logs.py
 
 # make query SQL="select * from gold.machine_hour_features limit 5"
 query: $(VENV)/.installed

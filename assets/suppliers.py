@@ -26,7 +26,8 @@ from assets.steps import merge_validated
 from connectors import files
 from lake import delta, file_registry, mapping, quarantine, silver, transforms
 from lake.file_registry import FileEntry
-from lake.layout import INGESTION_FIELDS, Ingestion, Lake
+from lake.layout import INGESTION_FIELDS, Ingestion, Lake, constant
+from lake.prefetch import prefetched
 from lake.quarantine import Rejection
 from pipelines.config import SupplierSource
 from quality import invariants, suites
@@ -103,10 +104,9 @@ class _Ingest:
             self.problems.append(self._rejection("structure", bad.reason, {"line": bad.line, "text": bad.text}, bad.line, None, bad.text[:500]))
 
     def _with_file(self, typed: pa.RecordBatch) -> pa.RecordBatch:
-        count = typed.num_rows
-        constants = [pa.array([str(self.file)] * count, pa.string()), pa.array([self.scan.sha256] * count, pa.string()),
-                     pa.array([self.scan.modified] * count, pa.timestamp("us", tz="UTC"))]  # fmt: skip
-        return pa.RecordBatch.from_arrays([*typed.columns, *constants], names=[*typed.schema.names, *(f.name for f in FILE_FIELDS)])
+        values = (str(self.file), self.scan.sha256, self.scan.modified)
+        constants = [constant(value, field.type, typed.num_rows) for value, field in zip(values, FILE_FIELDS, strict=True)]
+        return pa.RecordBatch.from_arrays([*typed.columns, *constants], schema=pa.schema([*typed.schema, *FILE_FIELDS]))
 
     def _quarantine(self, text: pa.RecordBatch, problems: list[mapping.Problem]) -> None:
         if not problems:
@@ -142,7 +142,7 @@ def ingest_file(lake: Lake, source: SupplierSource, file: Path, scan: files.Scan
             for _ in work.batches():  # count and quarantine again; the rows are in bronze already
                 pass
         else:
-            delta.append(path, pa.RecordBatchReader.from_batches(bronze_schema(source), work.batches()))
+            delta.append(path, pa.RecordBatchReader.from_batches(bronze_schema(source), prefetched(work.batches())))
     except Exception as exc:
         if work.failure is None and not isinstance(exc, files.FileRejected):
             raise

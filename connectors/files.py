@@ -193,7 +193,7 @@ def _data_rows_only(batch: pa.RecordBatch, summary: re.Pattern[str] | None, tall
     cells = [batch.column(index) for index, name in enumerate(batch.schema.names) if name != LINE]
     if not cells or batch.num_rows == 0:
         return batch
-    first = pc.coalesce(*cells)
+    first = cells[0] if cells[0].null_count == 0 else pc.coalesce(*cells)  # the first cell, or the first filled one
     skip = pc.is_null(first)
     if summary is not None:
         skip = pc.or_(skip, pc.fill_null(pc.match_substring_regex(first, summary.pattern), False))

@@ -200,16 +200,31 @@ def _parse_block(data: bytes, position: Position, path: Path, log_format: LogFor
 
 
 def _group_entries(lines: pa.Array, numbers: np.ndarray, starts: np.ndarray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """Lines joined into entries: each start line with the continuation lines below it."""
+    """Lines joined into entries: each start line with the continuation lines below it.
+
+    Lines above the first start form an entry of their own, flagged as an orphan. Only the
+    entries that have continuation lines are joined one by one; the rest pass as they are.
+    """
     if starts.all():
         return lines, numbers, np.zeros(len(lines), dtype=bool)
-    entry = np.where(np.cumsum(starts) == 0, -1, np.cumsum(starts))  # lines above the first start: an orphan entry
-    grouped = pa.table({"entry": entry, "line": lines}).group_by("entry", use_threads=False).aggregate([("line", "list")])
-    order = np.argsort(grouped.column("entry").to_numpy(), kind="stable")
-    joined = pc.binary_join(grouped.column("line_list").take(order), "\n").combine_chunks()
-    firsts = np.concatenate([[0], np.flatnonzero(np.diff(entry)) + 1]) if len(entry) else np.array([], dtype=np.int64)
-    keys = grouped.column("entry").to_numpy()[order]
-    return joined, numbers[firsts], keys == -1
+    heads = starts.copy()
+    heads[0] = True  # the orphan lines above the first start, if any, become one entry
+    entry = np.cumsum(heads) - 1
+    first_lines = np.flatnonzero(heads)
+    entries = lines.filter(pa.array(heads))
+    continued = np.flatnonzero(~heads)
+    texts = lines.take(pa.array(continued)).to_pylist()
+    joined: dict[int, list[str]] = {}
+    for index, text in zip(entry[continued].tolist(), texts, strict=True):
+        if index not in joined:
+            joined[index] = [entries[index].as_py()]
+        joined[index].append(text)
+    mask = np.zeros(len(entries), dtype=bool)
+    mask[list(joined)] = True
+    whole = pc.replace_with_mask(entries, pa.array(mask), pa.array(["\n".join(parts) for _, parts in sorted(joined.items())], pa.string()))
+    orphans = np.zeros(len(entries), dtype=bool)
+    orphans[0] = not starts[0]
+    return whole, numbers[first_lines], orphans
 
 
 # --- parsing entries ----------------------------------------------------------------------------
@@ -218,8 +233,9 @@ def _group_entries(lines: pa.Array, numbers: np.ndarray, starts: np.ndarray) -> 
 def _json_text(values: pa.Array) -> pa.Array:
     """Strings as JSON string literals (null stays null)."""
     escaped = values
-    for old, new in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-        escaped = pc.replace_substring(escaped, old, new)
+    if pc.any(pc.match_substring_regex(values, r'["\\\n\r\t]')).as_py():
+        for old, new in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+            escaped = pc.replace_substring(escaped, old, new)
     return pc.binary_join_element_wise('"', escaped, '"', "")
 
 
@@ -227,8 +243,11 @@ def _extra(fields: dict[str, pa.Array]) -> pa.Array:
     """Other named fields of an entry as one JSON object (fields without a value left out)."""
     if not fields:
         return pa.nulls(0, pa.string())
-    parts = [pc.if_else(pc.is_valid(values), pc.binary_join_element_wise(f'"{name}": ', _json_text(values), ""), "")
-             for name, values in sorted(fields.items())]  # fmt: skip
+    parts = [pc.binary_join_element_wise(f'"{name}": ', _json_text(values), "") for name, values in sorted(fields.items())]
+    if all(values.null_count == 0 for values in fields.values()):
+        body = pc.binary_join_element_wise(*parts, ", ") if len(parts) > 1 else parts[0]
+        return pc.binary_join_element_wise("{", body, "}", "")
+    parts = [pc.if_else(pc.is_valid(part), part, "") for part in parts]
     body = pc.binary_join_element_wise(*parts, ", ") if len(parts) > 1 else parts[0]
     body = pc.replace_substring_regex(pc.replace_substring_regex(body, r"^(, )+|(, )+$", ""), r"(, ){2,}", ", ")
     return pc.if_else(pc.equal(body, ""), pa.scalar(None, pa.string()), pc.binary_join_element_wise("{", body, "}", ""))
@@ -241,6 +260,10 @@ def parse_timestamps(text: pa.Array, timezone: str, timestamp_format: str | None
         parsed = pc.strptime(text, format=timestamp_format, unit="us", error_is_null=True)
         zoned = parsed.type.tz is not None
         return parsed.cast(target) if zoned else _local(parsed, timezone)
+    try:  # the usual case: every value ISO 8601 with an offset
+        return pc.cast(text, target)
+    except pa.ArrowInvalid:
+        pass
     iso = pc.fill_null(pc.match_substring_regex(text, _ISO), False)
     zoned = pc.and_(iso, pc.fill_null(pc.match_substring_regex(text, _ZONED), False))
     naive = pc.and_(iso, pc.invert(zoned))
@@ -278,22 +301,32 @@ def _severity(values: pa.Array, severity_map: dict[str, str]) -> pa.Array:
     return pc.coalesce(pc.take(names, pc.index_in(upper, value_set=keys)), pc.utf8_lower(values))
 
 
+def _scatter(values: pa.Array, mask: pa.Array, length: int) -> pa.Array:
+    """`values` placed at the rows where `mask` is true, null elsewhere."""
+    return pc.replace_with_mask(pa.nulls(length, values.type), mask, values)
+
+
 def _syslog(entries: pa.Array, log_format: LogFormat, reference: datetime) -> dict[str, pa.Array]:
+    count = len(entries)
     modern = pc.extract_regex(entries, "(?s)" + RFC5424)
-    legacy = pc.extract_regex(entries, "(?s)" + RFC3164)
-    is_modern, is_legacy = pc.is_valid(modern), pc.and_(pc.is_null(modern), pc.is_valid(legacy))
+    is_modern = pc.is_valid(modern)
+    rest = pc.invert(is_modern)
+    legacy = pc.extract_regex(entries.filter(rest), "(?s)" + RFC3164)
+    is_legacy = _scatter(pc.is_valid(legacy), rest, count)
+    is_legacy = pc.fill_null(is_legacy, False)
 
     def pick(modern_field: str, legacy_field: str) -> pa.Array:
-        return pc.if_else(is_modern, pc.struct_field(modern, modern_field), pc.struct_field(legacy, legacy_field))
+        return pc.coalesce(pc.struct_field(modern, modern_field), _scatter(pc.struct_field(legacy, legacy_field), rest, count))
 
     pri = pc.cast(pick("pri", "pri"), pa.int64())
     severity = pc.take(pa.array(SYSLOG_SEVERITIES), pc.bit_wise_and(pri, 7))
     message = pick("msg", "msg")
     msgid = pc.struct_field(modern, "msgid")
-    code = pc.if_else(is_modern, pc.if_else(pc.equal(msgid, "-"), pa.scalar(None, pa.string()), msgid),
-                      pc.struct_field(pc.extract_regex(message, ALARM_CODE), "code"))  # fmt: skip
-    timestamp = pc.if_else(is_modern, parse_timestamps(pc.struct_field(modern, "ts"), log_format.timezone),
-                           _rfc3164_time(pc.struct_field(legacy, "ts"), log_format.timezone, reference))  # fmt: skip
+    legacy_message = pc.struct_field(legacy, "msg")
+    legacy_code = _scatter(pc.struct_field(pc.extract_regex(legacy_message, ALARM_CODE), "code"), rest, count)
+    code = pc.if_else(is_modern, pc.if_else(pc.equal(msgid, "-"), pa.scalar(None, pa.string()), msgid), legacy_code)
+    legacy_time = _scatter(_rfc3164_time(pc.struct_field(legacy, "ts"), log_format.timezone, reference), rest, count)
+    timestamp = pc.coalesce(parse_timestamps(pc.struct_field(modern, "ts"), log_format.timezone), legacy_time)
     app = pc.utf8_trim_whitespace(pick("app", "tag"))
     parsed = pc.or_(is_modern, is_legacy)
     return {"parsed": parsed, "timestamp": timestamp, "host": pick("host", "host"), "severity": severity, "code": code,

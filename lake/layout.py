@@ -54,9 +54,9 @@ class Lake:
                         yield layer, path.name, path
 
 
-def _constant(value: object, type_: pa.DataType, count: int) -> pa.Array:
+def constant(value: object, type_: pa.DataType, count: int) -> pa.Array:
     """One value repeated, built in Arrow rather than through a Python list."""
-    return pc.fill_null(pa.nulls(count, type_), pa.scalar(value, type_))
+    return pa.repeat(pa.scalar(value, type_), count)
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,9 @@ class Ingestion:
 
     def stamp(self, batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
         columns = [
-            _constant(self.ingested_at, INGESTION_FIELDS[0].type, batch.num_rows),
-            _constant(self.run_id, pa.string(), batch.num_rows),
-            _constant(source, pa.string(), batch.num_rows),
+            constant(self.ingested_at, INGESTION_FIELDS[0].type, batch.num_rows),
+            constant(self.run_id, pa.string(), batch.num_rows),
+            constant(source, pa.string(), batch.num_rows),
         ]
         return pa.RecordBatch.from_arrays(
             [*batch.columns, *columns], schema=pa.schema([*batch.schema, *INGESTION_FIELDS])

@@ -88,7 +88,9 @@ def number_format(decimal: str | None, thousands: str | None, sample: pa.RecordB
 
 
 def _normalise_number(text: pa.Array, fmt: NumberFormat) -> pa.Array:
-    cleaned = pc.replace_substring_regex(text, r"[\s\x{00a0}\x{202f}]", "")
+    cleaned = text
+    if pc.any(pc.match_substring_regex(text, r"[ \x{00a0}\x{202f}]")).as_py():  # groups written with spaces
+        cleaned = pc.replace_substring_regex(text, r"[ \x{00a0}\x{202f}]", "")
     if fmt.thousands:
         cleaned = pc.replace_substring(cleaned, fmt.thousands, "")
     if fmt.decimal == ",":
@@ -96,25 +98,37 @@ def _normalise_number(text: pa.Array, fmt: NumberFormat) -> pa.Array:
     return cleaned
 
 
+def _decimals(cleaned: pa.Array, valid: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, pa.Array]:
+    """Decimals of the declared scale; values with more places are rounded half away from zero."""
+    target = pa.decimal128(18, spec.scale)
+    # 256-bit intermediates: room for 20 digits, 18 places and a unit factor
+    wide = pc.cast(pc.if_else(valid, cleaned, pa.scalar(None, pa.string())), pa.decimal256(60, 18))
+    if spec.factor is not None:
+        factor = Decimal(str(spec.factor))
+        wide = pc.multiply(wide, pa.scalar(factor).cast(pa.decimal256(38, max(0, -factor.as_tuple().exponent))))
+    rounded = pc.round(wide, ndigits=spec.scale, round_mode="half_towards_infinity")
+    fits = pc.fill_null(pc.less(pc.abs(rounded), pa.scalar(Decimal(10) ** (18 - spec.scale)).cast(rounded.type)), True)
+    return pc.cast(pc.if_else(fits, rounded, pa.scalar(None, rounded.type)), target), pc.and_(valid, fits)
+
+
 def _numbers(text: pa.Array, spec: ColumnSpec, fmt: NumberFormat) -> tuple[pa.Array, pa.Array]:
     cleaned = _normalise_number(text, fmt)
+    if spec.factor is None and spec.type == "decimal":
+        try:  # the usual case: every value as written is a number that fits, and Arrow's cast says so
+            return pc.cast(cleaned, arrow_type(spec.type, spec.scale)), _none(len(text))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # find which values do not, below
     valid = pc.fill_null(pc.match_substring_regex(cleaned, _PATTERNS[spec.type]), False)
+    if spec.type == "decimal":
+        values, valid = _decimals(cleaned, valid, spec)
+        return values, pc.and_(pc.is_valid(text), pc.invert(valid))
     usable = pc.if_else(valid, cleaned, pa.scalar(None, pa.string()))
     if spec.type == "int":
         values = pc.cast(pc.replace_substring_regex(usable, r"\.0*$", ""), pa.int64())
-    elif spec.type == "float":
+    else:
         values = pc.cast(usable, pa.float64())
         values = values if spec.factor is None else pc.multiply(values, spec.factor)
         valid = pc.and_(valid, pc.fill_null(pc.is_finite(values), True))
-    else:  # 256-bit intermediates: room for 20 digits, 18 places and a unit factor
-        exact = pc.cast(usable, pa.decimal256(60, 18))
-        if spec.factor is not None:
-            factor = Decimal(str(spec.factor))
-            exact = pc.multiply(exact, pa.scalar(factor).cast(pa.decimal256(38, max(0, -factor.as_tuple().exponent))))
-        rounded = pc.round(exact, ndigits=spec.scale, round_mode="half_towards_infinity")
-        fits = pc.fill_null(pc.less(pc.abs(rounded), pa.scalar(Decimal(10) ** (18 - spec.scale)).cast(rounded.type)), True)
-        valid = pc.and_(valid, fits)
-        values = pc.cast(pc.if_else(fits, rounded, pa.scalar(None, rounded.type)), pa.decimal128(18, spec.scale))
     return values, pc.and_(pc.is_valid(text), pc.invert(valid))
 
 
@@ -147,10 +161,14 @@ def _converted(value: Any, spec: ColumnSpec) -> Any:
     return (value * Decimal(str(spec.factor))).quantize(Decimal(1).scaleb(-spec.scale), ROUND_HALF_UP)
 
 
+def _none(count: int) -> pa.Array:
+    return pa.repeat(pa.scalar(False), count)
+
+
 def type_column(text: pa.Array, spec: ColumnSpec, fmt: NumberFormat, date_format: str) -> tuple[pa.Array, pa.Array]:
     """(typed values, mask of values that did not parse)."""
     if spec.type == "string":
-        return text, pa.array([False] * len(text), pa.bool_())
+        return text, _none(len(text))
     if spec.type in _PATTERNS:
         try:
             return _numbers(text, spec, fmt)
@@ -166,20 +184,24 @@ def type_batch(batch: pa.RecordBatch, columns: dict[str, ColumnSpec], fmt: Numbe
     """The rows whose every mapped value parses, typed under the lake names, and the problems of the others."""
     schema = lake_schema(columns)
     typed, problems = [], []
-    bad_rows = pa.array([False] * batch.num_rows, pa.bool_())
+    bad_rows = _none(batch.num_rows)
     lines = batch.column(LINE)
     for source_name, spec in columns.items():
         text = batch.column(source_name) if source_name in batch.schema.names else pa.nulls(batch.num_rows, pa.string())
         values, invalid = type_column(text, spec, fmt, date_format)
-        missing = pc.is_null(text) if spec.required else pa.array([False] * batch.num_rows, pa.bool_())
-        for index in pc.indices_nonzero(pc.or_(invalid, missing)).to_pylist():
+        missing = pc.is_null(text) if spec.required else _none(batch.num_rows)
+        failed = pc.or_(invalid, missing)
+        if not pc.any(failed).as_py():
+            typed.append(values)
+            continue
+        for index in pc.indices_nonzero(failed).to_pylist():
             value = text[index].as_py()
             problems.append(Problem(lines[index].as_py(), source_name, value, _reason(source_name, value, spec, fmt, date_format)))
-        bad_rows = pc.or_(bad_rows, pc.or_(invalid, missing))
+        bad_rows = pc.or_(bad_rows, failed)
         typed.append(values)
     typed.append(lines)
     result = pa.RecordBatch.from_arrays(typed, schema=pa.schema([*schema, pa.field(LINE, pa.int64())]))
-    return result.filter(pc.invert(bad_rows)), problems
+    return (result.filter(pc.invert(bad_rows)) if problems else result), problems
 
 
 def _reason(column: str, value: str | None, spec: ColumnSpec, fmt: NumberFormat, date_format: str) -> str:

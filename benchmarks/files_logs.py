@@ -1,0 +1,202 @@
+"""Supplier CSV and syslog ingestion: plantlake against pandas and against a plain Python loop.
+
+    python benchmarks/files_logs.py [--rows 2000000] [--lines 2000000]
+
+It writes a semicolon CSV of N rows in cp1252 with decimal commas, and a syslog file of N
+lines (RFC 5424, every tenth an RFC 3164 line, every fiftieth entry with a stack trace), then
+times, each case in its own child process (imports before the clock starts):
+- plantlake CSV: the supplier bronze asset's load (`assets.suppliers.load_bronze`): hash,
+  read, type by the mapping, land in Delta, register the file;
+- pandas: `pandas.read_csv` with the right options (separator, decimal and thousands marks,
+  encoding, date format), then `write_deltalake` of the frame;
+- plantlake logs: the log bronze asset's load (`assets.logs.load_bronze`);
+- plain loop: the same two regular expressions applied line by line in Python, rows built as
+  dicts, then one Arrow table written with `write_deltalake`;
+- plantlake on files of N/2, to show peak memory does not grow with the file.
+It prints rows per second, the ratios and peak memory; the last line holds the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from harness import entry_point, run_case
+
+CSV_HEADER = "Charge;Werkstoff;Lieferant;Menge kg;Preis EUR;Lieferdatum;Zeugnis"
+COLUMNS = {
+    "Charge": {"name": "lot_id", "required": True},
+    "Werkstoff": {"name": "material"},
+    "Lieferant": {"name": "supplier"},
+    "Menge kg": {"name": "quantity_kg", "type": "decimal", "scale": 3, "required": True},
+    "Preis EUR": {"name": "price_eur", "type": "decimal", "scale": 2},
+    "Lieferdatum": {"name": "delivered_on", "type": "date"},
+    "Zeugnis": {"name": "certificate"},
+}
+MATERIALS = ["Stahl S235JR", "Edelstahl 1.4301", "Vergütungsstahl C45", "Aluminium AlMg3", "Messing CuZn39Pb3"]
+SUPPLIERS = ["Acme Stahlhandel GmbH", "Stahlwerk Süd AG", "Müller & Söhne KG"]
+
+
+def write_csv(path: Path, rows: int) -> None:
+    with path.open("w", encoding="cp1252", newline="") as handle:
+        handle.write(CSV_HEADER + "\r\n")
+        day = datetime(2026, 1, 1)
+        for start in range(0, rows, 100_000):
+            lines = []
+            for i in range(start, min(rows, start + 100_000)):
+                quantity = f"{(i * 7919) % 100_000_000 / 1000:,.3f}".replace(",", "X").replace(".", ",").replace("X", ".")
+                price = f"{(i * 104_729) % 10_000_000 / 100:.2f}".replace(".", ",")
+                delivered = (day + timedelta(days=i % 365)).strftime("%d.%m.%Y")
+                lines.append(f"LOT-{i:08d};{MATERIALS[i % 5]};{SUPPLIERS[i % 3]};{quantity};{price};{delivered};Z-{i % 9973}\r\n")
+            handle.write("".join(lines))
+
+
+def write_syslog(path: Path, lines: int) -> None:
+    start = datetime(2026, 1, 11, tzinfo=UTC)
+    with path.open("w", encoding="utf-8") as handle:
+        written, i = 0, 0
+        while written < lines:
+            block = []
+            for _ in range(100_000):
+                moment = start + timedelta(milliseconds=250 * i)
+                host = f"cnc-{101 + i % 6}"
+                if i % 10 == 9:
+                    block.append(f"<{128 + i % 8}>{moment:%b %e %H:%M:%S} {host} hydraulics[88]: E-{i % 500} pressure {i}\n")
+                else:
+                    code = f"A-{i % 97}" if i % 7 == 0 else "-"
+                    block.append(f"<{128 + i % 8}>1 {moment:%Y-%m-%dT%H:%M:%S.%f}Z {host} plc {i % 900} {code} - spindle load {i}\n")
+                written += 1
+                if i % 50 == 0:
+                    block.append("Traceback (most recent call last):\n  File \"cycle.py\", line 12\nValueError: overload\n")
+                    written += 3
+                i += 1
+                if written >= lines:
+                    break
+            handle.write("".join(block))
+
+
+# --- the cases ----------------------------------------------------------------------------------
+
+
+def case_csv_plantlake(folder: str, lake_root: str) -> Callable[[], int]:
+    from assets.suppliers import load_bronze
+    from lake.layout import Lake
+    from pipelines.config import SupplierSource
+
+    source = SupplierSource.model_validate({"name": "bench", "path": folder, "glob": "*.csv", "format": "csv",
+                                            "csv": {"date_format": "%d.%m.%Y"}, "key": ["lot_id"], "columns": COLUMNS})  # fmt: skip
+    return lambda: load_bronze(Lake(Path(lake_root)), source, "bench").metadata["rows_loaded"]
+
+
+def case_csv_pandas(folder: str, lake_root: str) -> Callable[[], int]:
+    import pandas as pd
+    from deltalake import write_deltalake
+
+    def run() -> int:
+        [path] = Path(folder).glob("*.csv")
+        frame = pd.read_csv(path, sep=";", decimal=",", thousands=".", encoding="cp1252", parse_dates=["Lieferdatum"],
+                            date_format="%d.%m.%Y", dtype={"Charge": str, "Werkstoff": str, "Lieferant": str, "Zeugnis": str})  # fmt: skip
+        frame.columns = [COLUMNS[name]["name"] for name in frame.columns]
+        write_deltalake(lake_root, frame, mode="append")
+        return len(frame)
+
+    return run
+
+
+def case_logs_plantlake(folder: str, lake_root: str) -> Callable[[], int]:
+    from assets.logs import load_bronze
+    from lake.layout import Lake
+    from pipelines.config import LogSource
+
+    source = LogSource(name="bench", path=Path(folder), glob="*.log*", format="syslog", settle_seconds=0)
+    return lambda: load_bronze(Lake(Path(lake_root)), source, "bench").metadata["lines_read"]
+
+
+def case_logs_loop(folder: str, lake_root: str) -> Callable[[], int]:
+    import json
+    import re
+
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from connectors.logs import ALARM_CODE, EVENTS_SCHEMA, RFC3164, RFC5424, SYSLOG_SEVERITIES
+
+    modern, legacy, code_pattern = re.compile(RFC5424), re.compile(RFC3164), re.compile(ALARM_CODE)
+
+    def run() -> int:
+        [path] = Path(folder).glob("*.log")
+        rows, year, count = [], datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).year, 0
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                count += 1
+                line = line.rstrip("\r\n")
+                row = {"file_id": "loop", "source_file": str(path), "line_number": number, "raw": line, "parse_error": None}
+                if match := modern.match(line):
+                    row.update(timestamp=datetime.fromisoformat(match["ts"].replace("Z", "+00:00")), host=match["host"],
+                               severity=SYSLOG_SEVERITIES[int(match["pri"]) % 8], message=match["msg"],
+                               code=None if match["msgid"] == "-" else match["msgid"], extra=json.dumps({"app": match["app"]}))  # fmt: skip
+                elif match := legacy.match(line):
+                    found = code_pattern.search(match["msg"])
+                    row.update(timestamp=datetime.strptime(f"{year} {match['ts']}", "%Y %b %d %H:%M:%S").replace(tzinfo=UTC),
+                               host=match["host"], severity=SYSLOG_SEVERITIES[int(match["pri"]) % 8], message=match["msg"],
+                               code=found and found["code"], extra=json.dumps({"app": match["tag"].strip()}))  # fmt: skip
+                else:
+                    row["parse_error"] = f"line {number}: not a syslog line"
+                rows.append(row)
+        write_deltalake(lake_root, pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA), mode="append")
+        return count
+
+    return run
+
+
+CASES = {"csv_plantlake": case_csv_plantlake, "csv_pandas": case_csv_pandas,
+         "logs_plantlake": case_logs_plantlake, "logs_loop": case_logs_loop}  # fmt: skip
+
+
+def _folder_with(work: Path, name: str, original: Path) -> str:
+    """A drop folder of its own for one case (plantlake moves the files it has taken in)."""
+    folder = work / name
+    folder.mkdir()
+    shutil.copy(original, folder / original.name)
+    return str(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the CSV file")
+    parser.add_argument("--lines", type=int, default=2_000_000, help="lines of the syslog file")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="plantlake-files-bench-"))
+    try:
+        (work / "src").mkdir()
+        csv_full, csv_half = work / "src" / "lieferung.csv", work / "src" / "lieferung_half.csv"
+        log_full, log_half = work / "src" / "plc.log", work / "src" / "plc_half.log"
+        write_csv(csv_full, args.rows)
+        write_csv(csv_half, args.rows // 2)
+        write_syslog(log_full, args.lines)
+        write_syslog(log_half, args.lines // 2)
+        print(f"wrote {args.rows:,} CSV rows ({csv_full.stat().st_size / 1e6:.0f} MB) and {args.lines:,} syslog lines "
+              f"({log_full.stat().st_size / 1e6:.0f} MB)", flush=True)  # fmt: skip
+        csv = run_case(__file__, "plantlake csv", "csv_plantlake", _folder_with(work, "c1", csv_full), str(work / "l1"))
+        half = run_case(__file__, "plantlake csv (N/2)", "csv_plantlake", _folder_with(work, "c2", csv_half), str(work / "l2"))
+        pandas = run_case(__file__, "pandas + write_deltalake", "csv_pandas", _folder_with(work, "c3", csv_full), str(work / "l3"))
+        logs = run_case(__file__, "plantlake logs", "logs_plantlake", _folder_with(work, "g1", log_full), str(work / "l4"))
+        logs_half = run_case(__file__, "plantlake logs (N/2)", "logs_plantlake", _folder_with(work, "g2", log_half), str(work / "l5"))
+        loop = run_case(__file__, "plain loop + write", "logs_loop", _folder_with(work, "g3", log_full), str(work / "l6"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for label, result in (("plantlake csv", csv), ("pandas", pandas), ("plantlake logs", logs), ("plain loop", loop)):
+        print(f"{label:<16} {result['rows'] / result['seconds']:>12,.0f} rows/s")
+    peak = max(csv["peak_mb"], logs["peak_mb"])
+    peak_half = max(half["peak_mb"], logs_half["peak_mb"])
+    print(f"csv_vs_pandas={pandas['seconds'] / csv['seconds']:.1f} logs_vs_loop={loop['seconds'] / logs['seconds']:.1f} "
+          f"peak_mb={peak:.0f} peak_mb_half={peak_half:.0f} csv_rows_per_s={csv['rows'] / csv['seconds']:.0f} "
+          f"log_lines_per_s={logs['rows'] / logs['seconds']:.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    entry_point(CASES, main)
