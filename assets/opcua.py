@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pyarrow as pa
 
 from assets.factory import bronze_asset, silver_assets
 from assets.results import Step
@@ -27,16 +28,33 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
     previous = delta.read_state(path, "read_until")
     start = datetime.fromisoformat(previous) if previous else end - timedelta(days=source.history_days)
     tags, batches = opcua.read_history_blocking(
-        source.endpoint, source.roots, start, end, source.values_per_request, source.nodes_per_request, source.timeout_s
+        source.endpoint, source.roots, start, end, source.values_per_request, source.nodes_per_request, source.timeout_s,
+        source.include, source.exclude,
     )
+    delta.overwrite(lake.table("bronze", f"{source.name}_tags"), opcua.tag_table(tags))
     landed = bronze.land(path, batches, opcua.READINGS_SCHEMA, ["node_id", "source_timestamp"],
                          Ingestion.now(run_id), source.name, {"read_until": end.isoformat()})  # fmt: skip
     return Step(path, {"tags": len(tags), "read_from": start.isoformat(), "read_until": end.isoformat(),
                        "values_read": landed.rows_read, "values_inserted": landed.rows_inserted})  # fmt: skip
 
 
+def refresh_tag_registry(lake: Lake, sources: list[OpcuaSource]) -> int:
+    """silver.opcua_tags: the tags every server last reported, with units, range and description."""
+    parts = []
+    for source in sources:
+        landed = delta.read(lake.table("bronze", f"{source.name}_tags"))
+        if landed is not None:
+            parts.append(landed.append_column("source", pa.array([source.name] * landed.num_rows, pa.string())))
+    if not parts:
+        return 0
+    registry = pa.concat_tables(parts)
+    delta.overwrite(lake.table("silver", "opcua_tags"), registry)
+    return registry.num_rows
+
+
 def build_silver(lake: Lake, sources: list[OpcuaSource], run_id: str) -> Step:
-    """Readings of every server in long form: timestamp, machine, tag, value, status."""
+    """Readings of every server in long form: timestamp, machine, tag, value, status; and the tag registry."""
+    refresh_tag_registry(lake, sources)
     path = lake.table("silver", "sensor_readings")
     bronze_tables = {f"{s.name}_readings": silver.BronzeInput(lake.table("bronze", f"{s.name}_readings"),
                                                              ["node_id", "source_timestamp"]) for s in sources}  # fmt: skip

@@ -25,12 +25,14 @@ def table_infos(config: PlantlakeConfig, descriptions: dict[str, str]) -> dict[s
                 sources[f"{layer}.{erp.name}_{table.name}"] = f"erp:{erp.name}"
     for source in config.sources.opcua:
         sources[f"bronze.{source.name}_readings"] = f"opcua:{source.name}"
+        sources[f"bronze.{source.name}_tags"] = f"opcua:{source.name}"
     for source in config.sources.logs:
         sources[f"bronze.{source.name}_events"] = f"logs:{source.name}"
     for source in config.sources.suppliers:
         sources[f"bronze.{source.name}_rows"] = f"supplier:{source.name}"
         sources.setdefault(f"silver.{source.target}", f"supplier:{source.name}")
     sources.setdefault("silver.sensor_readings", "opcua")
+    sources.setdefault("silver.opcua_tags", "opcua")
     sources.setdefault("silver.machine_events", "logs")
     sources.setdefault("gold.machine_hour_features", "silver")
     descriptions = {
@@ -38,6 +40,8 @@ def table_infos(config: PlantlakeConfig, descriptions: dict[str, str]) -> dict[s
         "quarantine.rows": "Rows kept out of the lake, with table, file, row, field, value, check and reason.",
         "meta.quality_results": "Newest result of every quality check: table, check, success, details.",
         "meta.run_failures": "Every failed run: job, failed steps and their errors.",
+        "silver.opcua_tags": "Every historized OPC-UA tag: node id, browse path, machine, data type, engineering "
+        "unit, range and description, as the servers report them.",
         "meta.supplier_files": "Every supplier file by content hash: version, status, rows read, loaded, quarantined "
         "and skipped, why it was rejected, where it was moved.",
     }

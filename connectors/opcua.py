@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,43 @@ class Tag:
     browse_path: str
     machine_id: str | None
     name: str
+    display_name: str | None = None
+    data_type: str | None = None
+    unit: str | None = None
+    unit_description: str | None = None
+    range_low: float | None = None
+    range_high: float | None = None
+    description: str | None = None
+
+
+TAGS_SCHEMA = pa.schema(
+    [
+        pa.field("node_id", pa.string(), nullable=False),
+        pa.field("browse_path", pa.string(), nullable=False),
+        pa.field("machine_id", pa.string()),
+        pa.field("tag", pa.string(), nullable=False),
+        pa.field("display_name", pa.string()),
+        pa.field("data_type", pa.string()),
+        pa.field("unit", pa.string()),
+        pa.field("unit_description", pa.string()),
+        pa.field("range_low", pa.float64()),
+        pa.field("range_high", pa.float64()),
+        pa.field("description", pa.string()),
+    ]
+)
+
+
+def tag_table(tags: list[Tag]) -> pa.Table:
+    """The tag registry: one row per historized variable, with what the server says of it."""
+    rows = [{**{f.name: getattr(tag, f.name, None) for f in TAGS_SCHEMA if f.name != "tag"}, "tag": tag.name} for tag in tags]
+    return pa.Table.from_pylist(rows, schema=TAGS_SCHEMA)
+
+
+def selected(tags: list[Tag], include: list[str], exclude: list[str]) -> list[Tag]:
+    """Tags whose browse path matches an include pattern (all when none) and no exclude pattern."""
+    return [tag for tag in tags
+            if (not include or any(fnmatch.fnmatchcase(tag.browse_path, pattern) for pattern in include))
+            and not any(fnmatch.fnmatchcase(tag.browse_path, pattern) for pattern in exclude)]  # fmt: skip
 
 
 def status_class(code: int) -> str:
@@ -68,9 +106,40 @@ async def _keeps_history(variable: Node) -> bool:
     return historizing or bool(access & (1 << ua.AccessLevel.HistoryRead))
 
 
-async def discover_tags(client: Client, roots: list[str]) -> list[Tag]:
-    """All historized variables below the roots; the parent object's name is the machine id."""
+def _text(value: object) -> str | None:
+    if isinstance(value, ua.LocalizedText):
+        return value.Text or None
+    return None if value is None else str(value)
+
+
+async def _describe(client: Client, variable: Node, data_types: dict[str, str]) -> dict:
+    """Display name, data type, description, EngineeringUnits and EURange of a variable."""
+    values = await variable.read_attributes([ua.AttributeIds.DisplayName, ua.AttributeIds.Description, ua.AttributeIds.DataType])
+    display, description, data_type = (value.Value.Value if value.Value else None for value in values)
+    type_key = data_type.to_string() if data_type is not None else ""
+    if type_key and type_key not in data_types:
+        data_types[type_key] = (await client.get_node(data_type).read_browse_name()).Name
+    found = {"display_name": _text(display), "description": _text(description), "data_type": data_types.get(type_key)}
+    for prop in await variable.get_properties():
+        name = (await prop.read_browse_name()).Name
+        if name not in ("EngineeringUnits", "EURange"):
+            continue
+        value = await prop.read_value()
+        if isinstance(value, ua.EUInformation):
+            found.update(unit=_text(value.DisplayName), unit_description=_text(value.Description))
+        elif isinstance(value, ua.Range):
+            found.update(range_low=value.Low, range_high=value.High)
+    return found
+
+
+async def discover_tags(client: Client, roots: list[str], describe: bool = True) -> list[Tag]:
+    """All historized variables below the roots; the parent object's name is the machine id.
+
+    `describe` also reads each one's display name, data type, description and engineering
+    units (EUInformation, EURange), for the tag registry.
+    """
     tags: list[Tag] = []
+    data_types: dict[str, str] = {}
 
     async def walk(node: Node, path: list[str]) -> None:
         for child in await node.get_children(refs=ua.ObjectIds.HierarchicalReferences):
@@ -79,7 +148,8 @@ async def discover_tags(client: Client, roots: list[str]) -> list[Tag]:
             if node_class == ua.NodeClass.Object:
                 await walk(child, [*path, name])
             elif node_class == ua.NodeClass.Variable and await _keeps_history(child):
-                tags.append(Tag(child.nodeid.to_string(), "/".join([*path, name]), path[-1] if path else None, name))
+                details = await _describe(client, child, data_types) if describe else {}
+                tags.append(Tag(child.nodeid.to_string(), "/".join([*path, name]), path[-1] if path else None, name, **details))
 
     for root in roots:
         node = await _resolve_root(client, root)
@@ -180,8 +250,11 @@ def read_history_blocking(
     values_per_request: int = 5_000,
     nodes_per_request: int = 50,
     timeout_s: float = 30,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> tuple[list[Tag], Iterator[pa.RecordBatch]]:
-    """Discover the tags, then stream their history; `start_for` maps node id to its own start."""
+    """Discover the tags (those `include`d and not `exclude`d by browse path), then stream their
+    history; `start_for` maps node id to its own start."""
     runner = asyncio.Runner()
     client = Client(endpoint, timeout=timeout_s)
     client.session_timeout = 600_000  # what servers commonly grant; asking for more only draws a warning
@@ -190,7 +263,7 @@ def read_history_blocking(
     except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
         runner.close()
         raise OpcuaReadError(f"cannot connect to {endpoint}: {exc}; is the OPC-UA server running?") from exc
-    tags = runner.run(discover_tags(client, roots))
+    tags = selected(runner.run(discover_tags(client, roots)), include or [], exclude or [])
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:

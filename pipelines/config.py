@@ -141,6 +141,8 @@ class OpcuaSource(_Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     endpoint: str
     roots: list[str] = Field(min_length=1, description="Browse paths below Objects, e.g. '2:Plant'")
+    include: list[str] = Field(default_factory=list, description="browse path patterns of tags to read, e.g. 'Plant/*/M-1*/*'")
+    exclude: list[str] = Field(default_factory=list, description="browse path patterns of tags to leave out")
     history_days: float = Field(default=7, gt=0, description="How far back the first load reads")
     values_per_request: int = Field(default=5_000, gt=0)
     nodes_per_request: int = Field(default=50, gt=0)

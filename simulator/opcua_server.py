@@ -27,6 +27,16 @@ _VARIANTS = {
 }
 
 
+# unit (UNECE code, symbol, name), range and description of each tag, as a real PLC declares them
+_UNITS = {
+    "Temperature": (4408652, "°C", "degree Celsius", 0.0, 120.0, "Spindle motor temperature"),
+    "Vibration": (4411953, "mm/s", "millimetre per second", 0.0, 25.0, "Spindle vibration velocity (RMS)"),
+    "SpindleSpeed": (5066068, "rpm", "revolutions per minute", 0.0, 24000.0, "Spindle speed"),
+    "State": (None, "", "", 0.0, 3.0, "Machine state: 0 off, 1 idle, 2 running, 3 fault"),
+    "PartCounter": (None, "", "", 0.0, 1e9, "Parts produced since the counter was reset"),
+}
+
+
 class ArrayHistory(HistoryStorageInterface):
     """Read-only history held as sorted timestamp, value and status arrays per node."""
 
@@ -140,8 +150,20 @@ async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400)
             )
             await variable.set_attr_bit(ua.AttributeIds.AccessLevel, ua.AccessLevel.HistoryRead)
             await variable.set_attr_bit(ua.AttributeIds.UserAccessLevel, ua.AccessLevel.HistoryRead)
+            await _describe(variable, tag)
             storage.add_series(node_id, seconds, values, status, variant)
     return server
+
+
+async def _describe(variable, tag: str) -> None:  # noqa: ANN001
+    """Description, EngineeringUnits (EUInformation) and EURange properties, as OPC-UA analog items carry."""
+    unit_id, symbol, name, low, high, description = _UNITS[tag]
+    await variable.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(description))))
+    if unit_id is not None:
+        units = ua.EUInformation(NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact", UnitId=unit_id,
+                                 DisplayName=ua.LocalizedText(symbol), Description=ua.LocalizedText(name))  # fmt: skip
+        await variable.add_property(0, "EngineeringUnits", ua.Variant(units, ua.VariantType.ExtensionObject))
+    await variable.add_property(0, "EURange", ua.Variant(ua.Range(Low=low, High=high), ua.VariantType.ExtensionObject))
 
 
 async def serve(plant: Plant, host: str = "127.0.0.1", port: int = 48400, ready: asyncio.Event | None = None) -> None:

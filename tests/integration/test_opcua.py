@@ -8,7 +8,7 @@ import pytest
 from asyncua import Client
 
 from assets.opcua import build_silver, load_bronze
-from connectors.opcua import discover_tags, read_history_blocking
+from connectors.opcua import discover_tags, read_history_blocking, selected, tag_table
 from lake import delta
 from lake.layout import Lake
 from pipelines.config import OpcuaSource
@@ -49,6 +49,19 @@ def test_discovery_finds_exactly_the_historized_variables(opcua_endpoint: str, p
     assert {(t.machine_id, t.name) for t in tags} == {(m.machine_id, tag) for m in plant.machines for tag in TAGS}
     assert all("SerialNumber" not in t.browse_path for t in tags)
     assert tags[0].browse_path.startswith("Plant/L1/")
+    # the registry carries what the server declares of each tag
+    by_name = {(t.machine_id, t.name): t for t in tags}
+    speed = by_name[(plant.machines[0].machine_id, "SpindleSpeed")]
+    assert (speed.unit, speed.unit_description, speed.range_low, speed.range_high) == ("rpm", "revolutions per minute", 0.0, 24000.0)
+    assert (speed.data_type, speed.display_name, speed.description) == ("Double", "SpindleSpeed", "Spindle speed")
+    state = by_name[(plant.machines[0].machine_id, "State")]
+    assert (state.unit, state.data_type, state.range_high) == (None, "Int32", 3.0)
+    registry = tag_table(tags)
+    assert registry.num_rows == len(tags) and registry.column("unit").null_count == 2 * len(plant.machines)
+    # include and exclude patterns on the browse path
+    first = plant.machines[0].machine_id
+    chosen = selected(tags, [f"Plant/*/{first}/*"], ["*/PartCounter"])
+    assert {t.name for t in chosen} == set(TAGS) - {"PartCounter"} and {t.machine_id for t in chosen} == {first}
 
 
 def test_history_read_with_continuation_points_equals_the_server(opcua_endpoint: str, plant) -> None:
@@ -79,3 +92,9 @@ def test_backfill_and_rerun_land_every_value_once(opcua_endpoint: str, plant, la
 
     readings = delta.read(lake.table("bronze", "plant_readings"))
     assert _observed(readings) == _expected(plant, plant.start, plant.end)
+
+    # the tag registry is in silver, one row per tag with its unit
+    registry = delta.read(lake.table("silver", "opcua_tags"))
+    assert registry.num_rows == len(plant.machines) * len(TAGS)
+    assert set(registry.column("source").to_pylist()) == {"plant"}
+    assert {row["unit"] for row in registry.to_pylist() if row["tag"] == "Temperature"} == {"°C"}
