@@ -1,9 +1,11 @@
 """OPC-UA historians: one bronze asset per server, one silver table of all sensor readings."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from assets.factory import bronze_asset, silver_assets
 from assets.results import Step
@@ -21,21 +23,40 @@ def bronze_key(source: OpcuaSource) -> dg.AssetKey:
     return dg.AssetKey(["bronze", f"{source.name}_readings"])
 
 
+def _previous_ends(path: Path) -> dict[str, str] | str | None:
+    """Where the last committed read of each tag ended (a single time for lakes from before per-tag marks)."""
+    return delta.read_state(path, "read_until")
+
+
 def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | None = None) -> Step:
-    """Read history from where the last committed read ended (first run: `history_days` back)."""
+    """Read each tag's history from where its last committed read ended (first run: `history_days` back).
+
+    A tag the server answers Bad for keeps its mark and is read again next run; the others go on.
+    """
     path = lake.table("bronze", f"{source.name}_readings")
     end = now or datetime.now(UTC)
-    previous = delta.read_state(path, "read_until")
-    start = datetime.fromisoformat(previous) if previous else end - timedelta(days=source.history_days)
+    first_start = (end - timedelta(days=source.history_days)).isoformat()
+    previous = _previous_ends(path)
+    ends = previous if isinstance(previous, dict) else {}
+    fallback = previous if isinstance(previous, str) else first_start
+
+    def start_of(node_id: str) -> datetime:
+        return datetime.fromisoformat(ends.get(node_id, fallback))
+
+    failures: dict[str, str] = {}
     tags, batches = opcua.read_history_blocking(
-        source.endpoint, source.roots, start, end, source.values_per_request, source.nodes_per_request, source.timeout_s,
-        source.include, source.exclude,
+        source.endpoint, source.roots, start_of, end, source.values_per_request, source.nodes_per_request, source.timeout_s,
+        source.include, source.exclude, failures,
     )
     delta.overwrite(lake.table("bronze", f"{source.name}_tags"), opcua.tag_table(tags))
-    landed = bronze.land(path, batches, opcua.READINGS_SCHEMA, ["node_id", "source_timestamp"],
-                         Ingestion.now(run_id), source.name, {"read_until": end.isoformat()})  # fmt: skip
-    return Step(path, {"tags": len(tags), "read_from": start.isoformat(), "read_until": end.isoformat(),
-                       "values_read": landed.rows_read, "values_inserted": landed.rows_inserted})  # fmt: skip
+    earliest = min((start_of(tag.node_id) for tag in tags), default=end)
+    with bronze.spooled(batches, opcua.READINGS_SCHEMA, lake.root / "_spool") as spooled:  # failures known after reading
+        marks = {tag.node_id: (ends.get(tag.node_id, fallback) if tag.node_id in failures else end.isoformat()) for tag in tags}
+        landed = bronze.land(path, spooled, opcua.READINGS_SCHEMA, ["node_id", "source_timestamp"], Ingestion.now(run_id),
+                             source.name, {"read_until": {**ends, **marks}}, ds.field("source_timestamp") >= earliest)  # fmt: skip
+    return Step(path, {"tags": len(tags), "read_from": earliest.isoformat(), "read_until": end.isoformat(),
+                       "values_read": landed.rows_read, "values_inserted": landed.rows_inserted,
+                       "tags_failed": dg.MetadataValue.json(failures)})  # fmt: skip
 
 
 def refresh_tag_registry(lake: Lake, sources: list[OpcuaSource]) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -191,8 +191,13 @@ async def read_history(
     end: datetime,
     values_per_request: int = 5_000,
     nodes_per_request: int = 50,
+    failures: dict[str, str] | None = None,
 ) -> AsyncIterator[pa.RecordBatch]:
-    """Raw history of `tags` in [start, end], one batch per node per server answer."""
+    """Raw history of `tags` in [start, end], one batch per node per server answer.
+
+    A node the server answers Bad for is recorded in `failures` (node id -> status) and the
+    others are read on; without `failures` it raises `OpcuaReadError`.
+    """
     details = ua.ReadRawModifiedDetails(
         IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=values_per_request, ReturnBounds=False
     )
@@ -204,9 +209,12 @@ async def read_history(
                 answered, pending = pending, []
                 for (tag, _), result in zip(answered, results, strict=True):
                     if not result.StatusCode.is_good():
-                        raise OpcuaReadError(
-                            f"history read of {tag.node_id} ({tag.browse_path}) failed: {result.StatusCode}"
-                        )
+                        name, doc = ua.status_codes.get_name_and_doc(result.StatusCode.value)
+                        message = f"history read of {tag.node_id} ({tag.browse_path}) failed: {name} ({doc})"
+                        if failures is None:
+                            raise OpcuaReadError(message)
+                        failures[tag.node_id] = message
+                        continue
                     values = result.HistoryData.DataValues if result.HistoryData else []
                     if values:
                         yield _to_batch(tag, values)
@@ -245,16 +253,17 @@ def iterate_blocking(async_iterator: AsyncIterator[pa.RecordBatch], runner: asyn
 def read_history_blocking(
     endpoint: str,
     roots: list[str],
-    start_for: dict[str, datetime] | datetime,
+    start_for: Callable[[str], datetime] | datetime,
     end: datetime,
     values_per_request: int = 5_000,
     nodes_per_request: int = 50,
     timeout_s: float = 30,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
+    failures: dict[str, str] | None = None,
 ) -> tuple[list[Tag], Iterator[pa.RecordBatch]]:
     """Discover the tags (those `include`d and not `exclude`d by browse path), then stream their
-    history; `start_for` maps node id to its own start."""
+    history; `start_for` gives each node id its own start; nodes answered Bad go to `failures`."""
     runner = asyncio.Runner()
     client = Client(endpoint, timeout=timeout_s)
     client.session_timeout = 600_000  # what servers commonly grant; asking for more only draws a warning
@@ -269,11 +278,11 @@ def read_history_blocking(
         try:
             groups: dict[datetime, list[Tag]] = {}
             for tag in tags:
-                start = start_for.get(tag.node_id) if isinstance(start_for, dict) else start_for
+                start = start_for(tag.node_id) if callable(start_for) else start_for
                 groups.setdefault(start or end, []).append(tag)
             for start, group in sorted(groups.items(), key=lambda item: item[0]):
                 if start < end:
-                    stream = read_history(client, group, start, end, values_per_request, nodes_per_request)
+                    stream = read_history(client, group, start, end, values_per_request, nodes_per_request, failures)
                     yield from iterate_blocking(stream, runner)
         finally:
             runner.run(client.disconnect())

@@ -108,6 +108,20 @@ def _datetime(seconds: float | np.integer) -> datetime:
     return datetime.fromtimestamp(int(seconds), tz=UTC)
 
 
+def _answer_bad_without_history(server: Server, storage: ArrayHistory) -> None:
+    """As historians do, answer a raw history read of a node that keeps no history with a Bad status
+    (asyncua's own manager would answer Good with no values)."""
+    manager = server.iserver.history_manager
+    read_one = manager._read_history
+
+    async def read_history(details: object, request: ua.HistoryReadValueId) -> ua.HistoryReadResult:
+        if isinstance(details, ua.ReadRawModifiedDetails) and request.NodeId not in storage._series:
+            return ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadHistoryOperationUnsupported))
+        return await read_one(details, request)
+
+    manager._read_history = read_history
+
+
 def node_id_for(line: str, machine_id: str, tag: str, namespace_index: int) -> ua.NodeId:
     return ua.NodeId(f"Plant.{line}.{machine_id}.{tag}", namespace_index)
 
@@ -122,6 +136,7 @@ async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400)
     idx = await server.register_namespace(NAMESPACE)
     storage = ArrayHistory()
     server.iserver.history_manager.set_storage(storage)
+    _answer_bad_without_history(server, storage)
     root = await server.nodes.objects.add_object(ua.NodeId("Plant", idx), ua.QualifiedName("Plant", idx))
     lines = {}
     seconds = plant.timestamps

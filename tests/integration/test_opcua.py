@@ -8,7 +8,7 @@ import pytest
 from asyncua import Client
 
 from assets.opcua import build_silver, load_bronze
-from connectors.opcua import discover_tags, read_history_blocking, selected, tag_table
+from connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, read_history_blocking, selected, tag_table
 from lake import delta
 from lake.layout import Lake
 from pipelines.config import OpcuaSource
@@ -79,6 +79,8 @@ def test_backfill_and_rerun_land_every_value_once(opcua_endpoint: str, plant, la
     silver = build_silver(lake, [source], "run-1")
     total = len(plant.machines) * len(TAGS) * len(plant.timestamps)
     assert first.metadata["values_inserted"] == total
+    marks = delta.read_state(lake.table("bronze", "plant_readings"), "read_until")  # one mark per tag
+    assert len(marks) == len(plant.machines) * len(TAGS) and set(marks.values()) == {plant.end.isoformat()}
     assert silver.metadata["rows_inserted"] == total
     assert delta.row_count(lake.table("silver", "sensor_readings")) == total
 
@@ -98,3 +100,19 @@ def test_backfill_and_rerun_land_every_value_once(opcua_endpoint: str, plant, la
     assert registry.num_rows == len(plant.machines) * len(TAGS)
     assert set(registry.column("source").to_pylist()) == {"plant"}
     assert {row["unit"] for row in registry.to_pylist() if row["tag"] == "Temperature"} == {"°C"}
+
+
+def test_a_node_answered_bad_does_not_stop_the_others(opcua_endpoint: str, plant) -> None:
+    async def read(failures: dict[str, str] | None) -> list[pa.RecordBatch]:
+        async with Client(opcua_endpoint) as client:
+            tags = (await discover_tags(client, ["2:Plant"], describe=False))[:3]
+            missing = Tag("ns=2;s=Plant.L9.M-999.Temperature", "Plant/L9/M-999/Temperature", "M-999", "Temperature")
+            start, end = plant.start, plant.start + timedelta(hours=1)
+            return [batch async for batch in read_history(client, [tags[0], missing, *tags[1:]], start, end, 100, 2, failures)]
+
+    failures: dict[str, str] = {}
+    batches = asyncio.run(read(failures))
+    assert list(failures) == ["ns=2;s=Plant.L9.M-999.Temperature"] and "Bad" in failures["ns=2;s=Plant.L9.M-999.Temperature"]
+    assert len({batch.column("node_id")[0].as_py() for batch in batches}) == 3  # the three real tags were read
+    with pytest.raises(OpcuaReadError, match="M-999"):
+        asyncio.run(read(None))
