@@ -28,6 +28,13 @@ def _previous_ends(path: Path) -> dict[str, str] | str | None:
     return delta.read_state(path, "read_until")
 
 
+def _window(tags: list[opcua.Tag], earliest: datetime) -> ds.Expression:
+    """The bronze rows this read can meet again: history from the earliest start, and every snapshot."""
+    window = ds.field("source_timestamp") >= earliest
+    snapshots = [tag.node_id for tag in tags if not tag.historized]
+    return window | ds.field("node_id").isin(snapshots) if snapshots else window
+
+
 def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | None = None) -> Step:
     """Read each tag's history from where its last committed read ended (first run: `history_days` back).
 
@@ -53,7 +60,7 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
     with bronze.spooled(batches, opcua.READINGS_SCHEMA, lake.root / "_spool") as spooled:  # failures known after reading
         marks = {tag.node_id: (ends.get(tag.node_id, fallback) if tag.node_id in failures else end.isoformat()) for tag in tags}
         landed = bronze.land(path, spooled, opcua.READINGS_SCHEMA, ["node_id", "source_timestamp"], Ingestion.now(run_id),
-                             source.name, {"read_until": {**ends, **marks}}, ds.field("source_timestamp") >= earliest)  # fmt: skip
+                             source.name, {"read_until": {**ends, **marks}}, _window(tags, earliest))  # fmt: skip
     return Step(path, {"tags": len(tags), "read_from": earliest.isoformat(), "read_until": end.isoformat(),
                        "values_read": landed.rows_read, "values_inserted": landed.rows_inserted,
                        "tags_failed": dg.MetadataValue.json(failures)})  # fmt: skip

@@ -27,6 +27,8 @@ READINGS_SCHEMA = pa.schema(
         pa.field("source_timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("server_timestamp", pa.timestamp("us", tz="UTC")),
         pa.field("value", pa.float64()),
+        pa.field("value_int", pa.int64()),
+        pa.field("value_bool", pa.bool_()),
         pa.field("value_text", pa.string()),
         pa.field("status_code", pa.int64(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
@@ -51,6 +53,7 @@ class Tag:
     range_low: float | None = None
     range_high: float | None = None
     description: str | None = None
+    historized: bool = True
 
 
 TAGS_SCHEMA = pa.schema(
@@ -66,6 +69,7 @@ TAGS_SCHEMA = pa.schema(
         pa.field("range_low", pa.float64()),
         pa.field("range_high", pa.float64()),
         pa.field("description", pa.string()),
+        pa.field("historized", pa.bool_(), nullable=False),
     ]
 )
 
@@ -132,11 +136,12 @@ async def _describe(client: Client, variable: Node, data_types: dict[str, str]) 
     return found
 
 
-async def discover_tags(client: Client, roots: list[str], describe: bool = True) -> list[Tag]:
+async def discover_tags(client: Client, roots: list[str], describe: bool = True, snapshots: bool = False) -> list[Tag]:
     """All historized variables below the roots; the parent object's name is the machine id.
 
     `describe` also reads each one's display name, data type, description and engineering
-    units (EUInformation, EURange), for the tag registry.
+    units (EUInformation, EURange), for the tag registry. `snapshots` adds the variables
+    that keep no history (`historized` false): their current value is read instead.
     """
     tags: list[Tag] = []
     data_types: dict[str, str] = {}
@@ -147,9 +152,12 @@ async def discover_tags(client: Client, roots: list[str], describe: bool = True)
             node_class = await child.read_node_class()
             if node_class == ua.NodeClass.Object:
                 await walk(child, [*path, name])
-            elif node_class == ua.NodeClass.Variable and await _keeps_history(child):
-                details = await _describe(client, child, data_types) if describe else {}
-                tags.append(Tag(child.nodeid.to_string(), "/".join([*path, name]), path[-1] if path else None, name, **details))
+            elif node_class == ua.NodeClass.Variable:
+                historized = await _keeps_history(child)
+                if historized or snapshots:
+                    details = await _describe(client, child, data_types) if describe else {}
+                    tags.append(Tag(child.nodeid.to_string(), "/".join([*path, name]), path[-1] if path else None, name,
+                                    **details, historized=historized))  # fmt: skip
 
     for root in roots:
         node = await _resolve_root(client, root)
@@ -158,9 +166,20 @@ async def discover_tags(client: Client, roots: list[str], describe: bool = True)
 
 
 def _numeric(value: object) -> float | None:
+    """Every number (booleans as 0 and 1) as a float, so analysts can aggregate any tag."""
     if isinstance(value, bool | int | float):
         return float(value)
     return None
+
+
+def _typed(raw: list[object]) -> dict[str, list]:
+    """Values in the column of their kind: float (all numbers), exact integer, boolean, text."""
+    return {
+        "value": [_numeric(value) for value in raw],
+        "value_int": [value if isinstance(value, int) and not isinstance(value, bool) else None for value in raw],
+        "value_bool": [value if isinstance(value, bool) else None for value in raw],
+        "value_text": [None if value is None or isinstance(value, bool | int | float) else str(value) for value in raw],
+    }
 
 
 def _to_batch(tag: Tag, values: list[ua.DataValue]) -> pa.RecordBatch:
@@ -173,10 +192,9 @@ def _to_batch(tag: Tag, values: list[ua.DataValue]) -> pa.RecordBatch:
             "browse_path": [tag.browse_path] * count,
             "machine_id": [tag.machine_id] * count,
             "tag": [tag.name] * count,
-            "source_timestamp": [dv.SourceTimestamp for dv in values],
+            "source_timestamp": [dv.SourceTimestamp or dv.ServerTimestamp for dv in values],
             "server_timestamp": [dv.ServerTimestamp for dv in values],
-            "value": [_numeric(value) for value in raw],
-            "value_text": [None if _numeric(value) is not None or value is None else str(value) for value in raw],
+            **_typed(raw),
             "status_code": codes,
             "status": [status_class(code) for code in codes],
         },
@@ -227,6 +245,19 @@ async def read_history(
                     await client.uaclient.history_read(_history_params(details, pending, release=True))
 
 
+async def read_snapshots(client: Client, tags: list[Tag], now: datetime, nodes_per_request: int = 50) -> AsyncIterator[pa.RecordBatch]:
+    """The current value of tags that keep no history, stamped with the server's time (else `now`)."""
+    for offset in range(0, len(tags), nodes_per_request):
+        group = tags[offset : offset + nodes_per_request]
+        params = ua.ReadParameters(TimestampsToReturn=ua.TimestampsToReturn.Both,
+                                   NodesToRead=[ua.ReadValueId(NodeId=ua.NodeId.from_string(tag.node_id),
+                                                               AttributeId=ua.AttributeIds.Value) for tag in group])  # fmt: skip
+        for tag, value in zip(group, await client.uaclient.read(params), strict=True):
+            if value.SourceTimestamp is None and value.ServerTimestamp is None:
+                value.SourceTimestamp = now
+            yield _to_batch(tag, [value])
+
+
 def _history_params(
     details: ua.ReadRawModifiedDetails, pending: list[tuple[Tag, bytes | None]], release: bool
 ) -> ua.HistoryReadParameters:
@@ -272,12 +303,13 @@ def read_history_blocking(
     except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
         runner.close()
         raise OpcuaReadError(f"cannot connect to {endpoint}: {exc}; is the OPC-UA server running?") from exc
-    tags = selected(runner.run(discover_tags(client, roots)), include or [], exclude or [])
+    tags = selected(runner.run(discover_tags(client, roots, snapshots=True)), include or [], exclude or [])
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
+            yield from iterate_blocking(read_snapshots(client, [t for t in tags if not t.historized], end, nodes_per_request), runner)
             groups: dict[datetime, list[Tag]] = {}
-            for tag in tags:
+            for tag in (tag for tag in tags if tag.historized):
                 start = start_for(tag.node_id) if callable(start_for) else start_for
                 groups.setdefault(start or end, []).append(tag)
             for start, group in sorted(groups.items(), key=lambda item: item[0]):

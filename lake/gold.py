@@ -10,7 +10,7 @@ MACHINE_HOUR_FEATURES = """
 WITH readings AS (
     SELECT machine_id, date_trunc('hour', "timestamp") AS hour, tag, value, status
     FROM sensor_readings
-    WHERE machine_id IS NOT NULL
+    WHERE machine_id IS NOT NULL AND tag IN ('Temperature', 'Vibration', 'SpindleSpeed', 'State', 'PartCounter')
 ),
 sensors AS (
     SELECT

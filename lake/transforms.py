@@ -22,6 +22,8 @@ SENSOR_SCHEMA = pa.schema(
         pa.field("tag", pa.string(), nullable=False),
         pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("value", pa.float64()),
+        pa.field("value_int", pa.int64()),
+        pa.field("value_bool", pa.bool_()),
         pa.field("value_text", pa.string()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("status_code", pa.int64(), nullable=False),
@@ -64,6 +66,9 @@ def sensor_rows(bronze: dict[str, pa.Table]) -> pa.Table:
         if table.num_rows == 0:
             continue
         renamed = table.rename_columns({"source_timestamp": "timestamp", SOURCE: "source"})
+        for field in SENSOR_SCHEMA:  # bronze landed before a column existed (value_int, value_bool)
+            if field.name not in renamed.column_names:
+                renamed = renamed.append_column(field.name, pa.nulls(renamed.num_rows, field.type))
         parts.append(renamed.select(SENSOR_SCHEMA.names).cast(SENSOR_SCHEMA))
     combined = pa.concat_tables(parts) if parts else SENSOR_SCHEMA.empty_table()
     return latest_per_key(combined, SENSOR_KEYS, [INGESTED_AT])

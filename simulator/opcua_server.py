@@ -148,11 +148,14 @@ async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400)
         folder = await lines[machine.line].add_object(
             ua.NodeId(f"Plant.{machine.line}.{machine.machine_id}", idx), ua.QualifiedName(machine.machine_id, idx)
         )
-        await folder.add_variable(
+        serial = await folder.add_variable(
             ua.NodeId(f"Plant.{machine.line}.{machine.machine_id}.SerialNumber", idx),
             ua.QualifiedName("SerialNumber", idx),
             ua.Variant(f"SN-{machine.machine_id}", ua.VariantType.String),
         )
+        # set once when the machine was commissioned: the same source timestamp whenever the server restarts
+        await serial.write_value(ua.DataValue(ua.Variant(f"SN-{machine.machine_id}", ua.VariantType.String),
+                                              SourceTimestamp=plant.start, ServerTimestamp=plant.start))  # fmt: skip
         signals = plant.signals(machine)
         for tag in TAGS:
             node_id = node_id_for(machine.line, machine.machine_id, tag, idx)

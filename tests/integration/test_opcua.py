@@ -4,6 +4,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 from asyncua import Client
 
@@ -67,7 +68,8 @@ def test_discovery_finds_exactly_the_historized_variables(opcua_endpoint: str, p
 def test_history_read_with_continuation_points_equals_the_server(opcua_endpoint: str, plant) -> None:
     start, end = plant.start + timedelta(hours=3), plant.start + timedelta(hours=9)
     # 50 values per request forces several continuation points per tag
-    tags, batches = read_history_blocking(opcua_endpoint, ["2:Plant"], start, end, values_per_request=50, nodes_per_request=4)
+    tags, batches = read_history_blocking(opcua_endpoint, ["2:Plant"], start, end, values_per_request=50, nodes_per_request=4,
+                                          exclude=["*/SerialNumber"])  # fmt: skip
     table = pa.Table.from_batches(list(batches))
     assert _observed(table) == _expected(plant, start, end)
     assert set(table["status"].to_pylist()) <= {"Good", "Uncertain", "Bad"}
@@ -77,10 +79,11 @@ def test_backfill_and_rerun_land_every_value_once(opcua_endpoint: str, plant, la
     source = OpcuaSource(name="plant", endpoint=opcua_endpoint, roots=["2:Plant"], history_days=2, values_per_request=500)
     first = load_bronze(lake, source, "run-1", now=plant.end)
     silver = build_silver(lake, [source], "run-1")
-    total = len(plant.machines) * len(TAGS) * len(plant.timestamps)
+    snapshots = len(plant.machines)  # each machine's SerialNumber keeps no history: its current value is read
+    total = len(plant.machines) * len(TAGS) * len(plant.timestamps) + snapshots
     assert first.metadata["values_inserted"] == total
     marks = delta.read_state(lake.table("bronze", "plant_readings"), "read_until")  # one mark per tag
-    assert len(marks) == len(plant.machines) * len(TAGS) and set(marks.values()) == {plant.end.isoformat()}
+    assert len(marks) == len(plant.machines) * (len(TAGS) + 1) and set(marks.values()) == {plant.end.isoformat()}
     assert silver.metadata["rows_inserted"] == total
     assert delta.row_count(lake.table("silver", "sensor_readings")) == total
 
@@ -93,12 +96,18 @@ def test_backfill_and_rerun_land_every_value_once(opcua_endpoint: str, plant, la
     assert delta.row_count(lake.table("silver", "sensor_readings")) == total
 
     readings = delta.read(lake.table("bronze", "plant_readings"))
-    assert _observed(readings) == _expected(plant, plant.start, plant.end)
+    serials = readings.filter(pa.compute.equal(readings["tag"], "SerialNumber"))
+    assert sorted(serials["value_text"].to_pylist()) == sorted(f"SN-{m.machine_id}" for m in plant.machines)
+    history = readings.filter(pa.compute.not_equal(readings["tag"], "SerialNumber"))
+    assert _observed(history) == _expected(plant, plant.start, plant.end)
+    counters = history.filter(pa.compute.equal(history["tag"], "PartCounter"))
+    assert counters["value_int"].null_count == 0 and counters["value_bool"].null_count == counters.num_rows
 
     # the tag registry is in silver, one row per tag with its unit
     registry = delta.read(lake.table("silver", "opcua_tags"))
-    assert registry.num_rows == len(plant.machines) * len(TAGS)
+    assert registry.num_rows == len(plant.machines) * (len(TAGS) + 1)
     assert set(registry.column("source").to_pylist()) == {"plant"}
+    assert registry.filter(pa.compute.invert(registry["historized"]))["tag"].to_pylist() == ["SerialNumber"] * len(plant.machines)
     assert {row["unit"] for row in registry.to_pylist() if row["tag"] == "Temperature"} == {"°C"}
 
 
