@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 from assets.factory import bronze_asset, silver_assets
 from assets.results import Step
 from assets.steps import merge_validated
-from connectors import opcua
+from connectors import opcua, opcua_stream
 from lake import bronze, delta, silver, transforms
 from lake.layout import Ingestion, Lake
 from pipelines.config import OpcuaSource
@@ -51,9 +51,10 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
         return datetime.fromisoformat(ends.get(node_id, fallback))
 
     failures: dict[str, str] = {}
-    tags, batches = opcua.read_history_blocking(
+    link_losses: list[str] = []
+    tags, batches = opcua_stream.read_history_blocking(
         source.endpoint, source.roots, start_of, end, source.values_per_request, source.nodes_per_request, source.timeout_s,
-        source.include, source.exclude, failures,
+        source.include, source.exclude, failures, source.reconnect_attempts, source.backoff_s, link_losses,
     )
     delta.overwrite(lake.table("bronze", f"{source.name}_tags"), opcua.tag_table(tags))
     earliest = min((start_of(tag.node_id) for tag in tags), default=end)
@@ -63,7 +64,7 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
                              source.name, {"read_until": {**ends, **marks}}, _window(tags, earliest))  # fmt: skip
     return Step(path, {"tags": len(tags), "read_from": earliest.isoformat(), "read_until": end.isoformat(),
                        "values_read": landed.rows_read, "values_inserted": landed.rows_inserted,
-                       "tags_failed": dg.MetadataValue.json(failures)})  # fmt: skip
+                       "tags_failed": dg.MetadataValue.json(failures), "link_losses": len(link_losses)})  # fmt: skip
 
 
 def refresh_tag_registry(lake: Lake, sources: list[OpcuaSource]) -> int:

@@ -147,6 +147,8 @@ class OpcuaSource(_Strict):
     values_per_request: int = Field(default=5_000, gt=0)
     nodes_per_request: int = Field(default=50, gt=0)
     timeout_s: float = Field(default=30, gt=0)
+    reconnect_attempts: int = Field(default=5, ge=0, description="tries to connect again after the link drops")
+    backoff_s: float = Field(default=1.0, gt=0, description="wait before the first try; doubled for each next one")
 
     @field_validator("endpoint")
     @classmethod

@@ -1,6 +1,7 @@
 """OPC-UA history from the simulator over TCP into the lake, value for value."""
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -9,11 +10,14 @@ import pytest
 from asyncua import Client
 
 from assets.opcua import build_silver, load_bronze
-from connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, read_history_blocking, selected, tag_table
+from connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, selected, tag_table
+from connectors.opcua_stream import read_history_blocking
 from lake import delta
 from lake.layout import Lake
 from pipelines.config import OpcuaSource
+from conftest import ANCHOR
 from simulator.plant import TAGS
+from simulator.process import free_port, opcua_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +129,22 @@ def test_a_node_answered_bad_does_not_stop_the_others(opcua_endpoint: str, plant
     assert len({batch.column("node_id")[0].as_py() for batch in batches}) == 3  # the three real tags were read
     with pytest.raises(OpcuaReadError, match="M-999"):
         asyncio.run(read(None))
+
+
+def test_a_link_cut_mid_read_is_resumed_with_no_gap_and_no_duplicate(plant) -> None:
+    """The server is stopped in the middle of a read and started again on the same port."""
+    port, options = free_port(), {"seed": 7, "lines": 1, "machines_per_line": 2, "history_days": 1, "sample_seconds": 60}
+    start, end = plant.start, plant.end
+    with contextlib.ExitStack() as stack:
+        endpoint = stack.enter_context(opcua_simulator(port, ANCHOR, **options))
+        tags, batches = read_history_blocking(endpoint, ["2:Plant"], start, end, values_per_request=100, nodes_per_request=2,
+                                              exclude=["*/SerialNumber"], reconnect_attempts=8, backoff_s=0.5,
+                                              link_losses=(losses := []))  # fmt: skip
+        received = [next(batches) for _ in range(6)]
+        stack.close()  # the server goes away in the middle of the read
+        with opcua_simulator(port, ANCHOR, **options):
+            received += list(batches)
+    table = pa.Table.from_batches(received)
+    assert _observed(table) == _expected(plant, start, end)
+    assert table.num_rows == len(plant.machines) * len(TAGS) * len(plant.timestamps)  # none twice
+    assert len(losses) == 1  # the link did drop, once

@@ -1,0 +1,152 @@
+"""Blocking, reconnecting history streams over asyncua, for synchronous callers (the lake writer).
+
+A link that drops mid-read is re-established with exponential back-off; each tag's read then
+resumes after the last value already delivered, so the stream has no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from asyncua import Client, ua
+
+from connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, read_snapshots, selected
+
+# what a dropped link or a server restart raises on the client side
+LINK_ERRORS = (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError, asyncio.CancelledError, ua.UaError)
+
+
+def iterate_blocking(async_iterator: AsyncIterator[pa.RecordBatch], runner: asyncio.Runner) -> Iterator[pa.RecordBatch]:
+    """Drive an async iterator from synchronous code, one item at a time."""
+    while True:
+        try:
+            yield runner.run(anext(async_iterator))
+        except StopAsyncIteration:
+            return
+
+
+class Session:
+    """One client connection, opened again (with back-off) when the link drops."""
+
+    def __init__(self, endpoint: str, timeout_s: float, attempts: int, backoff_s: float) -> None:
+        self.endpoint, self.timeout_s, self.attempts, self.backoff_s = endpoint, timeout_s, attempts, backoff_s
+        self.runner = asyncio.Runner()
+        self.client: Client | None = None
+
+    def connect(self) -> Client:
+        client = Client(self.endpoint, timeout=self.timeout_s)
+        client.session_timeout = 600_000  # what servers commonly grant; asking for more only draws a warning
+        try:
+            self.runner.run(client.connect())
+        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+            raise OpcuaReadError(f"cannot connect to {self.endpoint}: {exc}; is the OPC-UA server running?") from exc
+        self.client = client
+        return client
+
+    def reconnect(self, cause: BaseException) -> Client:
+        """Drop the broken connection and open a new one, waiting longer after each failed try."""
+        self._drop()
+        for attempt in range(self.attempts):
+            time.sleep(self.backoff_s * 2**attempt)
+            try:
+                client = self.connect()
+            except OpcuaReadError:
+                continue
+            return client
+        raise OpcuaReadError(f"lost the connection to {self.endpoint} ({type(cause).__name__}: {cause}) and could not "
+                             f"connect again in {self.attempts} tries; the next run resumes from the committed marks") from cause  # fmt: skip
+
+    def _drop(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(*LINK_ERRORS):
+                self.runner.run(asyncio.wait_for(self.client.disconnect(), timeout=2))
+        self.client = None
+
+    def close(self) -> None:
+        self._drop()
+        self.runner.close()
+
+
+def _after(batch: pa.RecordBatch, seen: datetime | None) -> pa.RecordBatch:
+    """The values of a tag's batch past the last one already delivered (a resumed read repeats its start)."""
+    if seen is None:
+        return batch
+    return batch.filter(pc.greater(batch.column("source_timestamp"), pa.scalar(seen, batch.schema.field("source_timestamp").type)))
+
+
+def read_history_blocking(
+    endpoint: str,
+    roots: list[str],
+    start_for: Callable[[str], datetime] | datetime,
+    end: datetime,
+    values_per_request: int = 5_000,
+    nodes_per_request: int = 50,
+    timeout_s: float = 30,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    failures: dict[str, str] | None = None,
+    reconnect_attempts: int = 5,
+    backoff_s: float = 1.0,
+    link_losses: list[str] | None = None,
+) -> tuple[list[Tag], Iterator[pa.RecordBatch]]:
+    """Discover the tags (those `include`d and not `exclude`d by browse path), then stream their
+    history; `start_for` gives each node id its own start; nodes answered Bad go to `failures`;
+    each time the link dropped and was opened again is noted in `link_losses`."""
+    session = Session(endpoint, timeout_s, reconnect_attempts, backoff_s)
+    try:
+        client = session.connect()
+        tags = selected(session.runner.run(discover_tags(client, roots, snapshots=True)), include or [], exclude or [])
+    except BaseException:
+        session.close()
+        raise
+    historized = [tag for tag in tags if tag.historized]
+    seen: dict[str, datetime] = {}
+
+    def start_of(tag: Tag) -> datetime:
+        return seen.get(tag.node_id) or (start_for(tag.node_id) if callable(start_for) else start_for)
+
+    def history(client: Client) -> Iterator[pa.RecordBatch]:
+        groups: dict[datetime, list[Tag]] = {}
+        for tag in historized:
+            groups.setdefault(start_of(tag), []).append(tag)
+        for start, group in sorted(groups.items(), key=lambda item: item[0]):
+            if start < end:
+                stream = read_history(client, group, start, end, values_per_request, nodes_per_request, failures)
+                for batch in iterate_blocking(stream, session.runner):
+                    node_id = batch.column("node_id")[0].as_py()
+                    batch = _after(batch, seen.get(node_id))
+                    if batch.num_rows:
+                        seen[node_id] = pc.max(batch.column("source_timestamp")).as_py()
+                        yield batch
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        client = session.client
+        try:
+            yield from iterate_blocking(read_snapshots(client, [t for t in tags if not t.historized], end, nodes_per_request),
+                                        session.runner)  # fmt: skip
+            while True:
+                try:
+                    yield from history(client)
+                    return
+                except LINK_ERRORS as exc:
+                    if isinstance(exc, ua.UaStatusCodeError) and not _link_status(exc):
+                        raise
+                    if link_losses is not None:
+                        link_losses.append(f"{type(exc).__name__}: {exc}")
+                    client = session.reconnect(exc)
+        finally:
+            session.close()
+
+    return tags, batches()
+
+
+def _link_status(error: ua.UaStatusCodeError) -> bool:
+    """Status codes that mean the session or the connection is gone, not that the request was wrong."""
+    name = ua.status_codes.get_name_and_doc(error.code)[0] if hasattr(error, "code") else ""
+    return any(part in name for part in ("Connection", "Session", "Secure", "Timeout", "Shutdown", "CommunicationError"))
