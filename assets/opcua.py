@@ -28,6 +28,12 @@ def _previous_ends(path: Path) -> dict[str, str] | str | None:
     return delta.read_state(path, "read_until")
 
 
+def credentials(source: OpcuaSource) -> opcua_stream.Credentials:
+    security = source.security
+    return opcua_stream.Credentials(security.mode if security else None, security.certificate if security else None,
+                                    security.private_key if security else None, source.username, source.password)  # fmt: skip
+
+
 def _window(tags: list[opcua.Tag], earliest: datetime) -> ds.Expression:
     """The bronze rows this read can meet again: history from the earliest start, and every snapshot."""
     window = ds.field("source_timestamp") >= earliest
@@ -55,6 +61,7 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
     tags, batches = opcua_stream.read_history_blocking(
         source.endpoint, source.roots, start_of, end, source.values_per_request, source.nodes_per_request, source.timeout_s,
         source.include, source.exclude, failures, source.reconnect_attempts, source.backoff_s, link_losses,
+        credentials(source),
     )
     delta.overwrite(lake.table("bronze", f"{source.name}_tags"), opcua.tag_table(tags))
     earliest = min((start_of(tag.node_id) for tag in tags), default=end)

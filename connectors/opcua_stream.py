@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from asyncua import Client, ua
+from asyncua.crypto import cert_gen
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, read_snapshots, selected
+
+class OpcuaRefused(OpcuaReadError):
+    """The server refused the session (user, password, security): trying again will not help."""
+
 
 # what a dropped link or a server restart raises on the client side
 LINK_ERRORS = (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError, asyncio.CancelledError, ua.UaError)
@@ -31,11 +41,42 @@ def iterate_blocking(async_iterator: AsyncIterator[pa.RecordBatch], runner: asyn
             return
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """How to open a session: Basic256Sha256 `mode` with this client's certificate, and a user."""
+
+    mode: str | None = None
+    certificate: Path | None = None
+    private_key: Path | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+CLIENT_URI = "urn:plantlake:client"
+
+
+async def _apply(client: Client, credentials: Credentials) -> None:
+    if credentials.username is not None:
+        client.set_user(credentials.username)
+        client.set_password(credentials.password or "")
+    if credentials.mode is not None and credentials.certificate and credentials.private_key:
+        client.application_uri = CLIENT_URI
+        for path in (credentials.certificate, credentials.private_key):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        await cert_gen.setup_self_signed_certificate(credentials.private_key, credentials.certificate, CLIENT_URI,
+                                                     socket.gethostname(), [ExtendedKeyUsageOID.CLIENT_AUTH],
+                                                     {"organizationName": "plantlake"})  # fmt: skip
+        await client.set_security(SecurityPolicyBasic256Sha256, str(credentials.certificate), str(credentials.private_key),
+                                  mode=getattr(ua.MessageSecurityMode, credentials.mode))  # fmt: skip
+
+
 class Session:
     """One client connection, opened again (with back-off) when the link drops."""
 
-    def __init__(self, endpoint: str, timeout_s: float, attempts: int, backoff_s: float) -> None:
+    def __init__(self, endpoint: str, timeout_s: float, attempts: int, backoff_s: float,
+                 credentials: Credentials | None = None) -> None:  # fmt: skip
         self.endpoint, self.timeout_s, self.attempts, self.backoff_s = endpoint, timeout_s, attempts, backoff_s
+        self.credentials = credentials or Credentials()
         self.runner = asyncio.Runner()
         self.client: Client | None = None
 
@@ -43,7 +84,18 @@ class Session:
         client = Client(self.endpoint, timeout=self.timeout_s)
         client.session_timeout = 600_000  # what servers commonly grant; asking for more only draws a warning
         try:
+            self.runner.run(_apply(client, self.credentials))
             self.runner.run(client.connect())
+        except ua.UaStatusCodeError as exc:
+            name = ua.status_codes.get_name_and_doc(exc.code)[0]
+            if name in ("BadUserAccessDenied", "BadIdentityTokenInvalid", "BadIdentityTokenRejected"):
+                raise OpcuaRefused(f"{self.endpoint} refused the user {self.credentials.username!r} ({name}); check the "
+                                   "username and the password given in the environment") from None  # fmt: skip
+            raise OpcuaRefused(f"{self.endpoint} refused the session ({name}); check security mode, certificate and key") from None
+        except ua.UaError as exc:
+            wanted = f"Basic256Sha256 {self.credentials.mode}" if self.credentials.mode else "no security"
+            raise OpcuaRefused(f"{self.endpoint} offers no endpoint for {wanted} ({exc}); set `security:` in the YAML "
+                               "to what the server offers") from None  # fmt: skip
         except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
             raise OpcuaReadError(f"cannot connect to {self.endpoint}: {exc}; is the OPC-UA server running?") from exc
         self.client = client
@@ -56,6 +108,8 @@ class Session:
             time.sleep(self.backoff_s * 2**attempt)
             try:
                 client = self.connect()
+            except OpcuaRefused:
+                raise
             except OpcuaReadError:
                 continue
             return client
@@ -94,11 +148,12 @@ def read_history_blocking(
     reconnect_attempts: int = 5,
     backoff_s: float = 1.0,
     link_losses: list[str] | None = None,
+    credentials: Credentials | None = None,
 ) -> tuple[list[Tag], Iterator[pa.RecordBatch]]:
     """Discover the tags (those `include`d and not `exclude`d by browse path), then stream their
     history; `start_for` gives each node id its own start; nodes answered Bad go to `failures`;
     each time the link dropped and was opened again is noted in `link_losses`."""
-    session = Session(endpoint, timeout_s, reconnect_attempts, backoff_s)
+    session = Session(endpoint, timeout_s, reconnect_attempts, backoff_s, credentials)
     try:
         client = session.connect()
         tags = selected(session.runner.run(discover_tags(client, roots, snapshots=True)), include or [], exclude or [])

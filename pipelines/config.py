@@ -137,6 +137,14 @@ class ErpSource(_Strict):
         return known_zone(value)
 
 
+class OpcuaSecurity(_Strict):
+    """A secured connection: Basic256Sha256 with this client's certificate and key (made when missing)."""
+
+    mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
+    certificate: Path = Field(description="client certificate (DER or PEM)")
+    private_key: Path = Field(description="client private key (PEM)")
+
+
 class OpcuaSource(_Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     endpoint: str
@@ -147,6 +155,9 @@ class OpcuaSource(_Strict):
     values_per_request: int = Field(default=5_000, gt=0)
     nodes_per_request: int = Field(default=50, gt=0)
     timeout_s: float = Field(default=30, gt=0)
+    security: OpcuaSecurity | None = Field(default=None, description="None: no security (plain TCP)")
+    username: str | None = Field(default=None, description="user of the session; anonymous when not set")
+    password: str | None = Field(default=None, repr=False, description="give it as ${VAR}, from the environment")
     reconnect_attempts: int = Field(default=5, ge=0, description="tries to connect again after the link drops")
     backoff_s: float = Field(default=1.0, gt=0, description="wait before the first try; doubled for each next one")
 
@@ -339,6 +350,10 @@ def _resolve_paths(config: PlantlakeConfig, base: Path) -> None:
     config.lake.root = resolve(config.lake.root)
     for source in [*config.sources.logs, *config.sources.suppliers]:
         source.path = resolve(source.path)
+    for server in config.sources.opcua:
+        if server.security is not None:
+            server.security.certificate = resolve(server.security.certificate)
+            server.security.private_key = resolve(server.security.private_key)
     for supplier in config.sources.suppliers:
         supplier.archive = resolve(supplier.archive) if supplier.archive else None
         supplier.rejected = resolve(supplier.rejected) if supplier.rejected else None

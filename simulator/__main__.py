@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from datetime import datetime
 from pathlib import Path
 
 from simulator.erp import create_erp
 from simulator.files import write_machine_logs, write_supplier_files
-from simulator.opcua_server import serve
+from simulator.opcua_server import Security, serve
 from simulator.plant import Plant, build_plant
 
 
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     _plant_arguments(server)
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=48400)
+    server.add_argument("--secure-dir", type=Path, default=None,
+                        help="serve Basic256Sha256 (Sign, SignAndEncrypt) only, with the server certificate kept here")
+    server.add_argument("--user", default="plantlake", help="with --secure-dir: the user; the password is read "
+                        "from PLANTLAKE_SIM_PASSWORD")
     args = parser.parse_args(argv)
     plant = plant_from_arguments(args)
     if args.command == "generate":
@@ -59,7 +64,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"generated ERP tables {written['erp']} and files under {args.output}")
     else:
         try:
-            asyncio.run(serve(plant, args.host, args.port))
+            security = None
+            if args.secure_dir is not None:
+                password = os.environ.get("PLANTLAKE_SIM_PASSWORD")
+                if not password:
+                    parser.error("--secure-dir needs the user's password in PLANTLAKE_SIM_PASSWORD")
+                security = Security(args.secure_dir, args.user, password)
+            asyncio.run(serve(plant, args.host, args.port, security=security))
         except KeyboardInterrupt:
             pass
 

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 from asyncua import Server, ua
+from asyncua.crypto import cert_gen
 from asyncua.server.history import HistoryStorageInterface
+from asyncua.server.user_managers import UserManager
+from asyncua.crypto.permission_rules import User, UserRole
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from simulator.plant import TAGS, Plant
 
 NAMESPACE = "urn:plantlake:simulator"
+SERVER_URI = "urn:plantlake:simulator:server"
 _VARIANTS = {
     "Temperature": ua.VariantType.Double,
     "Vibration": ua.VariantType.Double,
@@ -126,13 +134,47 @@ def node_id_for(line: str, machine_id: str, tag: str, namespace_index: int) -> u
     return ua.NodeId(f"Plant.{line}.{machine_id}.{tag}", namespace_index)
 
 
-async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400) -> Server:
+@dataclass(frozen=True)
+class Security:
+    """A secured endpoint: Basic256Sha256 (Sign, SignAndEncrypt), a certificate in `folder`, one user."""
+
+    folder: Path
+    username: str
+    password: str
+
+
+class _OneUser(UserManager):
+    def __init__(self, username: str, password: str) -> None:
+        self.username, self.password = username, password
+
+    def get_user(self, iserver, username=None, password=None, certificate=None) -> User | None:  # noqa: ANN001
+        if username == self.username and password == self.password:
+            return User(role=UserRole.User)
+        return None  # the client is told BadUserAccessDenied
+
+
+async def _secure(server: Server, security: Security) -> None:
+    security.folder.mkdir(parents=True, exist_ok=True)
+    key, cert = security.folder / "server_key.pem", security.folder / "server_cert.der"
+    await cert_gen.setup_self_signed_certificate(key, cert, SERVER_URI, socket.gethostname(),
+                                                 [ExtendedKeyUsageOID.SERVER_AUTH], {"organizationName": "plantlake"})  # fmt: skip
+    await server.load_certificate(str(cert))
+    await server.load_private_key(str(key))
+    server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_Sign, ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+    server.set_identity_tokens([ua.UserNameIdentityToken])
+
+
+async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400, security: Security | None = None) -> Server:
     """A ready, not yet started server; historized tags plus one non-historized serial number each."""
-    server = Server()
+    server = Server(user_manager=_OneUser(security.username, security.password) if security else None)
     await server.init()
+    await server.set_application_uri(SERVER_URI)
     server.set_endpoint(f"opc.tcp://{host}:{port}/plantlake")
     server.set_server_name("plantlake plant simulator")
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    if security is None:
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    else:
+        await _secure(server, security)
     idx = await server.register_namespace(NAMESPACE)
     storage = ArrayHistory()
     server.iserver.history_manager.set_storage(storage)
@@ -184,10 +226,11 @@ async def _describe(variable, tag: str) -> None:  # noqa: ANN001
     await variable.add_property(0, "EURange", ua.Variant(ua.Range(Low=low, High=high), ua.VariantType.ExtensionObject))
 
 
-async def serve(plant: Plant, host: str = "127.0.0.1", port: int = 48400, ready: asyncio.Event | None = None) -> None:
+async def serve(plant: Plant, host: str = "127.0.0.1", port: int = 48400, ready: asyncio.Event | None = None,
+                security: Security | None = None) -> None:  # fmt: skip
     """Run the server until cancelled."""
     logging.getLogger("asyncua").setLevel(logging.WARNING)
-    server = await build_server(plant, host, port)
+    server = await build_server(plant, host, port, security)
     async with server:
         if ready is not None:
             ready.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -40,6 +41,8 @@ def opcua_simulator(
     history_days: float = 2,
     sample_seconds: int = 60,
     timeout_s: float = 60,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Run `python -m simulator serve` and yield its endpoint; the process is stopped on exit."""
     command = [
@@ -47,8 +50,10 @@ def opcua_simulator(
         "--port", str(port), "--seed", str(seed), "--lines", str(lines),
         "--machines-per-line", str(machines_per_line), "--history-days", str(history_days),
         "--sample-seconds", str(sample_seconds), "--anchor", anchor.isoformat(),
+        *(extra_args or []),
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, **(env or {})})  # fmt: skip
     try:
         _wait_for_port(port, process, timeout_s)
         yield f"opc.tcp://127.0.0.1:{port}/plantlake"

@@ -11,7 +11,7 @@ from asyncua import Client
 
 from assets.opcua import build_silver, load_bronze
 from connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, selected, tag_table
-from connectors.opcua_stream import read_history_blocking
+from connectors.opcua_stream import Credentials, OpcuaRefused, read_history_blocking
 from lake import delta
 from lake.layout import Lake
 from pipelines.config import OpcuaSource
@@ -148,3 +148,22 @@ def test_a_link_cut_mid_read_is_resumed_with_no_gap_and_no_duplicate(plant) -> N
     assert _observed(table) == _expected(plant, start, end)
     assert table.num_rows == len(plant.machines) * len(TAGS) * len(plant.timestamps)  # none twice
     assert len(losses) == 1  # the link did drop, once
+
+
+@pytest.mark.parametrize("mode", ["Sign", "SignAndEncrypt"])
+def test_a_secured_endpoint_takes_certificate_and_password_and_refuses_a_wrong_password(plant, tmp_path, mode: str) -> None:
+    port, options = free_port(), {"seed": 7, "lines": 1, "machines_per_line": 2, "history_days": 1, "sample_seconds": 60}
+    secure = ["--secure-dir", str(tmp_path / "server_pki"), "--user", "historian"]
+    keys = {"certificate": tmp_path / "pki" / "client_cert.der", "private_key": tmp_path / "pki" / "client_key.pem"}
+    start, end = plant.start, plant.start + timedelta(hours=2)
+    with opcua_simulator(port, ANCHOR, **options, extra_args=secure, env={"PLANTLAKE_SIM_PASSWORD": "s3cret"}) as endpoint:
+        right = Credentials(mode, keys["certificate"], keys["private_key"], "historian", "s3cret")
+        tags, batches = read_history_blocking(endpoint, ["2:Plant"], start, end, exclude=["*/SerialNumber"], credentials=right)
+        assert _observed(pa.Table.from_batches(list(batches))) == _expected(plant, start, end)
+        assert keys["certificate"].exists() and keys["private_key"].exists()  # made on first use
+
+        wrong = Credentials(mode, keys["certificate"], keys["private_key"], "historian", "guess")
+        with pytest.raises(OpcuaRefused, match="refused the user 'historian' .*BadUserAccessDenied.*check the username and the password"):
+            read_history_blocking(endpoint, ["2:Plant"], start, end, credentials=wrong)
+        with pytest.raises(OpcuaRefused):  # no security at all: the server offers none
+            read_history_blocking(endpoint, ["2:Plant"], start, end)
