@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -152,6 +152,7 @@ class OpcuaSource(_Strict):
     include: list[str] = Field(default_factory=list, description="browse path patterns of tags to read, e.g. 'Plant/*/M-1*/*'")
     exclude: list[str] = Field(default_factory=list, description="browse path patterns of tags to leave out")
     history_days: float = Field(default=7, gt=0, description="How far back the first load reads")
+    backfill_from: date = Field(default=date(2024, 1, 1), description="first day of the daily backfill partitions")
     values_per_request: int = Field(default=5_000, gt=0)
     nodes_per_request: int = Field(default=50, gt=0)
     timeout_s: float = Field(default=30, gt=0)

@@ -8,6 +8,7 @@ from assets.erp import erp_assets
 from assets.gold import gold_assets
 from assets.logs import log_assets
 from assets.opcua import opcua_assets
+from assets.opcua_backfill import backfill_job
 from assets.publish import DATA_DOCS, publish_assets, table_infos
 from assets.resources import PlantlakeResource
 from assets.suppliers import bronze_key as supplier_bronze_key
@@ -46,7 +47,7 @@ def build_definitions(config: PlantlakeConfig) -> dg.Definitions:
     return dg.Definitions(
         assets=[d for d in everything if not isinstance(d, dg.AssetChecksDefinition)],
         asset_checks=[d for d in everything if isinstance(d, dg.AssetChecksDefinition)],
-        jobs=[refresh_all, supplier_job] if supplier_keys else [refresh_all],
+        jobs=[refresh_all, *([supplier_job] if supplier_keys else []), *(backfill_job(s) for s in config.sources.opcua)],
         schedules=[nightly],
         sensors=sensors,
         resources={"plantlake": PlantlakeResource(config_path=str(config.path))},

@@ -9,12 +9,16 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 from asyncua import Client
 
+import dagster as dg
+
 from assets.opcua import build_silver, load_bronze
+from assets.opcua_backfill import backfill_job
+from assets.resources import PlantlakeResource
 from connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, selected, tag_table
 from connectors.opcua_stream import Credentials, OpcuaRefused, read_history_blocking
 from lake import delta
 from lake.layout import Lake
-from pipelines.config import OpcuaSource
+from pipelines.config import OpcuaSource, load_config
 from conftest import ANCHOR
 from simulator.plant import TAGS
 from simulator.process import free_port, opcua_simulator
@@ -167,3 +171,26 @@ def test_a_secured_endpoint_takes_certificate_and_password_and_refuses_a_wrong_p
             read_history_blocking(endpoint, ["2:Plant"], start, end, credentials=wrong)
         with pytest.raises(OpcuaRefused):  # no security at all: the server offers none
             read_history_blocking(endpoint, ["2:Plant"], start, end)
+
+
+def test_a_daily_backfill_partition_lands_its_day_once(opcua_endpoint: str, plant, tmp_path) -> None:
+    config_file = tmp_path / "plantlake.yaml"
+    config_file.write_text(f"""
+lake: {{root: lake}}
+sources:
+  opcua:
+    - {{name: plant, endpoint: "{opcua_endpoint}", roots: ["2:Plant"], backfill_from: "{plant.start.date().isoformat()}"}}
+""", encoding="utf-8")  # fmt: skip
+    config = load_config(config_file)
+    job = backfill_job(config.sources.opcua[0])
+    day = plant.start.date()  # the plant holds one whole UTC day of history
+    resources = {"plantlake": PlantlakeResource(config_path=str(config_file))}
+    with dg.instance_for_test() as instance:
+        for _ in range(2):  # the same partition twice: the second run adds nothing
+            result = job.execute_in_process(partition_key=day.isoformat(), resources=resources, instance=instance)
+            assert result.success
+        landed = [event.metadata["values_inserted"].value for event in result.asset_materializations_for_node("backfill_plant_day")]
+    assert landed == [0]
+    readings = delta.read(Lake(config.lake.root).table("bronze", "plant_readings"))
+    day_start = datetime.combine(day, datetime.min.time(), UTC)
+    assert _observed(readings) == _expected(plant, day_start, day_start + timedelta(days=1) - timedelta(microseconds=1))
