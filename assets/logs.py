@@ -12,7 +12,7 @@ import pyarrow.dataset as ds
 from assets.factory import bronze_asset, silver_assets
 from assets.results import Step
 from assets.steps import merge_validated
-from connectors import logs
+from connectors import log_files, logs
 from lake import bronze, delta, silver, transforms
 from lake.layout import Ingestion, Lake
 from pipelines.config import LogSource
@@ -30,20 +30,20 @@ def log_format(source: LogSource) -> logs.LogFormat:
     return logs.LogFormat(source.format, source.pattern, source.timestamp_format, source.timezone, source.severity_map)
 
 
-def plan_reads(source: LogSource, known: dict[str, logs.Position], now: datetime) -> list[tuple[Path, logs.Position, bool]]:
+def plan_reads(source: LogSource, known: dict[str, log_files.Position], now: datetime) -> list[tuple[Path, log_files.Position, bool]]:
     """Which files to read from where: one path per file identity, oldest rotation first.
 
     A file is read to its end (`final`) when it is rotated or has been quiet `settle_seconds`;
     otherwise its newest entry waits, as more lines of it may still come.
     """
-    chosen: dict[str, tuple[Path, logs.Position, bool]] = {}
+    chosen: dict[str, tuple[Path, log_files.Position, bool]] = {}
     paths = [path for path in source.path.glob(source.glob) if path.is_file()]
     for path in sorted(paths, key=lambda path: path.stat().st_mtime_ns):
-        position = logs.identify(path, known)
+        position = log_files.identify(path, known)
         if position is None:
             continue
         quiet = now.timestamp() - path.stat().st_mtime >= source.settle_seconds
-        final = logs.is_rotated(path) or quiet
+        final = log_files.is_rotated(path) or quiet
         if position.file_id not in chosen or (chosen[position.file_id][0].suffix == ".gz" and path.suffix != ".gz"):
             chosen[position.file_id] = (path, position, final)  # the same content plain and gzipped: read the plain one
     return list(chosen.values())
@@ -52,7 +52,7 @@ def plan_reads(source: LogSource, known: dict[str, logs.Position], now: datetime
 def load_bronze(lake: Lake, source: LogSource, run_id: str, now: datetime | None = None) -> Step:
     """Parse what is new in each file since the committed positions; rotated files are not read twice."""
     path = lake.table("bronze", f"{source.name}_events")
-    known = {file_id: logs.Position(**stored) for file_id, stored in (delta.read_state(path, POSITIONS) or {}).items()}
+    known = {file_id: log_files.Position(**stored) for file_id, stored in (delta.read_state(path, POSITIONS) or {}).items()}
     plan = plan_reads(source, known, now or datetime.now(UTC))
     positions = dict(known)
     style = log_format(source)
@@ -60,7 +60,7 @@ def load_bronze(lake: Lake, source: LogSource, run_id: str, now: datetime | None
     def batches() -> Iterator[pa.RecordBatch]:
         for file, start, final in plan:
             reference = datetime.fromtimestamp(file.stat().st_mtime, tz=UTC)
-            for batch, position in logs.read_new(file, start, style, final, reference):
+            for batch, position in log_files.read_new(file, start, style, final, reference):
                 positions[position.file_id] = position
                 yield batch
 

@@ -23,7 +23,7 @@ from assets.factory import bronze_asset, silver_assets
 from assets.results import Step
 from assets.resources import PlantlakeResource
 from assets.steps import merge_validated
-from connectors import files
+from connectors import file_formats, files
 from lake import delta, file_registry, mapping, quarantine, silver, transforms
 from lake.file_registry import FileEntry
 from lake.layout import INGESTION_FIELDS, Ingestion, Lake, constant
@@ -86,7 +86,7 @@ class _Ingest:
 
     def _typed(self) -> Iterator[pa.RecordBatch]:
         source = self.source
-        self.opened = files.read_file(self.file, source.format, _layout(source), self.scan)
+        self.opened = file_formats.read_file(self.file, source.format, _layout(source), self.scan)
         first = next(self.opened.batches, None)
         numeric = [name for name, spec in source.columns.items() if spec.type in ("int", "decimal", "float")]
         marks = mapping.number_format(source.csv.decimal, source.csv.thousands, first, numeric)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from connectors.logs import LogFormat, Position, identify, parse_json_line, read_new
+from connectors.log_files import Position, identify, read_new
+from connectors.logs import LogFormat, parse_json_line
 
 pytestmark = pytest.mark.unit
 

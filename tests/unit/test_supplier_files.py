@@ -6,7 +6,8 @@ import openpyxl
 import pyarrow as pa
 import pytest
 
-from connectors.files import FileRejected, Layout, read_file, scan
+from connectors.file_formats import read_file
+from connectors.files import FileRejected, Layout, scan
 from lake.mapping import NumberFormat, number_format, parse_value, type_batch
 from pipelines.config import ColumnMapping, ConfigError, parse_config
 
