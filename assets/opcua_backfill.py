@@ -28,7 +28,7 @@ def backfill_day(lake: Lake, source: OpcuaSource, day: date, run_id: str) -> Ste
     tags, batches = opcua_stream.read_history_blocking(
         source.endpoint, source.roots, start, last, source.values_per_request, source.nodes_per_request, source.timeout_s,
         source.include, source.exclude, failures, source.reconnect_attempts, source.backoff_s,
-        credentials=credentials(source), snapshots=False,
+        credentials=credentials(source), snapshots=False, describe=False,
     )
     window = (ds.field("source_timestamp") >= start) & (ds.field("source_timestamp") <= last)
     landed = bronze.land(path, batches, opcua.READINGS_SCHEMA, ["node_id", "source_timestamp"], Ingestion.now(run_id),

@@ -150,6 +150,7 @@ def read_history_blocking(
     link_losses: list[str] | None = None,
     credentials: Credentials | None = None,
     snapshots: bool = True,
+    describe: bool = True,
 ) -> tuple[list[Tag], Iterator[pa.RecordBatch]]:
     """Discover the tags (those `include`d and not `exclude`d by browse path), then stream their
     history; `start_for` gives each node id its own start; nodes answered Bad go to `failures`;
@@ -157,7 +158,7 @@ def read_history_blocking(
     session = Session(endpoint, timeout_s, reconnect_attempts, backoff_s, credentials)
     try:
         client = session.connect()
-        tags = selected(session.runner.run(discover_tags(client, roots, snapshots=snapshots)), include or [], exclude or [])
+        tags = selected(session.runner.run(discover_tags(client, roots, describe=describe, snapshots=snapshots)), include or [], exclude or [])
     except BaseException:
         session.close()
         raise

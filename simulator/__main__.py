@@ -24,11 +24,13 @@ def _plant_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--machines-per-line", type=int, default=3)
     parser.add_argument("--history-days", type=float, default=2)
     parser.add_argument("--sample-seconds", type=int, default=60)
+    parser.add_argument("--tags-per-machine", type=int, default=5, help="5 core tags, then process sensors (Sensor06...)")
     parser.add_argument("--anchor", type=datetime.fromisoformat, default=None, help="end of history (UTC)")
 
 
 def plant_from_arguments(args: argparse.Namespace) -> Plant:
-    return build_plant(args.seed, args.lines, args.machines_per_line, args.history_days, args.sample_seconds, args.anchor)
+    return build_plant(args.seed, args.lines, args.machines_per_line, args.history_days, args.sample_seconds, args.anchor,
+                       args.tags_per_machine)
 
 
 def generate_sources(plant: Plant, output: Path, erp_url: str | None = None) -> dict[str, object]:

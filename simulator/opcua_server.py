@@ -22,7 +22,7 @@ from asyncua.server.user_managers import UserManager
 from asyncua.crypto.permission_rules import User, UserRole
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from simulator.plant import TAGS, Plant
+from simulator.plant import Plant
 
 NAMESPACE = "urn:plantlake:simulator"
 SERVER_URI = "urn:plantlake:simulator:server"
@@ -199,10 +199,10 @@ async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400,
         await serial.write_value(ua.DataValue(ua.Variant(f"SN-{machine.machine_id}", ua.VariantType.String),
                                               SourceTimestamp=plant.start, ServerTimestamp=plant.start))  # fmt: skip
         signals = plant.signals(machine)
-        for tag in TAGS:
+        for tag in plant.tags:
             node_id = node_id_for(machine.line, machine.machine_id, tag, idx)
             values, status = signals[tag]
-            variant = _VARIANTS[tag]
+            variant = _VARIANTS.get(tag, ua.VariantType.Double)
             initial = float(values[-1]) if variant == ua.VariantType.Double else int(values[-1])
             variable = await folder.add_variable(node_id, ua.QualifiedName(tag, idx), ua.Variant(initial, variant))
             await variable.write_attribute(
@@ -217,7 +217,7 @@ async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400,
 
 async def _describe(variable, tag: str) -> None:  # noqa: ANN001
     """Description, EngineeringUnits (EUInformation) and EURange properties, as OPC-UA analog items carry."""
-    unit_id, symbol, name, low, high, description = _UNITS[tag]
+    unit_id, symbol, name, low, high, description = _UNITS.get(tag, (4932940, "bar", "bar", 0.0, 400.0, f"Process sensor {tag}"))
     await variable.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(description))))
     if unit_id is not None:
         units = ua.EUInformation(NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact", UnitId=unit_id,

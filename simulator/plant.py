@@ -66,6 +66,12 @@ class Plant:
     anomalies: list[Anomaly] = field(default_factory=list)
     lots: list[MaterialLot] = field(default_factory=list)
     orders: list[Order] = field(default_factory=list)
+    extra_tags: int = 0
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The five tags every machine has, then `extra_tags` process sensors (Sensor06, Sensor07, ...)."""
+        return TAGS + tuple(f"Sensor{number:02d}" for number in range(len(TAGS) + 1, len(TAGS) + 1 + self.extra_tags))
 
     @property
     def timestamps(self) -> np.ndarray:
@@ -92,6 +98,7 @@ def build_plant(
     history_days: float = 2,
     sample_seconds: int = 60,
     anchor: datetime | None = None,
+    tags_per_machine: int = len(TAGS),
 ) -> Plant:
     end = anchor or default_anchor()
     start = end - timedelta(days=history_days)
@@ -101,7 +108,7 @@ def build_plant(
             (line, slot) for line in range(1, lines + 1) for slot in range(1, machines_per_line + 1)
         )
     ]
-    plant = Plant(seed, start, end, sample_seconds, machines)
+    plant = Plant(seed, start, end, sample_seconds, machines, extra_tags=max(0, tags_per_machine - len(TAGS)))
     rng = np.random.default_rng(seed)
     plant.lots = _lots(rng, start)
     plant.anomalies = _anomalies(plant, rng)
@@ -192,10 +199,15 @@ def _signals(plant: Plant, machine: Machine) -> dict[str, tuple[np.ndarray, np.n
     dropouts = rng.random(ts.size) < 0.002
     vibration_status[dropouts] = STATUS_BAD
     vibration_status[fault & ~dropouts] = STATUS_UNCERTAIN
-    return {
+    signals = {
         "Temperature": (np.round(temperature, 3), good),
         "Vibration": (np.round(vibration, 4), vibration_status),
         "SpindleSpeed": (np.round(spindle, 1), good),
         "State": (state, good),
         "PartCounter": (parts, good),
     }
+    for name in plant.tags[len(TAGS) :]:  # process sensors: a level per state, slow drift, noise, a jump in a fault
+        level, spread = rng.uniform(10, 200), rng.uniform(0.5, 5)
+        values = level * (0.6 + 0.4 * active) + rng.uniform(-1, 1) * drift + rng.normal(0, spread * 0.1, ts.size) + spread * 4 * fault
+        signals[name] = (np.round(values, 3), good)
+    return signals

@@ -18,7 +18,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, timeout_s: float) -> None:
+def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -31,6 +31,18 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout_s: float) -> No
     raise TimeoutError(f"the OPC-UA simulator did not listen on port {port} within {timeout_s:.0f} s")
 
 
+def serve_command(port: int, anchor: datetime, seed: int = 42, lines: int = 2, machines_per_line: int = 3,
+                  history_days: float = 2, sample_seconds: int = 60, tags_per_machine: int = 5) -> list[str]:  # fmt: skip
+    """The command line of `python -m simulator serve` for this plant."""
+    return [
+        sys.executable, "-m", "simulator", "serve",
+        "--port", str(port), "--seed", str(seed), "--lines", str(lines),
+        "--machines-per-line", str(machines_per_line), "--history-days", str(history_days),
+        "--sample-seconds", str(sample_seconds), "--anchor", anchor.isoformat(),
+        "--tags-per-machine", str(tags_per_machine),
+    ]  # fmt: skip
+
+
 @contextmanager
 def opcua_simulator(
     port: int,
@@ -41,21 +53,16 @@ def opcua_simulator(
     history_days: float = 2,
     sample_seconds: int = 60,
     timeout_s: float = 60,
+    tags_per_machine: int = 5,
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Run `python -m simulator serve` and yield its endpoint; the process is stopped on exit."""
-    command = [
-        sys.executable, "-m", "simulator", "serve",
-        "--port", str(port), "--seed", str(seed), "--lines", str(lines),
-        "--machines-per-line", str(machines_per_line), "--history-days", str(history_days),
-        "--sample-seconds", str(sample_seconds), "--anchor", anchor.isoformat(),
-        *(extra_args or []),
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    command = serve_command(port, anchor, seed, lines, machines_per_line, history_days, sample_seconds, tags_per_machine)
+    process = subprocess.Popen([*command, *(extra_args or [])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, **(env or {})})  # fmt: skip
     try:
-        _wait_for_port(port, process, timeout_s)
+        wait_for_port(port, process, timeout_s)
         yield f"opc.tcp://127.0.0.1:{port}/plantlake"
     finally:
         process.terminate()
