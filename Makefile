@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: demo test test-unit test-integration ui validate sim query bench-erp bench-files clean
+.PHONY: demo test test-unit test-integration ui validate sim query bench-erp bench-files bench-opcua clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-erp: $(VENV)/.installed
 # supplier CSV against pandas, syslog against a plain Python loop; needs no service
 bench-files: $(VENV)/.installed
 	$(BIN)/python benchmarks/files_logs.py
+
+# OPC-UA backfill against a plain read_raw_history loop; starts its own simulator
+bench-opcua: $(VENV)/.installed
+	$(BIN)/python benchmarks/opcua_backfill.py
 
 # make query SQL="select * from gold.machine_hour_features limit 5"
 query: $(VENV)/.installed

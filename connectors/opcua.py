@@ -18,6 +18,8 @@ from datetime import datetime
 import pyarrow as pa
 from asyncua import Client, Node, ua
 
+from connectors import opcua_decode
+
 READINGS_SCHEMA = pa.schema(
     [
         pa.field("node_id", pa.string(), nullable=False),
@@ -202,6 +204,16 @@ def _to_batch(tag: Tag, values: list[ua.DataValue]) -> pa.RecordBatch:
     )
 
 
+def _decode(tag: Tag, body: bytes) -> pa.RecordBatch | None:
+    """A node's answer as a batch: numpy over the encoded values when they allow, asyncua otherwise."""
+    constants = {"node_id": tag.node_id, "browse_path": tag.browse_path, "machine_id": tag.machine_id, "tag": tag.name}
+    fast = opcua_decode.decode(body, constants, READINGS_SCHEMA)
+    if fast is not None:
+        return fast
+    values = opcua_decode.data_values(body)
+    return _to_batch(tag, values) if values else None
+
+
 async def read_history(
     client: Client,
     tags: list[Tag],
@@ -223,21 +235,21 @@ async def read_history(
         pending = [(tag, None) for tag in tags[offset : offset + nodes_per_request]]
         try:
             while pending:
-                results = await client.uaclient.history_read(_history_params(details, pending, release=False))
+                results = await opcua_decode.history_read(client, _history_params(details, pending, release=False))
                 answered, pending = pending, []
                 for (tag, _), result in zip(answered, results, strict=True):
-                    if not result.StatusCode.is_good():
-                        name, doc = ua.status_codes.get_name_and_doc(result.StatusCode.value)
+                    if not result.status.is_good():
+                        name, doc = ua.status_codes.get_name_and_doc(result.status.value)
                         message = f"history read of {tag.node_id} ({tag.browse_path}) failed: {name} ({doc})"
                         if failures is None:
                             raise OpcuaReadError(message)
                         failures[tag.node_id] = message
                         continue
-                    values = result.HistoryData.DataValues if result.HistoryData else []
-                    if values:
-                        yield _to_batch(tag, values)
-                    if result.ContinuationPoint:
-                        pending.append((tag, result.ContinuationPoint))
+                    batch = _decode(tag, result.body) if result.body else None
+                    if batch is not None and batch.num_rows:
+                        yield batch
+                    if result.continuation:
+                        pending.append((tag, result.continuation))
         finally:
             if pending and any(point for _, point in pending):
                 # a read stopped early: tell the server to free what it holds for us, if it still listens

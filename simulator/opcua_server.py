@@ -22,6 +22,7 @@ from asyncua.server.user_managers import UserManager
 from asyncua.crypto.permission_rules import User, UserRole
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from simulator import history_wire
 from simulator.plant import Plant
 
 NAMESPACE = "urn:plantlake:simulator"
@@ -52,11 +53,13 @@ class ArrayHistory(HistoryStorageInterface):
         super().__init__(max_history_data_response_size)
         self.max_history_data_response_size = max_history_data_response_size
         self._series: dict[ua.NodeId, tuple[np.ndarray, np.ndarray, np.ndarray, ua.VariantType]] = {}
+        self.encoded: dict[ua.NodeId, np.ndarray] = {}
 
     def add_series(
         self, node_id: ua.NodeId, seconds: np.ndarray, values: np.ndarray, status: np.ndarray, variant: ua.VariantType
     ) -> None:
         self._series[node_id] = (seconds, values, status, variant)
+        self.encoded[node_id] = history_wire.encode_series(seconds, values, status, variant)
 
     async def init(self) -> None:
         return None
@@ -116,15 +119,20 @@ def _datetime(seconds: float | np.integer) -> datetime:
     return datetime.fromtimestamp(int(seconds), tz=UTC)
 
 
-def _answer_bad_without_history(server: Server, storage: ArrayHistory) -> None:
-    """As historians do, answer a raw history read of a node that keeps no history with a Bad status
-    (asyncua's own manager would answer Good with no values)."""
+def _serve_history(server: Server, storage: ArrayHistory) -> None:
+    """Raw history answered from the pre-encoded records (see `history_wire`), and, as historians
+    do, a Bad status for a node that keeps no history (asyncua's own manager answers Good, empty)."""
+    history_wire.install()
     manager = server.iserver.history_manager
     read_one = manager._read_history
 
     async def read_history(details: object, request: ua.HistoryReadValueId) -> ua.HistoryReadResult:
-        if isinstance(details, ua.ReadRawModifiedDetails) and request.NodeId not in storage._series:
-            return ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadHistoryOperationUnsupported))
+        if isinstance(details, ua.ReadRawModifiedDetails) and not details.IsReadModified:
+            if request.NodeId not in storage._series:
+                return ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadHistoryOperationUnsupported))
+            seconds = storage._series[request.NodeId][0]
+            return history_wire.answer(storage.encoded[request.NodeId], seconds, details, request.ContinuationPoint,
+                                       storage.max_history_data_response_size)  # fmt: skip
         return await read_one(details, request)
 
     manager._read_history = read_history
@@ -178,7 +186,7 @@ async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400,
     idx = await server.register_namespace(NAMESPACE)
     storage = ArrayHistory()
     server.iserver.history_manager.set_storage(storage)
-    _answer_bad_without_history(server, storage)
+    _serve_history(server, storage)
     root = await server.nodes.objects.add_object(ua.NodeId("Plant", idx), ua.QualifiedName("Plant", idx))
     lines = {}
     seconds = plant.timestamps

@@ -1,0 +1,74 @@
+"""Serve raw history as OPC-UA binary cut from pre-encoded arrays, so the simulator is cheap to read.
+
+asyncua builds and encodes one Python DataValue per value; a real historian serves far
+faster. Here each series is encoded once, at start, into fixed-size DataValue records
+(value, status, source and server timestamps) in a numpy array, and a HistoryRead answer
+is a slice of it. The encoded body travels in an `EncodedHistoryData`, which asyncua's
+encoder passes through as it is.
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime
+
+import numpy as np
+from asyncua import ua
+from asyncua.common.utils import Buffer
+from asyncua.ua import ua_binary
+
+EPOCH_TICKS = 116_444_736_000_000_000  # 100 ns ticks from 1601-01-01 (OPC-UA) to 1970-01-01
+_VALUES = {ua.VariantType.Double: "<f8", ua.VariantType.Int32: "<i4", ua.VariantType.Int64: "<i8"}
+_ALL_FIELDS = 0x0F  # value, status code, source and server timestamps
+
+
+class EncodedHistoryData(ua.HistoryData):
+    """HistoryData whose body (the DataValues array) is already encoded."""
+
+    __slots__ = ("encoded",)
+
+
+def encode_series(seconds: np.ndarray, values: np.ndarray, status: np.ndarray, variant: ua.VariantType) -> np.ndarray:
+    """One packed DataValue record per sample."""
+    layout = np.dtype([("mask", "u1"), ("variant", "u1"), ("value", _VALUES[variant]), ("status", "<u4"),
+                       ("source", "<i8"), ("server", "<i8")])  # fmt: skip
+    records = np.empty(seconds.size, dtype=layout)
+    ticks = seconds.astype(np.int64) * 10_000_000 + EPOCH_TICKS
+    records["mask"], records["variant"] = _ALL_FIELDS, variant.value
+    records["value"], records["status"], records["source"], records["server"] = values, status, ticks, ticks
+    return records
+
+
+def answer(records: np.ndarray, seconds: np.ndarray, details: ua.ReadRawModifiedDetails, continuation: bytes | None,
+           limit: int) -> ua.HistoryReadResult:  # fmt: skip
+    """The page of values in the request's range, and a continuation point if values remain."""
+    start = ua_binary.Primitives.DateTime.unpack(Buffer(continuation)) if continuation else details.StartTime
+    epoch = ua.get_win_epoch()
+    low = 0 if start in (None, epoch) else int(np.searchsorted(seconds, _seconds(start), side="left"))
+    end = details.EndTime
+    high = seconds.size if end in (None, epoch) else int(np.searchsorted(seconds, _seconds(end), side="right"))
+    if details.NumValuesPerNode:
+        limit = min(limit, details.NumValuesPerNode)
+    page_end = min(high, low + limit)
+    data = EncodedHistoryData()
+    data.encoded = struct.pack("<i", max(0, page_end - low)) + records[low:page_end].tobytes()
+    more = page_end < high
+    point = ua_binary.Primitives.DateTime.pack(datetime.fromtimestamp(int(seconds[page_end]), tz=UTC)) if more else None
+    return ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.Good), ContinuationPoint=point, HistoryData=data)
+
+
+def _seconds(moment: datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def install() -> None:
+    """Let asyncua's encoder write an `EncodedHistoryData` body as it is (once per process)."""
+    if getattr(ua_binary.struct_to_binary, "passes_encoded", False):
+        return
+    encode = ua_binary.struct_to_binary
+
+    def struct_to_binary(obj: object) -> bytes:
+        return obj.encoded if isinstance(obj, EncodedHistoryData) else encode(obj)
+
+    struct_to_binary.passes_encoded = True  # type: ignore[attr-defined]
+    ua_binary.struct_to_binary = struct_to_binary
