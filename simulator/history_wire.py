@@ -17,7 +17,8 @@ from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua import ua_binary
 
-EPOCH_TICKS = 116_444_736_000_000_000  # 100 ns ticks from 1601-01-01 (OPC-UA) to 1970-01-01
+from connectors.opcua_decode import EPOCH_TICKS
+
 _VALUES = {ua.VariantType.Double: "<f8", ua.VariantType.Int32: "<i4", ua.VariantType.Int64: "<i8"}
 _ALL_FIELDS = 0x0F  # value, status code, source and server timestamps
 
