@@ -47,19 +47,19 @@ _UNITS = {
 
 
 class ArrayHistory(HistoryStorageInterface):
-    """Read-only history held as sorted timestamp, value and status arrays per node."""
+    """Read-only history per node: the sorted sample times (shared) and the values and statuses
+    encoded once as DataValue records (see `history_wire`), so a day of 1 s samples of a tag
+    costs about 2.6 MB."""
 
     def __init__(self, max_history_data_response_size: int = 10_000) -> None:
         super().__init__(max_history_data_response_size)
         self.max_history_data_response_size = max_history_data_response_size
-        self._series: dict[ua.NodeId, tuple[np.ndarray, np.ndarray, np.ndarray, ua.VariantType]] = {}
-        self.encoded: dict[ua.NodeId, np.ndarray] = {}
+        self.series: dict[ua.NodeId, tuple[np.ndarray, np.ndarray, ua.VariantType]] = {}
 
     def add_series(
         self, node_id: ua.NodeId, seconds: np.ndarray, values: np.ndarray, status: np.ndarray, variant: ua.VariantType
     ) -> None:
-        self._series[node_id] = (seconds, values, status, variant)
-        self.encoded[node_id] = history_wire.encode_series(seconds, values, status, variant)
+        self.series[node_id] = (seconds, history_wire.encode_series(seconds, values, status, variant), variant)
 
     async def init(self) -> None:
         return None
@@ -73,9 +73,10 @@ class ArrayHistory(HistoryStorageInterface):
     async def read_node_history(
         self, node_id: ua.NodeId, start: datetime | None, end: datetime | None, nb_values: int
     ) -> tuple[list[ua.DataValue], datetime | None]:
-        if node_id not in self._series:
+        if node_id not in self.series:
             return [], None
-        seconds, values, status, variant = self._series[node_id]
+        seconds, records, variant = self.series[node_id]
+        values, status = records["value"], records["status"]
         epoch = ua.get_win_epoch()
         low = 0 if start in (None, epoch) else int(np.searchsorted(seconds, _seconds(start), side="left"))
         high = seconds.size if end in (None, epoch) else int(np.searchsorted(seconds, _seconds(end), side="right"))
@@ -128,10 +129,10 @@ def _serve_history(server: Server, storage: ArrayHistory) -> None:
 
     async def read_history(details: object, request: ua.HistoryReadValueId) -> ua.HistoryReadResult:
         if isinstance(details, ua.ReadRawModifiedDetails) and not details.IsReadModified:
-            if request.NodeId not in storage._series:
+            if request.NodeId not in storage.series:
                 return ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadHistoryOperationUnsupported))
-            seconds = storage._series[request.NodeId][0]
-            return history_wire.answer(storage.encoded[request.NodeId], seconds, details, request.ContinuationPoint,
+            seconds, records, _ = storage.series[request.NodeId]
+            return history_wire.answer(records, seconds, details, request.ContinuationPoint,
                                        storage.max_history_data_response_size)  # fmt: skip
         return await read_one(details, request)
 
