@@ -37,12 +37,12 @@ def plan_reads(source: LogSource, known: dict[str, log_files.Position], now: dat
     otherwise its newest entry waits, as more lines of it may still come.
     """
     chosen: dict[str, tuple[Path, log_files.Position, bool]] = {}
-    paths = [path for path in source.path.glob(source.glob) if path.is_file()]
-    for path in sorted(paths, key=lambda path: path.stat().st_mtime_ns):
+    modified = {path: path.stat().st_mtime for path in source.path.glob(source.glob) if path.is_file()}
+    for path in sorted(modified, key=modified.__getitem__):
         position = log_files.identify(path, known)
         if position is None:
             continue
-        quiet = now.timestamp() - path.stat().st_mtime >= source.settle_seconds
+        quiet = now.timestamp() - modified[path] >= source.settle_seconds
         final = log_files.is_rotated(path) or quiet
         if position.file_id not in chosen or (chosen[position.file_id][0].suffix == ".gz" and path.suffix != ".gz"):
             chosen[position.file_id] = (path, position, final)  # the same content plain and gzipped: read the plain one

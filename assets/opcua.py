@@ -1,7 +1,6 @@
 """OPC-UA historians: one bronze asset per server, one silver table of all sensor readings."""
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
@@ -12,7 +11,7 @@ from assets.results import Step
 from assets.steps import merge_validated
 from connectors import opcua, opcua_stream
 from lake import bronze, delta, silver, transforms
-from lake.layout import Ingestion, Lake
+from lake.layout import Ingestion, Lake, constant
 from pipelines.config import OpcuaSource
 from quality import invariants, suites
 
@@ -21,11 +20,6 @@ SENSOR_READINGS = dg.AssetKey(["silver", "sensor_readings"])
 
 def bronze_key(source: OpcuaSource) -> dg.AssetKey:
     return dg.AssetKey(["bronze", f"{source.name}_readings"])
-
-
-def _previous_ends(path: Path) -> dict[str, str] | str | None:
-    """Where the last committed read of each tag ended (a single time for lakes from before per-tag marks)."""
-    return delta.read_state(path, "read_until")
 
 
 def credentials(source: OpcuaSource) -> opcua_stream.Credentials:
@@ -49,7 +43,7 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
     path = lake.table("bronze", f"{source.name}_readings")
     end = now or datetime.now(UTC)
     first_start = (end - timedelta(days=source.history_days)).isoformat()
-    previous = _previous_ends(path)
+    previous = delta.read_state(path, "read_until")  # per tag; a single time in lakes from before per-tag marks
     ends = previous if isinstance(previous, dict) else {}
     fallback = previous if isinstance(previous, str) else first_start
 
@@ -80,7 +74,7 @@ def refresh_tag_registry(lake: Lake, sources: list[OpcuaSource]) -> int:
     for source in sources:
         landed = delta.read(lake.table("bronze", f"{source.name}_tags"))
         if landed is not None:
-            parts.append(landed.append_column("source", pa.array([source.name] * landed.num_rows, pa.string())))
+            parts.append(landed.append_column("source", constant(source.name, pa.string(), landed.num_rows)))
     if not parts:
         return 0
     registry = pa.concat_tables(parts)

@@ -115,7 +115,7 @@ class _Ingest:
         rows = text.filter(pc.is_in(text.column(files.LINE), value_set=pa.array(lines, pa.int64()))).to_pylist()
         by_line = {row[files.LINE]: row for row in rows}
         for problem in problems:
-            record = {**by_line[problem.line], "_file_hash": self.scan.sha256}
+            record = {**by_line[problem.line], transforms.FILE_HASH: self.scan.sha256}
             self.problems.append(self._rejection("mapping", problem.reason, record, problem.line, problem.column, problem.value))
         self.quarantined_lines.update(lines)
 
@@ -227,7 +227,7 @@ def files_accounted(lake: Lake, source: str) -> tuple[bool, dict]:
     return off.num_rows == 0, {"files": registry.num_rows, "files_not_accounted": off.column("file_name").to_pylist()}
 
 
-def _typed_rows(work: silver.Pending, target: str, sources: list[SupplierSource]) -> tuple[pa.Table, list[Rejection]]:
+def _typed_rows(work: silver.Pending, sources: list[SupplierSource]) -> tuple[pa.Table, list[Rejection]]:
     parts = [transforms.supplier_rows(work.rows[f"{source.name}_rows"], source.columns, source.name)
              for source in sources if f"{source.name}_rows" in work.rows]  # fmt: skip
     return transforms.combine_suppliers(parts, sources[0].key, transforms.supplier_schema(sources[0].columns)), []
@@ -240,7 +240,7 @@ def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id:
                      for s in sources}  # fmt: skip
     key = sources[0].key
     return merge_validated(lake, path, silver.pending_chunks(path, bronze_tables),
-                           lambda work: _typed_rows(work, target, sources),
+                           lambda work: _typed_rows(work, sources),
                            lambda schema: suites.supplier_suite(sources[0].columns, key, schema), key, run_id)  # fmt: skip
 
 

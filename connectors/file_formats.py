@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,7 +92,6 @@ def read_csv(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
                                       invalid_row_handler=set_aside)  # fmt: skip
     convert_options = pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True,
                                           quoted_strings_can_be_null=True, null_values=[""])  # fmt: skip
-    summary = re.compile(layout.summary_rows) if layout.summary_rows else None
     first_line = header + 2
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -107,7 +105,7 @@ def read_csv(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
                 done += batch.num_rows
                 trimmed = [pc.utf8_trim_whitespace(column) for column in batch.columns]
                 with_lines = pa.RecordBatch.from_arrays([*trimmed, pa.array(lines, pa.int64())], names=[*names, LINE])
-                yield data_rows_only(_empty_as_null(with_lines), summary, tally)
+                yield data_rows_only(_empty_as_null(with_lines), layout.summary_rows, tally)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise FileRejected(f"{path}: not readable as {encoding} CSV with delimiter {delimiter!r}: {exc}; "
                                "declare csv.encoding or csv.delimiter if they were guessed wrong") from None  # fmt: skip
@@ -211,7 +209,6 @@ def read_parquet(path: Path, layout: Layout, _: Scan) -> TextFile:
         raise FileRejected(f"{path}: not a readable Parquet file ({exc})") from None
     names = parquet.schema_arrow.names
     tally = Tally()
-    summary = re.compile(layout.summary_rows) if layout.summary_rows else None
 
     def batches() -> Iterator[pa.RecordBatch]:
         done = 0
@@ -219,14 +216,12 @@ def read_parquet(path: Path, layout: Layout, _: Scan) -> TextFile:
             columns = [_parquet_text(column) for column in batch.columns]
             lines = pa.array(np.arange(done + 1, done + 1 + batch.num_rows), pa.int64())
             done += batch.num_rows
-            yield data_rows_only(pa.RecordBatch.from_arrays([*columns, lines], names=[*names, LINE]), summary, tally)
+            yield data_rows_only(pa.RecordBatch.from_arrays([*columns, lines], names=[*names, LINE]), layout.summary_rows, tally)
 
     return TextFile(path, names, batches(), tally, {"row_groups": parquet.num_row_groups})
 
 
 def _parquet_text(column: pa.Array) -> pa.Array:
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        return column.cast(pa.string())
     if pa.types.is_date(column.type) or pa.types.is_timestamp(column.type):
         return pa.array([as_text(value) for value in column.to_pylist()], pa.string())
     return column.cast(pa.string())

@@ -14,7 +14,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -169,15 +168,15 @@ def column_names(cells: list[Any], path: Path) -> list[str]:
     return names
 
 
-def data_rows_only(batch: pa.RecordBatch, summary: re.Pattern[str] | None, tally: Tally) -> pa.RecordBatch:
-    """Drop blank rows and totals rows (first non-empty cell matches `summary`), counting them."""
+def data_rows_only(batch: pa.RecordBatch, summary: str | None, tally: Tally) -> pa.RecordBatch:
+    """Drop blank rows and totals rows (first non-empty cell matches the pattern `summary`), counting them."""
     cells = [batch.column(index) for index, name in enumerate(batch.schema.names) if name != LINE]
     if not cells or batch.num_rows == 0:
         return batch
     first = cells[0] if cells[0].null_count == 0 else pc.coalesce(*cells)  # the first cell, or the first filled one
     skip = pc.is_null(first)
     if summary is not None:
-        skip = pc.or_(skip, pc.fill_null(pc.match_substring_regex(first, summary.pattern), False))
+        skip = pc.or_(skip, pc.fill_null(pc.match_substring_regex(first, summary), False))
     skipped = pc.sum(skip).as_py() or 0
     if not skipped:
         return batch
@@ -202,15 +201,14 @@ def as_text(value: Any) -> str | None:
 
 def rows_to_batches(names: list[str], rows: Iterable[tuple[int, list[Any]]], layout: Layout,
                      tally: Tally) -> Iterator[pa.RecordBatch]:  # fmt: skip
-    """(line, values) rows as text batches; values past the header's width are joined into the last column."""
-    summary = re.compile(layout.summary_rows) if layout.summary_rows else None
+    """(line, values) rows as text batches; a row with values past the header's width is a bad row."""
     pending: list[tuple[int, list[Any]]] = []
 
     def flush() -> pa.RecordBatch:
         columns = [pa.array([as_text(values[i]) if i < len(values) else None for _, values in pending], pa.string())
                    for i in range(len(names))]  # fmt: skip
         lines = pa.array([line for line, _ in pending], pa.int64())
-        return data_rows_only(pa.RecordBatch.from_arrays([*columns, lines], names=[*names, LINE]), summary, tally)
+        return data_rows_only(pa.RecordBatch.from_arrays([*columns, lines], names=[*names, LINE]), layout.summary_rows, tally)
 
     for line, values in rows:
         if len(values) > len(names) and any(as_text(v) for v in values[len(names) :]):

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 LAYERS = ("bronze", "silver", "gold")
 INGESTED_AT, RUN_ID, SOURCE = "_ingested_at", "_run_id", "_source"

@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 
 from connectors.files import LINE
 from lake.deletes import DELETED_FIELD
-from lake.layout import INGESTED_AT, RUN_ID, SOURCE
+from lake.layout import INGESTED_AT, RUN_ID, SOURCE, constant
 from lake.mapping import ColumnSpec, lake_schema
 from lake.quarantine import Rejection
 from lake.silver import latest_per_key
@@ -111,7 +111,7 @@ def supplier_schema(columns: dict[str, ColumnSpec]) -> pa.Schema:
 def supplier_rows(bronze: pa.Table, columns: dict[str, ColumnSpec], source: str) -> pa.Table:
     """One supplier's typed bronze rows in the target's columns, named by the supplier."""
     schema = supplier_schema(columns)
-    named = bronze.append_column("source", pa.array([source] * bronze.num_rows, pa.string()))
+    named = bronze.append_column("source", constant(source, pa.string(), bronze.num_rows))
     return named.select(schema.names).cast(schema)
 
 

@@ -40,26 +40,34 @@ def encode_series(seconds: np.ndarray, values: np.ndarray, status: np.ndarray, v
     return records
 
 
+def page(seconds: np.ndarray, start: datetime | None, end: datetime | None, nb_values: int, limit: int) -> tuple[int, int, int]:
+    """(first, past-last) index of the values to send for a raw read of [start, end], and the
+    past-last index of the whole range: values remain for a continuation point when they differ."""
+    epoch = ua.get_win_epoch()
+    low = 0 if start in (None, epoch) else int(np.searchsorted(seconds, _seconds(start), side="left"))
+    high = seconds.size if end in (None, epoch) else int(np.searchsorted(seconds, _seconds(end), side="right"))
+    if nb_values:
+        limit = min(limit, nb_values)
+    return low, min(high, low + limit), high
+
+
+def moment(seconds: float | np.integer) -> datetime:
+    return datetime.fromtimestamp(int(seconds), tz=UTC)
+
+
 def answer(records: np.ndarray, seconds: np.ndarray, details: ua.ReadRawModifiedDetails, continuation: bytes | None,
            limit: int) -> ua.HistoryReadResult:  # fmt: skip
     """The page of values in the request's range, and a continuation point if values remain."""
     start = ua_binary.Primitives.DateTime.unpack(Buffer(continuation)) if continuation else details.StartTime
-    epoch = ua.get_win_epoch()
-    low = 0 if start in (None, epoch) else int(np.searchsorted(seconds, _seconds(start), side="left"))
-    end = details.EndTime
-    high = seconds.size if end in (None, epoch) else int(np.searchsorted(seconds, _seconds(end), side="right"))
-    if details.NumValuesPerNode:
-        limit = min(limit, details.NumValuesPerNode)
-    page_end = min(high, low + limit)
+    low, page_end, high = page(seconds, start, details.EndTime, details.NumValuesPerNode, limit)
     data = EncodedHistoryData()
     data.encoded = struct.pack("<i", max(0, page_end - low)) + records[low:page_end].tobytes()
-    more = page_end < high
-    point = ua_binary.Primitives.DateTime.pack(datetime.fromtimestamp(int(seconds[page_end]), tz=UTC)) if more else None
+    point = ua_binary.Primitives.DateTime.pack(moment(seconds[page_end])) if page_end < high else None
     return ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.Good), ContinuationPoint=point, HistoryData=data)
 
 
-def _seconds(moment: datetime) -> float:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+def _seconds(when: datetime) -> float:
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def install() -> None:

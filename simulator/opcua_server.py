@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -77,25 +77,19 @@ class ArrayHistory(HistoryStorageInterface):
             return [], None
         seconds, records, variant = self.series[node_id]
         values, status = records["value"], records["status"]
-        epoch = ua.get_win_epoch()
-        low = 0 if start in (None, epoch) else int(np.searchsorted(seconds, _seconds(start), side="left"))
-        high = seconds.size if end in (None, epoch) else int(np.searchsorted(seconds, _seconds(end), side="right"))
-        limit = self.max_history_data_response_size
-        if nb_values:
-            limit = min(limit, nb_values)
-        page_end = min(high, low + limit)
+        low, page_end, high = history_wire.page(seconds, start, end, nb_values, self.max_history_data_response_size)
         python_value = float if variant == ua.VariantType.Double else int
         page = [
             ua.DataValue(
                 Value=ua.Variant(python_value(values[i]), variant),
                 StatusCode=ua.StatusCode(int(status[i])),
-                SourceTimestamp=_datetime(seconds[i]),
-                ServerTimestamp=_datetime(seconds[i]),
+                SourceTimestamp=history_wire.moment(seconds[i]),
+                ServerTimestamp=history_wire.moment(seconds[i]),
             )
             for i in range(low, page_end)
         ]
         # the spec asks for a continuation point whenever values remain in the range
-        return page, (_datetime(seconds[page_end]) if page_end < high else None)
+        return page, (history_wire.moment(seconds[page_end]) if page_end < high else None)
 
     async def new_historized_event(self, source_id, evtypes, period, count=0) -> None:  # noqa: ANN001
         return None
@@ -108,16 +102,6 @@ class ArrayHistory(HistoryStorageInterface):
 
     async def stop(self) -> None:
         return None
-
-
-def _seconds(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _datetime(seconds: float | np.integer) -> datetime:
-    return datetime.fromtimestamp(int(seconds), tz=UTC)
 
 
 def _serve_history(server: Server, storage: ArrayHistory) -> None:
