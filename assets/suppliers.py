@@ -92,7 +92,7 @@ class _Ingest:
         marks = mapping.number_format(source.csv.decimal, source.csv.thousands, first, numeric)
         self.opened.layout["decimal"] = marks.decimal
         schema = bronze_schema(source)
-        for text in itertools.chain([first] if first is not None else [], self.opened.batches):
+        for text in prefetched(itertools.chain([first] if first is not None else [], self.opened.batches), depth=4):
             self.rows_read += text.num_rows
             typed, problems = mapping.type_batch(text, source.columns, marks, source.csv.date_format)
             self._quarantine(text, problems)
@@ -142,7 +142,7 @@ def ingest_file(lake: Lake, source: SupplierSource, file: Path, scan: files.Scan
             for _ in work.batches():  # count and quarantine again; the rows are in bronze already
                 pass
         else:
-            delta.append(path, pa.RecordBatchReader.from_batches(bronze_schema(source), prefetched(work.batches())))
+            delta.append(path, pa.RecordBatchReader.from_batches(bronze_schema(source), work.batches()))
     except Exception as exc:
         if work.failure is None and not isinstance(exc, files.FileRejected):
             raise

@@ -87,15 +87,15 @@ def number_format(decimal: str | None, thousands: str | None, sample: pa.RecordB
     return NumberFormat(decimal, thousands)
 
 
+def _marks_replaced(text: pa.Array, fmt: NumberFormat) -> pa.Array:
+    cleaned = pc.replace_substring(text, fmt.thousands, "") if fmt.thousands else text
+    return pc.replace_substring(cleaned, ",", ".") if fmt.decimal == "," else cleaned
+
+
 def _normalise_number(text: pa.Array, fmt: NumberFormat) -> pa.Array:
-    cleaned = text
     if pc.any(pc.match_substring_regex(text, r"[ \x{00a0}\x{202f}]")).as_py():  # groups written with spaces
-        cleaned = pc.replace_substring_regex(text, r"[ \x{00a0}\x{202f}]", "")
-    if fmt.thousands:
-        cleaned = pc.replace_substring(cleaned, fmt.thousands, "")
-    if fmt.decimal == ",":
-        cleaned = pc.replace_substring(cleaned, ",", ".")
-    return cleaned
+        text = pc.replace_substring_regex(text, r"[ \x{00a0}\x{202f}]", "")
+    return _marks_replaced(text, fmt)
 
 
 def _decimals(cleaned: pa.Array, valid: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, pa.Array]:
@@ -112,12 +112,12 @@ def _decimals(cleaned: pa.Array, valid: pa.Array, spec: ColumnSpec) -> tuple[pa.
 
 
 def _numbers(text: pa.Array, spec: ColumnSpec, fmt: NumberFormat) -> tuple[pa.Array, pa.Array]:
-    cleaned = _normalise_number(text, fmt)
     if spec.factor is None and spec.type == "decimal":
         try:  # the usual case: every value as written is a number that fits, and Arrow's cast says so
-            return pc.cast(cleaned, arrow_type(spec.type, spec.scale)), _none(len(text))
+            return pc.cast(_marks_replaced(text, fmt), arrow_type(spec.type, spec.scale)), _none(len(text))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass  # find which values do not, below
+            pass  # find which values do not (or are grouped with spaces), below
+    cleaned = _normalise_number(text, fmt)
     valid = pc.fill_null(pc.match_substring_regex(cleaned, _PATTERNS[spec.type]), False)
     if spec.type == "decimal":
         values, valid = _decimals(cleaned, valid, spec)
@@ -134,7 +134,7 @@ def _numbers(text: pa.Array, spec: ColumnSpec, fmt: NumberFormat) -> tuple[pa.Ar
 
 def _dates(text: pa.Array, date_format: str) -> tuple[pa.Array, pa.Array]:
     parsed = pc.strptime(text, format=date_format, unit="s", error_is_null=True)
-    if date_format != "%Y-%m-%d":
+    if date_format != "%Y-%m-%d" and parsed.null_count > text.null_count:
         parsed = pc.coalesce(parsed, pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True))
     return pc.cast(parsed, pa.date32()), pc.and_(pc.is_valid(text), pc.is_null(parsed))
 
