@@ -69,6 +69,9 @@ def _not_landed(batches: Iterable[pa.RecordBatch], landed: pa.Table, keys: list[
             yield piece
 
 
+SPOOL_ROWS = 16_384  # read back in small batches: what is held while the rows are written stays small
+
+
 @contextmanager
 def spooled(batches: Iterable[pa.RecordBatch], schema: pa.Schema, folder: Path) -> Iterator[Iterator[pa.RecordBatch]]:
     """The batches written to a scratch Arrow file, then read back one at a time.
@@ -83,7 +86,7 @@ def spooled(batches: Iterable[pa.RecordBatch], schema: pa.Schema, folder: Path) 
         with pa.OSFile(str(spool), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
             for batch in batches:
                 if batch.num_rows:
-                    writer.write_batch(batch)
+                    writer.write_table(pa.Table.from_batches([batch]), max_chunksize=SPOOL_ROWS)
         with pa.OSFile(str(spool), "rb") as source:
             yield iter(pa.ipc.open_stream(source))
     finally:

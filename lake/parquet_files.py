@@ -109,6 +109,7 @@ def write_files(folder: Path, batches: Iterable[pa.RecordBatch], schema: pa.Sche
             writer.write_table(first, row_group_size=ROW_GROUP_ROWS)
             while sink.tell() < FILE_BYTES and (group := next(groups, None)) is not None:
                 writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+                pa.default_memory_pool().release_unused()  # give freed groups back: peak RSS then stays flat
             writer.close()
             size = sink.tell()
         actions.append(AddAction(name, size, {}, int(time.time() * 1000), True, file_stats(writer.writer.metadata)))
