@@ -7,6 +7,7 @@ for what a batch holds and how blank, totals and malformed rows are counted.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -169,34 +170,63 @@ def read_json(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
     return _records_file(path, list(enumerate(records, start=1)), layout, {"records": len(records)})
 
 
+KEY_SAMPLE_RECORDS = 1_000
+
+
 def read_json_lines(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
-    """One object per line; a line that is not one is a bad row, the others load."""
+    """One object per line, streamed; a line that is not one is a bad row, the others load.
+
+    The columns are the keys of the first `KEY_SAMPLE_RECORDS` objects (mapped keys first), so
+    the file is read once and memory holds one batch.
+    """
     encoding = file_scan.encoding(layout.encoding)
-    numbered: list[tuple[int, Any]] = []
-    with path.open(encoding=encoding, errors="strict" if file_scan.utf8 or layout.encoding != "auto" else "replace") as handle:
-        for number, text in enumerate(handle, start=1):
-            numbered.append((number, text))
-    return _records_file(path, numbered, layout, {"encoding": encoding}, parse_lines=True)
-
-
-def _records_file(path: Path, numbered: list[tuple[int, Any]], layout: Layout, details: dict[str, Any],
-                  parse_lines: bool = False) -> TextFile:  # fmt: skip
+    errors = "strict" if file_scan.utf8 or layout.encoding != "auto" else "replace"
     tally = Tally()
-    records: list[tuple[int, dict[str, Any]]] = []
-    for number, item in numbered:
-        if parse_lines:
-            if not item.strip():
-                tally.rows_skipped += 1
-                continue
-            try:
-                item = json.loads(item)
-            except json.JSONDecodeError as exc:
-                tally.bad_rows.append(BadRow(number, f"not valid JSON: {exc.msg} at column {exc.colno}", item.rstrip("\r\n")))
-                continue
-        if not isinstance(item, dict):
-            tally.bad_rows.append(BadRow(number, f"expected a JSON object, found {type(item).__name__}", json.dumps(item)[:500]))
-            continue
-        records.append((number, item))
+
+    def records(handle: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+        for number, text in enumerate(handle, start=1):
+            record = _json_record(number, text, tally)
+            if record is not None:
+                yield number, record
+
+    with path.open(encoding=encoding, errors=errors) as handle:
+        sample = list(itertools.islice(records(handle), KEY_SAMPLE_RECORDS))
+    found = list(dict.fromkeys(key for _, record in sample for key in record))
+    names = [name for name in layout.expected if name in found] + [name for name in found if name not in layout.expected]
+
+    def rows() -> Iterator[tuple[int, list[Any]]]:
+        tally.rows_skipped, tally.bad_rows[:] = 0, []  # counted again as the whole file streams
+        with path.open(encoding=encoding, errors=errors) as handle:
+            for number, record in records(handle):
+                yield number, [record.get(name) for name in names]
+
+    details = {"encoding": encoding, "keys_from_records": KEY_SAMPLE_RECORDS}
+    return TextFile(path, names, rows_to_batches(names, rows(), layout, tally), tally, details)
+
+
+def _json_record(number: int, text: str, tally: Tally) -> dict[str, Any] | None:
+    """The object on one line, or None with the line counted as blank or bad."""
+    if not text.strip():
+        tally.rows_skipped += 1
+        return None
+    try:
+        item = json.loads(text)
+    except json.JSONDecodeError as exc:
+        tally.bad_rows.append(BadRow(number, f"not valid JSON: {exc.msg} at column {exc.colno}", text.rstrip("\r\n")))
+        return None
+    return _as_record(number, item, tally)
+
+
+def _as_record(number: int, item: Any, tally: Tally) -> dict[str, Any] | None:
+    if isinstance(item, dict):
+        return item
+    tally.bad_rows.append(BadRow(number, f"expected a JSON object, found {type(item).__name__}", json.dumps(item)[:500]))
+    return None
+
+
+def _records_file(path: Path, numbered: list[tuple[int, Any]], layout: Layout, details: dict[str, Any]) -> TextFile:
+    tally = Tally()
+    records = [(number, record) for number, item in numbered if (record := _as_record(number, item, tally)) is not None]
     names = list(dict.fromkeys(key for _, record in records for key in record))
     rows = ((number, [record.get(name) for name in names]) for number, record in records)
     return TextFile(path, names, rows_to_batches(names, rows, layout, tally), tally, details)

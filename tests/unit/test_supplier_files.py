@@ -124,3 +124,27 @@ def test_supplier_config_checks_keys_factors_and_encodings(tmp_path: Path) -> No
         parse_config(base % ("a", "klingon", "{name: a}"), tmp_path)
     with pytest.raises(ConfigError, match="factor converts units"):
         parse_config(base % ("a", "auto", "{name: a, type: date, factor: 2}"), tmp_path)
+
+
+def test_json_lines_stream_in_batches_with_every_line_counted_once(tmp_path: Path, monkeypatch) -> None:
+    import connectors.file_formats as file_formats
+
+    monkeypatch.setattr(file_formats, "KEY_SAMPLE_RECORDS", 10)
+    lines = [f'{{"Charge": "L-{n}", "Menge kg": "{n},5", "Werkstoff": "C45"}}' for n in range(1, 61)]
+    lines[4] = "{broken"  # a bad line inside the key sample
+    lines[40] = "[1, 2]"  # and one past it, an array instead of an object
+    lines[50] = ""
+    lines[55] = '{"Charge": "L-56", "Menge kg": "1", "Lieferdatum": "2026-01-02", "note": "late key"}'
+    path = tmp_path / "portal.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    layout = Layout(expected=["Charge", "Menge kg", "Werkstoff"], batch_rows=16)
+    opened = read_file(path, "jsonl", layout, scan(path))
+    batches = list(opened.batches)
+    assert max(batch.num_rows for batch in batches) <= 16
+    table = pa.Table.from_batches(batches)
+    assert opened.columns[:3] == ["Charge", "Menge kg", "Werkstoff"]  # the keys seen in the first 10 objects
+    assert table.num_rows == 57 and table.column("_line").to_pylist()[:5] == [1, 2, 3, 4, 6]
+    assert [(bad.line, bad.reason.split(":")[0]) for bad in opened.tally.bad_rows] == [(5, "not valid JSON"), (41, "expected a JSON object, found list")]
+    assert opened.tally.rows_skipped == 1
+    with pytest.raises(FileRejected, match="missing \\['Lieferdatum'\\]"):  # a key first seen past the sample
+        read_file(path, "jsonl", Layout(expected=["Charge", "Lieferdatum"]), scan(path))
