@@ -161,8 +161,12 @@ def _converted(value: Any, spec: ColumnSpec) -> Any:
     return (value * Decimal(str(spec.factor))).quantize(Decimal(1).scaleb(-spec.scale), ROUND_HALF_UP)
 
 
+_FALSE = pa.repeat(pa.scalar(False), 1 << 17)
+
+
 def _none(count: int) -> pa.Array:
-    return pa.repeat(pa.scalar(False), count)
+    """`count` times False (a slice of one array made once: batches ask for it many times)."""
+    return _FALSE.slice(0, count) if count <= len(_FALSE) else pa.repeat(pa.scalar(False), count)
 
 
 def type_column(text: pa.Array, spec: ColumnSpec, fmt: NumberFormat, date_format: str) -> tuple[pa.Array, pa.Array]:
