@@ -1,9 +1,11 @@
 """Delta tables on local disk: idempotent writes whose bookkeeping commits with the data.
 
 How reruns and failures stay safe:
-- Every write is a single Delta commit (one `write_deltalake` or one `MERGE`). Until the
-  commit file lands, readers see the previous version; a run that dies before it leaves
-  only unreferenced Parquet files, which `vacuum` removes. Nothing is half-visible.
+- Every write is a single Delta commit (one `MERGE`, one `write_deltalake`, or the Parquet
+  files of an append committed together as add actions; an append that brings new columns
+  first adds them, nullable, in a commit of their own). Until the commit file lands,
+  readers see the previous version; a run that dies before it leaves only unreferenced
+  Parquet files, which `vacuum` removes. Nothing is half-visible.
 - The state a later run needs (a source watermark, the bronze position silver has consumed)
   is written into that same commit as custom commit metadata (`plantlake.*` keys). Data and
   watermark therefore become visible together or not at all: no run can see a watermark
