@@ -132,8 +132,8 @@ def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, A
 
     Only for rows whose keys cannot be in the table yet: a MERGE joins against the whole
     target, so its memory grows with the table, while an append costs only its own rows.
-    New columns are added to the table; columns the rows lack are null. Memory holds one
-    row group, however long the stream (see `lake.parquet_files`).
+    New columns are added to the table; columns the rows lack are null. Memory holds about
+    two row groups, however long the stream (see `lake.parquet_files`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     reader = data.to_reader() if isinstance(data, pa.Table) else data
@@ -148,8 +148,9 @@ def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, A
 
     def commit() -> None:
         current = open_table(path)
-        if added and current is not None:  # nullable columns first: harmless to readers if the data commit fails
-            current.alter.add_columns([DeltaField.from_arrow(field) for field in added])
+        missing = [] if current is None else [field for field in added if field.name not in current.schema().to_arrow().names]
+        if missing:  # nullable columns first: harmless to readers if the data commit fails; a retry finds them there
+            current.alter.add_columns([DeltaField.from_arrow(field) for field in missing])
             current = open_table(path)
         if current is None:
             create_table_with_add_actions(str(path), DeltaSchema.from_arrow(target), actions, mode="error",
