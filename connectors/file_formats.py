@@ -183,21 +183,20 @@ def read_json_lines(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
     errors = "strict" if file_scan.utf8 or layout.encoding != "auto" else "replace"
     tally = Tally()
 
-    def records(handle: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    def records(handle: Any, counts: Tally) -> Iterator[tuple[int, dict[str, Any]]]:
         for number, text in enumerate(handle, start=1):
-            record = _json_record(number, text, tally)
+            record = _json_record(number, text, counts)
             if record is not None:
                 yield number, record
 
-    with path.open(encoding=encoding, errors=errors) as handle:
-        sample = list(itertools.islice(records(handle), KEY_SAMPLE_RECORDS))
+    with path.open(encoding=encoding, errors=errors) as handle:  # the sample's blank and bad lines are counted by the stream
+        sample = list(itertools.islice(records(handle, Tally()), KEY_SAMPLE_RECORDS))
     found = list(dict.fromkeys(key for _, record in sample for key in record))
     names = [name for name in layout.expected if name in found] + [name for name in found if name not in layout.expected]
 
     def rows() -> Iterator[tuple[int, list[Any]]]:
-        tally.rows_skipped, tally.bad_rows[:] = 0, []  # counted again as the whole file streams
         with path.open(encoding=encoding, errors=errors) as handle:
-            for number, record in records(handle):
+            for number, record in records(handle, tally):
                 yield number, [record.get(name) for name in names]
 
     details = {"encoding": encoding, "keys_from_records": KEY_SAMPLE_RECORDS}
