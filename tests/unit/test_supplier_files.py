@@ -4,11 +4,13 @@ from pathlib import Path
 
 import openpyxl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
-from connectors.file_formats import read_file
+from connectors import transcode
+from connectors.file_formats import _trimmed, read_file
 from connectors.files import FileRejected, Layout, scan
-from lake.mapping import NumberFormat, number_format, parse_value, type_batch
+from lake.mapping import NumberFormat, _bytes_replaced, number_format, parse_value, type_batch
 from pipelines.config import ColumnMapping, ConfigError, parse_config
 
 pytestmark = pytest.mark.unit
@@ -148,3 +150,44 @@ def test_json_lines_stream_in_batches_with_every_line_counted_once(tmp_path: Pat
     assert opened.tally.rows_skipped == 1
     with pytest.raises(FileRejected, match="missing \\['Lieferdatum'\\]"):  # a key first seen past the sample
         read_file(path, "jsonl", Layout(expected=["Charge", "Lieferdatum"]), scan(path))
+
+
+@pytest.mark.parametrize("text", ["Müller & Söhne;Größe\r\n" * 40, "Stahl € „Güte“;Preis\r\n" * 40, "Fuß;°C\r\n" * 20 + "plain;ascii\r\n" * 20])
+def test_legacy_code_pages_read_as_the_codec_decodes_them_whatever_the_chunks(tmp_path: Path, monkeypatch, text: str) -> None:
+    monkeypatch.setattr(transcode, "CHUNK_BYTES", 7)  # chunks mixing plain, latin-1-safe and cp1252-only bytes
+    for encoding in ("cp1252", "latin-1", "utf-16"):
+        if encoding == "latin-1" and any(char in text for char in "€„“"):
+            continue
+        path = tmp_path / f"{encoding}.csv"
+        path.write_bytes(text.encode(encoding))
+        with transcode.Utf8Reader(path, encoding) as reader:
+            read = b"".join(bytes(piece) for piece in iter(lambda: reader.read(5), b""))
+        assert read.decode("utf-8") == text
+
+
+def test_a_byte_cp1252_leaves_undefined_is_an_error_not_a_guess(tmp_path: Path) -> None:
+    path = tmp_path / "gap.csv"
+    path.write_bytes(b"a;b\r\nx\x81y;1\r\n")
+    with transcode.Utf8Reader(path, "cp1252") as reader, pytest.raises(UnicodeDecodeError):
+        reader.read()
+
+
+def test_trimming_is_skipped_only_where_no_value_has_whitespace_at_an_end() -> None:
+    spaces = [chr(code) for code in range(0x3001) if pc.utf8_trim_whitespace(pa.array([f"x{chr(code)}"]))[0].as_py() == "x"]
+    assert {"\t", " ", "\u00a0", "\u2007", "\u202f", "\u3000"} <= set(spaces)
+    for space in spaces:
+        for values in ([f"ab{space}", "cd"], ["ab", f"{space}cd"], ["", None, space], [f"{space}ß"]):
+            column = pa.array(values)
+            assert _trimmed(column).to_pylist() == pc.utf8_trim_whitespace(column).to_pylist(), (hex(ord(space)), values)
+    clean = pa.array(["LOT-1", None, "", "Güte"])
+    assert _trimmed(clean) is clean and _trimmed(clean.slice(1)).to_pylist() == [None, "", "Güte"]
+
+
+def test_one_byte_marks_are_replaced_as_replace_substring_does() -> None:
+    values = pa.array(["1.234,5", None, "", "12,00", "-0,5", "ä.ö,1", None, "9"])
+    for part in (values, values.slice(1), values.slice(3, 3), values.slice(8)):
+        expected = pc.replace_substring(pc.replace_substring(part, ".", ""), ",", ".")
+        replaced = _bytes_replaced(part, b".", b",")
+        replaced.validate(full=True)
+        assert replaced.equals(expected)
+    assert _bytes_replaced(pa.array(["1,234.5", None]), b",", b".").to_pylist() == ["1234.5", None]
