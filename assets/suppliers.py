@@ -26,7 +26,7 @@ from assets.steps import merge_validated
 from connectors import file_formats, files
 from lake import delta, file_registry, mapping, quarantine, silver, transforms
 from lake.file_registry import FileEntry
-from lake.layout import INGESTION_FIELDS, Ingestion, Lake, constant
+from lake.layout import Ingestion, Lake
 from lake.prefetch import prefetched
 from lake.quarantine import Rejection
 from pipelines.config import SupplierSource
@@ -50,9 +50,9 @@ def drop_files(source: SupplierSource) -> list[Path]:
     return sorted(found, key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
-def bronze_schema(source: SupplierSource) -> pa.Schema:
-    typed = mapping.lake_schema(source.columns)
-    return pa.schema([*typed, pa.field(files.LINE, pa.int64(), nullable=False), *FILE_FIELDS, *INGESTION_FIELDS])
+def rows_schema(source: SupplierSource) -> pa.Schema:
+    """A file's typed rows with their line; bronze adds the file's and the run's columns."""
+    return pa.schema([*mapping.lake_schema(source.columns), pa.field(files.LINE, pa.int64(), nullable=False)])
 
 
 def _layout(source: SupplierSource) -> files.Layout:
@@ -91,22 +91,23 @@ class _Ingest:
         numeric = [name for name, spec in source.columns.items() if spec.type in ("int", "decimal", "float")]
         marks = mapping.number_format(source.csv.decimal, source.csv.thousands, first, numeric)
         self.opened.layout["decimal"] = marks.decimal
-        schema = bronze_schema(source)
+        schema = rows_schema(source)
         for text in prefetched(itertools.chain([first] if first is not None else [], self.opened.batches), depth=4):
             self.rows_read += text.num_rows
             typed, problems = mapping.type_batch(text, source.columns, marks, source.csv.date_format)
             self._quarantine(text, problems)
             self.rows_loaded += typed.num_rows
-            yield self.ingestion.stamp(self._with_file(typed), source.name).cast(schema)
+            yield typed.cast(schema)
         for bad in self.opened.tally.bad_rows:
             self.rows_read += 1
             self.quarantined_lines.add(bad.line)
             self.problems.append(self._rejection("structure", bad.reason, {"line": bad.line, "text": bad.text}, bad.line, None, bad.text[:500]))
 
-    def _with_file(self, typed: pa.RecordBatch) -> pa.RecordBatch:
+    def constants(self) -> dict[str, pa.Scalar]:
+        """The columns with one value for the whole file: where its rows came from, and which run landed them."""
         values = (str(self.file), self.scan.sha256, self.scan.modified)
-        constants = [constant(value, field.type, typed.num_rows) for value, field in zip(values, FILE_FIELDS, strict=True)]
-        return pa.RecordBatch.from_arrays([*typed.columns, *constants], schema=pa.schema([*typed.schema, *FILE_FIELDS]))
+        fixed = {field.name: pa.scalar(value, field.type) for value, field in zip(values, FILE_FIELDS, strict=True)}
+        return {**fixed, **self.ingestion.constants(self.source.name)}
 
     def _quarantine(self, text: pa.RecordBatch, problems: list[mapping.Problem]) -> None:
         if not problems:
@@ -142,7 +143,7 @@ def ingest_file(lake: Lake, source: SupplierSource, file: Path, scan: files.Scan
             for _ in work.batches():  # count and quarantine again; the rows are in bronze already
                 pass
         else:
-            delta.append(path, pa.RecordBatchReader.from_batches(bronze_schema(source), work.batches()))
+            delta.append(path, pa.RecordBatchReader.from_batches(rows_schema(source), work.batches()), constants=work.constants())
     except Exception as exc:
         if work.failure is None and not isinstance(exc, files.FileRejected):
             raise

@@ -127,8 +127,12 @@ def merge(
     return _retry(run)
 
 
-def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, Any] | None = None) -> dict[str, int]:
+def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, Any] | None = None,
+           constants: dict[str, pa.Scalar] | None = None) -> dict[str, int]:  # fmt: skip
     """Add rows without looking for matches, as one commit with `state`; a reader is written as it streams.
+
+    `constants` are columns with one value on every row (who landed the rows, from which
+    file), added by the writer, which stores each value once per row group.
 
     Only for rows whose keys cannot be in the table yet: a MERGE joins against the whole
     target, so its memory grows with the table, while an append costs only its own rows.
@@ -138,13 +142,14 @@ def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, A
     path.parent.mkdir(parents=True, exist_ok=True)
     reader = data.to_reader() if isinstance(data, pa.Table) else data
     table = open_table(path)
-    target = parquet_files.delta_schema(reader.schema)
+    fixed = [pa.field(name, value.type, nullable=not value.is_valid) for name, value in (constants or {}).items()]
+    target = parquet_files.delta_schema(pa.schema([*reader.schema, *fixed]))
     added: list[pa.Field] = []
     if table is not None:
         landed = pa.schema(table.schema().to_arrow())
         added = [field.with_nullable(True) for field in target if field.name not in landed.names]
         target = pa.schema([*landed, *added])
-    actions = parquet_files.write_files(path, reader, target)
+    actions = parquet_files.write_files(path, reader, target, constants)
 
     def commit() -> None:
         current = open_table(path)

@@ -69,12 +69,13 @@ class Ingestion:
     def now(cls, run_id: str) -> Ingestion:
         return cls(run_id, datetime.now(UTC))
 
+    def constants(self, source: str) -> dict[str, pa.Scalar]:
+        """The stamp, one value per column (`lake.delta.append` stores them once per row group)."""
+        values = (self.ingested_at, self.run_id, source)
+        return {field.name: pa.scalar(value, field.type) for field, value in zip(INGESTION_FIELDS, values, strict=True)}
+
     def stamp(self, batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
-        columns = [
-            constant(self.ingested_at, INGESTION_FIELDS[0].type, batch.num_rows),
-            constant(self.run_id, pa.string(), batch.num_rows),
-            constant(source, pa.string(), batch.num_rows),
-        ]
+        columns = [pa.repeat(value, batch.num_rows) for value in self.constants(source).values()]
         return pa.RecordBatch.from_arrays(
             [*batch.columns, *columns], schema=pa.schema([*batch.schema, *INGESTION_FIELDS])
         )

@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import Schema
@@ -90,22 +91,56 @@ def _row_groups(batches: Iterable[pa.RecordBatch], schema: pa.Schema, rows: int)
 def _text_columns(schema: pa.Schema) -> list[str]:
     """Dictionary encoding pays off for text (codes, names, repeated constants); for numbers,
     dates and timestamps it costs a third of the write time and makes files no smaller."""
-    return [field.name for field in schema if pa.types.is_string(field.type)]
+    return [field.name for field in schema if pa.types.is_string(field.type) or pa.types.is_dictionary(field.type)]
 
 
-def write_files(folder: Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> list[AddAction]:
+_TEXT_CONSTANT = pa.dictionary(pa.int32(), pa.string())
+
+
+def _writer_schema(schema: pa.Schema, constants: dict[str, pa.Scalar]) -> pa.Schema:
+    """`schema` with text constants dictionary-encoded: the Parquet writer then hashes the one
+    value and takes its statistics once per row group, not once per row. The file's schema is
+    plain text all the same (Parquet has no dictionary type; the Arrow schema is not stored)."""
+    return pa.schema([field.with_type(_TEXT_CONSTANT) if field.name in constants and pa.types.is_string(field.type) else field
+                      for field in schema])  # fmt: skip
+
+
+def _with_constants(group: pa.Table, constants: dict[str, pa.Scalar], schema: pa.Schema) -> pa.Table:
+    """The row group with each constant as a column of its one value, in the columns of `schema`."""
+    rows = group.num_rows
+    columns = []
+    for field in schema:
+        if field.name not in constants:
+            columns.append(group.column(field.name))
+        elif field.type == _TEXT_CONSTANT:
+            zeros = pa.array(np.zeros(rows, np.int32))
+            columns.append(pa.DictionaryArray.from_arrays(zeros, pa.array([constants[field.name].as_py()], pa.string())))
+        else:
+            columns.append(pa.repeat(constants[field.name].cast(field.type), rows))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_files(folder: Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema,
+                constants: dict[str, pa.Scalar] | None = None) -> list[AddAction]:  # fmt: skip
     """Write the batches as Parquet files into the table `folder`; the add actions that would commit them.
 
-    A file is closed once it passes `FILE_BYTES`. Until the actions are committed the files
-    are invisible to readers, and a failed run leaves only unreferenced files (`vacuum` removes them).
+    `schema` is the table's; its columns named in `constants` hold that one value on every
+    row and are not in the batches. A file is closed once it passes `FILE_BYTES`. Until the
+    actions are committed the files are invisible to readers, and a failed run leaves only
+    unreferenced files (`vacuum` removes them).
     """
     folder.mkdir(parents=True, exist_ok=True)
+    constants = constants or {}
+    writer_schema = _writer_schema(schema, constants)
+    rows_schema = pa.schema([field for field in schema if field.name not in constants])
     actions: list[AddAction] = []
-    groups = prefetched(_row_groups(batches, schema, ROW_GROUP_ROWS), depth=1)  # the next row group forms while one is encoded
+    grouped = (_with_constants(group, constants, writer_schema) for group in _row_groups(batches, rows_schema, ROW_GROUP_ROWS))
+    groups = prefetched(grouped, depth=1)  # the next row group forms while one is encoded
     for first in groups:
         name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
         with pa.OSFile(str(folder / name), "wb") as sink:
-            writer = pq.ParquetWriter(sink, schema, compression="snappy", store_schema=False, use_dictionary=_text_columns(schema))
+            writer = pq.ParquetWriter(sink, writer_schema, compression="snappy", store_schema=False,
+                                      use_dictionary=_text_columns(writer_schema))  # fmt: skip
             writer.write_table(first, row_group_size=ROW_GROUP_ROWS)
             while sink.tell() < FILE_BYTES and (group := next(groups, None)) is not None:
                 writer.write_table(group, row_group_size=ROW_GROUP_ROWS)

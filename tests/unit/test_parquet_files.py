@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -94,3 +95,21 @@ def test_a_stream_that_fails_commits_nothing(tmp_path: Path) -> None:
         delta.append(path, pa.RecordBatchReader.from_batches(pa.schema([("id", pa.int64())]), batches()), state={"mark": 2})
     assert delta.read(path).column("id").to_pylist() == [1]
     assert delta.read_state(path, "mark") == 1
+
+
+def test_constants_are_stored_as_plain_columns_with_statistics(tmp_path: Path) -> None:
+    at = datetime(2026, 3, 1, 6, tzinfo=UTC)
+    constants = {"_run_id": pa.scalar("run-7"), "_file_hash": pa.scalar("ab" * 32), "_ingested_at": pa.scalar(at, pa.timestamp("us", "UTC"))}
+    delta.append(tmp_path / "t", _sample(500).select(["id", "name"]), constants=constants)
+    delta.append(tmp_path / "t", _sample(300, start=500).select(["id", "name"]), constants={**constants, "_run_id": pa.scalar("run-8")})
+    table = DeltaTable(str(tmp_path / "t"))
+    landed = table.to_pyarrow_table()
+    assert table.schema().to_arrow().field("_run_id").type == pa.string()  # Delta's type, never a dictionary
+    assert landed.num_rows == 800 and set(landed.column("_file_hash").to_pylist()) == {"ab" * 32}
+    assert sorted(landed.filter(pc.equal(landed["_run_id"], "run-8"))["id"].to_pylist()) == list(range(500, 800))
+    assert set(landed.column("_ingested_at").to_pylist()) == {at}
+    [first, second] = [json.loads(stats) for stats in _stats(tmp_path / "t")]
+    assert first["minValues"]["_run_id"] == first["maxValues"]["_run_id"] == "run-7" and second["minValues"]["_run_id"] == "run-8"
+    assert first["nullCount"]["_file_hash"] == 0 and first["maxValues"]["_ingested_at"] == "2026-03-01T06:00:00.000Z"
+    for file in (tmp_path / "t").glob("*.parquet"):
+        assert pq.read_schema(file).field("_run_id").type == pa.string()
