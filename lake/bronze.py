@@ -114,10 +114,10 @@ def land(
     first = next(batches, None)
     if first is None:
         return Landed(path, 0, 0)
-    schema = pa.schema([*source_schema, *INGESTION_FIELDS])
     read = _Counted(itertools.chain([first], batches))
     table = delta.open_table(path)
     if table is not None and window is None:
+        schema = pa.schema([*source_schema, *INGESTION_FIELDS])
         reader = pa.RecordBatchReader.from_batches(schema, ingestion.stamp_all(read, source))
         result = delta.merge(path, reader, keys, update=False, state=state, null_safe_keys=True)
         return Landed(path, read.rows, result["inserted"])
@@ -126,6 +126,7 @@ def land(
         landed = delta.read(path, columns=keys, filter=window)
         if landed is not None and landed.num_rows:
             fresh = _not_landed(read, landed.cast(pa.schema([source_schema.field(key) for key in keys])), keys)
-    inserted = _Counted(ingestion.stamp_all(fresh, source))
-    delta.append(path, pa.RecordBatchReader.from_batches(schema, iter(inserted)), state=state)
+    inserted = _Counted(fresh)
+    delta.append(path, pa.RecordBatchReader.from_batches(source_schema, iter(inserted)), state=state,
+                 constants=ingestion.constants(source))  # fmt: skip
     return Landed(path, read.rows, inserted.rows)
