@@ -38,13 +38,15 @@ class Utf8Reader(io.RawIOBase):
         return self._decoder.decode(chunk, final=not chunk).encode("utf-8")
 
     def read(self, size: int = -1) -> memoryview:  # type: ignore[override]
-        """Up to `size` bytes of UTF-8, as a view: Arrow takes any buffer, so nothing is copied."""
+        """Up to `size` bytes of UTF-8 (all that is left if `size` < 0), as a view: Arrow takes any
+        buffer, so nothing is copied."""
+        if size < 0:
+            return memoryview(b"".join(iter(lambda: bytes(self.read(CHUNK_BYTES)), b"")))
         while not self._pending:
             chunk = self._raw.read(max(CHUNK_BYTES, size))
             self._pending = memoryview(self._utf8(chunk))
             if not chunk:
                 break
-        size = len(self._pending) if size < 0 else size
         piece, self._pending = self._pending[:size], self._pending[size:]
         return piece
 

@@ -162,6 +162,8 @@ def test_legacy_code_pages_read_as_the_codec_decodes_them_whatever_the_chunks(tm
         path.write_bytes(text.encode(encoding))
         with transcode.Utf8Reader(path, encoding) as reader:
             read = b"".join(bytes(piece) for piece in iter(lambda: reader.read(5), b""))
+        with transcode.Utf8Reader(path, encoding) as reader:
+            assert bytes(reader.read()) == read
         assert read.decode("utf-8") == text
 
 
