@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -135,6 +136,16 @@ class Layout:
     header_row: int | None = None
     summary_rows: str | None = None
     batch_rows: int = BATCH_ROWS
+
+
+def text_bytes(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's value offsets (the first 0) and the UTF-8 bytes they index, as numpy views."""
+    if not len(text):
+        return np.zeros(1, np.int32), np.zeros(0, np.uint8)
+    _, offsets_buffer, data_buffer = text.buffers()
+    bounds = np.frombuffer(offsets_buffer, np.int32)[text.offset : text.offset + len(text) + 1]
+    data = np.frombuffer(data_buffer, np.uint8)[bounds[0] : bounds[-1]] if data_buffer is not None else np.zeros(0, np.uint8)
+    return bounds - bounds[0], data
 
 
 def check_header(columns: list[str], expected: list[str], path: Path) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.files import LINE
+from connectors.files import LINE, text_bytes
 
 ARROW_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32(),
                "timestamp": pa.timestamp("us", tz="UTC")}  # fmt: skip
@@ -104,10 +104,7 @@ def _bytes_replaced(text: pa.Array, dropped: bytes | None, decimal: bytes) -> pa
     """
     if not len(text):
         return text
-    _, offsets_buffer, data_buffer = text.buffers()
-    bounds = np.frombuffer(offsets_buffer, np.int32)[text.offset : text.offset + len(text) + 1]
-    data = np.frombuffer(data_buffer, np.uint8)[bounds[0] : bounds[-1]] if data_buffer is not None else np.zeros(0, np.uint8)
-    offsets = bounds - bounds[0]
+    offsets, data = text_bytes(text)
     if dropped is not None:
         keep = data != dropped[0]
         removed = np.concatenate(([0], np.cumsum(~keep, dtype=np.int32)))

@@ -108,13 +108,13 @@ def _writer_schema(schema: pa.Schema, constants: dict[str, pa.Scalar]) -> pa.Sch
 def _with_constants(group: pa.Table, constants: dict[str, pa.Scalar], schema: pa.Schema) -> pa.Table:
     """The row group with each constant as a column of its one value, in the columns of `schema`."""
     rows = group.num_rows
+    first_entry = pa.array(np.zeros(rows, np.int32))  # every row points at the dictionary's one value
     columns = []
     for field in schema:
         if field.name not in constants:
             columns.append(group.column(field.name))
         elif field.type == _TEXT_CONSTANT:
-            zeros = pa.array(np.zeros(rows, np.int32))
-            columns.append(pa.DictionaryArray.from_arrays(zeros, pa.array([constants[field.name].as_py()], pa.string())))
+            columns.append(pa.DictionaryArray.from_arrays(first_entry, pa.array([constants[field.name].as_py()], pa.string())))
         else:
             columns.append(pa.repeat(constants[field.name].cast(field.type), rows))
     return pa.Table.from_arrays(columns, schema=schema)
