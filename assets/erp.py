@@ -90,7 +90,7 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
         source_table = sql.reflect_table(engine, table.name)
         lake_schema = delta.schema(path)
         change = drift.compare(lake_schema, _source_schema(source_table, source, table), f"bronze.{name}", BOOKKEEPING)
-        watermark = bronze.decode_watermark(delta.read_state(path, "watermark"))
+        watermark = bronze.decode_watermark(delta.read_state(path, "watermark", required=table.cursor is not None))
         lower = _lower_bound(watermark, table)
         until = sql.max_cursor(engine, source_table, table.cursor) if table.cursor else None
         read = sql.TableRead(source_table, change.schema.names, _conditions(table), table.cursor, lower, until)
@@ -157,7 +157,7 @@ def silver_invariants(data: ds.Dataset, lake: Lake, source: ErpSource, table: Er
             found.append(invariants.references(data, column, parent, parent_column, f"{source.name}.{parent_table}"))
     with _engine(source) as engine:
         expected = sql.count_rows(engine, sql.reflect_table(engine, table.name), _conditions(table))
-    live = f"{delta.quote(deletes.DELETED_AT)} IS NULL" if deletes.DELETED_AT in data.schema.names else None
+    live = ds.field(deletes.DELETED_AT).is_null() if deletes.DELETED_AT in data.schema.names else None
     found.append(invariants.row_count_matches(data, expected, f"source table {table.name}", live))
     return found
 

@@ -52,7 +52,7 @@ def plan_reads(source: LogSource, known: dict[str, log_files.Position], now: dat
 def load_bronze(lake: Lake, source: LogSource, run_id: str, now: datetime | None = None) -> Step:
     """Parse what is new in each file since the committed positions; rotated files are not read twice."""
     path = lake.table("bronze", f"{source.name}_events")
-    known = {file_id: log_files.Position(**stored) for file_id, stored in (delta.read_state(path, POSITIONS) or {}).items()}
+    known = {file_id: log_files.Position(**stored) for file_id, stored in (delta.read_state(path, POSITIONS, required=True) or {}).items()}
     plan = plan_reads(source, known, now or datetime.now(UTC))
     positions = dict(known)
     style = log_format(source)

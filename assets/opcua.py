@@ -1,6 +1,7 @@
 """OPC-UA historians: one bronze asset per server, one silver table of all sensor readings."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
@@ -22,6 +23,10 @@ def bronze_key(source: OpcuaSource) -> dg.AssetKey:
     return dg.AssetKey(["bronze", f"{source.name}_readings"])
 
 
+def bronze_path(lake: Lake, source: OpcuaSource) -> Path:
+    return lake.table("bronze", f"{source.name}_readings")
+
+
 def credentials(source: OpcuaSource) -> opcua_stream.Credentials:
     security = source.security
     return opcua_stream.Credentials(security.mode if security else None, security.certificate if security else None,
@@ -39,11 +44,12 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
     """Read each tag's history from where its last committed read ended (first run: `history_days` back).
 
     A tag the server answers Bad for keeps its mark and is read again next run; the others go on.
+    Marks are kept for the tags the server has now, so those that left it are pruned.
     """
-    path = lake.table("bronze", f"{source.name}_readings")
+    path = bronze_path(lake, source)
     end = now or datetime.now(UTC)
     first_start = (end - timedelta(days=source.history_days)).isoformat()
-    previous = delta.read_state(path, "read_until")  # per tag; a single time in lakes from before per-tag marks
+    previous = delta.read_state(path, "read_until", required=True)  # per tag; a single time in lakes from before per-tag marks
     ends = previous if isinstance(previous, dict) else {}
     fallback = previous if isinstance(previous, str) else first_start
 
@@ -62,7 +68,7 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
     with bronze.spooled(batches, opcua.READINGS_SCHEMA, lake.root / "_spool") as spooled:  # failures known after reading
         marks = {tag.node_id: (ends.get(tag.node_id, fallback) if tag.node_id in failures else end.isoformat()) for tag in tags}
         landed = bronze.land(path, spooled, opcua.READINGS_SCHEMA, ["node_id", "source_timestamp"], Ingestion.now(run_id),
-                             source.name, {"read_until": {**ends, **marks}}, _window(tags, earliest))  # fmt: skip
+                             source.name, {"read_until": marks}, _window(tags, earliest))  # fmt: skip
     return Step(path, {"tags": len(tags), "read_from": earliest.isoformat(), "read_until": end.isoformat(),
                        "values_read": landed.rows_read, "values_inserted": landed.rows_inserted,
                        "tags_failed": dg.MetadataValue.json(failures), "link_losses": len(link_losses)})  # fmt: skip

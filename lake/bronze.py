@@ -70,6 +70,9 @@ def _not_landed(batches: Iterable[pa.RecordBatch], landed: pa.Table, keys: list[
 
 
 SPOOL_ROWS = 16_384  # read back in small batches: what is held while the rows are written stays small
+# Compressed: repeated node ids, file ids and hosts shrink several times over. A run killed
+# before its `finally` leaves its spool behind; the maintenance job removes old ones.
+SPOOL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 @contextmanager
@@ -83,7 +86,7 @@ def spooled(batches: Iterable[pa.RecordBatch], schema: pa.Schema, folder: Path) 
     folder.mkdir(parents=True, exist_ok=True)
     spool = folder / f"spool-{uuid.uuid4().hex}.arrow"
     try:
-        with pa.OSFile(str(spool), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        with pa.OSFile(str(spool), "wb") as sink, pa.ipc.new_stream(sink, schema, options=SPOOL_OPTIONS) as writer:
             for batch in batches:
                 if batch.num_rows:
                     writer.write_table(pa.Table.from_batches([batch]), max_chunksize=SPOOL_ROWS)

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lake import delta
+from lake import delta, state
 from lake.delta import quote
 
 DELETED_AT = "_deleted_at"
@@ -26,7 +26,7 @@ RECONCILED_AT = "reconciled_at"
 
 def due(silver_path: Path, every_hours: float, now: datetime) -> bool:
     """Whether the last reconciliation is at least `every_hours` old (or never ran)."""
-    last = delta.read_state(silver_path, RECONCILED_AT)
+    last = state.read(silver_path, RECONCILED_AT)
     return last is None or (now - datetime.fromisoformat(last)).total_seconds() >= every_hours * 3600
 
 
@@ -46,21 +46,22 @@ def deleted_keys(silver_path: Path, source_keys: Iterator[pa.RecordBatch], schem
 
 
 def apply(silver_path: Path, deleted: pa.Table, keys: list[str], remove: bool, now: datetime | None = None) -> int:
-    """Mark (or remove) the `deleted` keys in one commit that also records the reconciliation."""
+    """Mark (or remove) the `deleted` keys in one commit, then record the reconciliation's time.
+
+    With nothing deleted there is no commit: only the time is recorded.
+    """
     now = now or datetime.now(UTC)
-    state = {RECONCILED_AT: now.isoformat()}
     table = delta.open_table(silver_path)
     if table is None:
         return 0
-    if deleted.num_rows == 0:
-        delta.append(silver_path, delta.schema(silver_path).empty_table(), state=state)  # records the time only
-        return 0
-    predicate = " AND ".join(f"t.{quote(key)} = s.{quote(key)}" for key in keys)
-    merger = table.merge(source=deleted, predicate=predicate, source_alias="s", target_alias="t",
-                         commit_properties=delta.commit_properties(state))  # fmt: skip
-    if remove:
-        metrics = merger.when_matched_delete().execute()
-        return int(metrics["num_target_rows_deleted"])
-    stamp = "'" + now.isoformat() + "'"
-    metrics = merger.when_matched_update({quote(DELETED_AT): f"CAST({stamp} AS TIMESTAMP)"}).execute()
-    return int(metrics["num_target_rows_updated"])
+    count = 0
+    if deleted.num_rows:
+        predicate = " AND ".join(f"t.{quote(key)} = s.{quote(key)}" for key in keys)
+        merger = table.merge(source=deleted, predicate=predicate, source_alias="s", target_alias="t")
+        if remove:
+            count = int(merger.when_matched_delete().execute()["num_target_rows_deleted"])
+        else:
+            stamp = delta.literal(now.isoformat())
+            count = int(merger.when_matched_update({quote(DELETED_AT): f"CAST({stamp} AS TIMESTAMP)"}).execute()["num_target_rows_updated"])
+    state.write(silver_path, {RECONCILED_AT: now.isoformat()})
+    return count

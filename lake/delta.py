@@ -1,37 +1,52 @@
-"""Delta tables on local disk: idempotent writes whose bookkeeping commits with the data.
+"""Delta tables on local disk: idempotent writes, one schema whatever wrote them, state kept apart.
 
 How reruns and failures stay safe:
 - Every write is a single Delta commit (one `MERGE`, one `write_deltalake`, or the Parquet
   files of an append committed together as add actions; an append that brings new columns
   first adds them, nullable, in a commit of their own). Until the commit file lands,
   readers see the previous version; a run that dies before it leaves only unreferenced
-  Parquet files, which `vacuum` removes. Nothing is half-visible.
+  Parquet files, which the maintenance job's full vacuum removes. Nothing is half-visible.
+- A write that adds no rows to an existing table commits nothing, so an idle night leaves
+  every table at its version.
 - The state a later run needs (a source watermark, the bronze position silver has consumed)
-  is written into that same commit as custom commit metadata (`plantlake.*` keys). Data and
-  watermark therefore become visible together or not at all: no run can see a watermark
-  whose rows are missing, or rows whose watermark was lost.
+  is written to the table's state file right after the commit (see `lake.state` for why
+  there and how it holds through checkpoints, log cleanup, OPTIMIZE and VACUUM).
 - Rows are written by MERGE on the table's keys (insert-if-absent for bronze and quarantine,
   upsert for silver), so re-reading rows a previous run already committed adds nothing.
+- One writer per table at a time: the steps hold `lake.locks.exclusive` around read, write
+  and state; the quarantine and meta tables, written by many steps, retry a lost commit race.
+
+Types: a MERGE through delta-rs writes string columns as `string_view` in its Parquet files
+(a known upstream issue), and pyarrow has no kernels that compare `string_view` with
+`string`. Reads therefore go through `dataset` (whose schema is the table's, `string`, so
+scanned batches come out normalized), `scan` (which applies a string predicate after the
+scan where the files would refuse it) and `register` (DuckDB reads the Parquet files
+itself, where every text column is VARCHAR).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import duckdb
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake import Field as DeltaField
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import create_table_with_add_actions
 
-from lake import parquet_files
+from lake import parquet_files, state
 
-STATE_PREFIX = "plantlake."
+T = TypeVar("T")
+
 # For rewrites through delta-rs (widening): half its default row group of 1M rows bounds the
 # memory of a large rewrite (about 80 MB less at 5M rows), for ~5% larger files.
 STREAM_WRITER = WriterProperties(max_row_group_size=524_288, compression="SNAPPY")
@@ -49,28 +64,14 @@ def open_table(path: Path) -> DeltaTable | None:
         return None
 
 
-def read_state(path: Path, key: str) -> Any:
-    """The newest value of `plantlake.<key>` committed to the table, or None."""
-    return current_state(path).get(key)
+def read_state(path: Path, key: str, *, required: bool = False) -> Any:
+    """The table's state value for `key` (see `lake.state`)."""
+    return state.read(path, key, required=required)
 
 
-def current_state(path: Path) -> dict[str, Any]:
-    """The newest value of every `plantlake.*` key committed to the table."""
-    table = open_table(path)
-    if table is None:
-        return {}
-    state: dict[str, Any] = {}
-    for entry in table.history():
-        for name, raw in entry.items():
-            if name.startswith(STATE_PREFIX) and name[len(STATE_PREFIX) :] not in state:
-                state[name[len(STATE_PREFIX) :]] = json.loads(raw)
-    return state
-
-
-def commit_properties(state: dict[str, Any] | None) -> CommitProperties | None:
-    if not state:
-        return None
-    return CommitProperties(custom_metadata={STATE_PREFIX + key: json.dumps(value) for key, value in state.items()})
+def _save_state(path: Path, updates: dict[str, Any] | None) -> None:
+    if updates:
+        state.write(path, updates)
 
 
 def _key_predicate(keys: list[str], null_safe: bool) -> str:
@@ -78,7 +79,7 @@ def _key_predicate(keys: list[str], null_safe: bool) -> str:
     return " AND ".join(f"(t.{quote(key)} {operator} s.{quote(key)})" for key in keys)
 
 
-def _retry(action, attempts: int = 5):  # noqa: ANN001, ANN202
+def _retry(action: Callable[[], T], attempts: int = 8) -> T:
     """Concurrent writers to one table (e.g. the shared quarantine) retry a lost commit race."""
     for attempt in range(attempts):
         try:
@@ -87,6 +88,16 @@ def _retry(action, attempts: int = 5):  # noqa: ANN001, ANN202
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _peek(data: pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBatchReader | None:
+    """`data`, or None when it holds no rows; a reader is given back whole after its first batch."""
+    if isinstance(data, pa.Table):
+        return data if data.num_rows else None
+    for batch in data:
+        if batch.num_rows:
+            return pa.RecordBatchReader.from_batches(data.schema, itertools.chain([batch], data))
     return None
 
 
@@ -99,16 +110,21 @@ def merge(
     state: dict[str, Any] | None = None,
     null_safe_keys: bool = False,
 ) -> dict[str, int]:
-    """Upsert (`update=True`) or insert-if-absent `data` on `keys`, as one commit with `state`.
+    """Upsert (`update=True`) or insert-if-absent `data` on `keys` in one commit, then save `state`.
 
-    The first write creates the table. New source columns are added to the table schema.
+    The first write creates the table (even with no rows). New source columns are added to
+    the table schema. No rows for an existing table: no commit, only the state is saved.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = _peek(data) if open_table(path) is not None else data
+    if data is None:
+        _save_state(path, state)
+        return {"inserted": 0, "updated": 0}
 
     def run() -> dict[str, int]:
         table = open_table(path)
         if table is None:
-            write_deltalake(str(path), data, mode="error", commit_properties=commit_properties(state))
+            write_deltalake(str(path), data, mode="error")
             added = DeltaTable(str(path)).history(1)[0].get("operationMetrics", {}).get("num_added_rows", 0)
             return {"inserted": int(added), "updated": 0}
         merger = table.merge(
@@ -117,19 +133,20 @@ def merge(
             source_alias="s",
             target_alias="t",
             merge_schema=True,
-            commit_properties=commit_properties(state),
         )
         if update:
             merger = merger.when_matched_update_all()
         metrics = merger.when_not_matched_insert_all().execute()
         return {"inserted": metrics["num_target_rows_inserted"], "updated": metrics["num_target_rows_updated"]}
 
-    return _retry(run)
+    result = _retry(run)
+    _save_state(path, state)
+    return result
 
 
 def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, Any] | None = None,
            constants: dict[str, pa.Scalar] | None = None) -> dict[str, int]:  # fmt: skip
-    """Add rows without looking for matches, as one commit with `state`; a reader is written as it streams.
+    """Add rows without looking for matches in one commit, then save `state`; a reader is written as it streams.
 
     `constants` are columns with one value on every row (who landed the rows, from which
     file), added by the writer, which stores each value once per row group.
@@ -137,7 +154,8 @@ def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, A
     Only for rows whose keys cannot be in the table yet: a MERGE joins against the whole
     target, so its memory grows with the table, while an append costs only its own rows.
     New columns are added to the table; columns the rows lack are null. Memory holds about
-    two row groups, however long the stream (see `lake.parquet_files`).
+    two row groups, however long the stream (see `lake.parquet_files`). No rows for an
+    existing table: no commit, only the state is saved.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     reader = data.to_reader() if isinstance(data, pa.Table) else data
@@ -150,6 +168,10 @@ def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, A
         added = [field.with_nullable(True) for field in target if field.name not in landed.names]
         target = pa.schema([*landed, *added])
     actions = parquet_files.write_files(path, reader, target, constants)
+    inserted = sum(json.loads(action.stats)["numRecords"] for action in actions)
+    if table is not None and inserted == 0:
+        _save_state(path, state)
+        return {"inserted": 0, "updated": 0}
 
     def commit() -> None:
         current = open_table(path)
@@ -158,17 +180,17 @@ def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, A
             current.alter.add_columns([DeltaField.from_arrow(field) for field in missing])
             current = open_table(path)
         if current is None:
-            create_table_with_add_actions(str(path), DeltaSchema.from_arrow(target), actions, mode="error",
-                                          commit_properties=commit_properties(state))  # fmt: skip
+            create_table_with_add_actions(str(path), DeltaSchema.from_arrow(target), actions, mode="error")
         else:
-            current.create_write_transaction(actions, mode="append", schema=target, commit_properties=commit_properties(state))
+            current.create_write_transaction(actions, mode="append", schema=target)
 
     _retry(commit)
-    return {"inserted": sum(json.loads(action.stats)["numRecords"] for action in actions), "updated": 0}
+    _save_state(path, state)
+    return {"inserted": inserted, "updated": 0}
 
 
 def widen(path: Path, fields: dict[str, pa.Field]) -> None:
-    """Rewrite the table with the given columns cast to wider fields, in one commit that keeps its state.
+    """Rewrite the table with the given columns cast to wider fields, in one commit.
 
     The old files stay readable until the commit replaces them, so the rewrite streams.
     """
@@ -178,25 +200,88 @@ def widen(path: Path, fields: dict[str, pa.Field]) -> None:
     schema = pa.schema([fields.get(field.name, field) for field in data.schema])
     batches = (batch.cast(schema) for batch in data.to_batches(batch_size=64_000))
     reader = pa.RecordBatchReader.from_batches(schema, batches)
-    write_deltalake(str(path), reader, mode="overwrite", schema_mode="overwrite", writer_properties=STREAM_WRITER,
-                    commit_properties=commit_properties(current_state(path)))  # fmt: skip
+    write_deltalake(str(path), reader, mode="overwrite", schema_mode="overwrite", writer_properties=STREAM_WRITER)
 
 
-def overwrite(path: Path, data: pa.Table, state: dict[str, Any] | None = None) -> None:
-    """Replace the whole table in one commit (for tables recomputed from silver)."""
+def overwrite(path: Path, data: pa.Table) -> bool:
+    """Replace the whole table in one commit (for small tables recomputed each run).
+
+    Data equal to what the table holds commits nothing, so an unchanged recompute leaves
+    the table at its version; returns whether it committed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_deltalake(str(path), data, mode="overwrite", schema_mode="overwrite", commit_properties=commit_properties(state))
+    current = read(path)
+    if current is not None and current.schema.equals(data.schema) and current.equals(data):
+        return False
+    write_deltalake(str(path), data, mode="overwrite", schema_mode="overwrite")
+    return True
 
 
 def dataset(path: Path) -> ds.Dataset | None:
-    """The current version as a pyarrow dataset (scanned lazily, in batches)."""
+    """The current version as a pyarrow dataset (scanned lazily, in batches), in the table's own schema."""
     table = open_table(path)
     return None if table is None else table.to_pyarrow_dataset()
 
 
+def _refuses_predicate(error: pa.ArrowNotImplementedError) -> bool:
+    return "string_view" in str(error) or "binary_view" in str(error)
+
+
+def scan(data: ds.Dataset, columns: list[str] | None = None, filter: ds.Expression | None = None,
+         batch_size: int = 64_000) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    """The dataset's batches, filtered; a predicate the view-typed files refuse is applied after the scan.
+
+    The scan casts every batch to the dataset's schema, so the late filter sees `string`.
+    """
+    try:
+        yield from data.scanner(columns=columns, filter=filter, batch_size=batch_size).to_batches()
+        return
+    except pa.ArrowNotImplementedError as error:
+        if filter is None or not _refuses_predicate(error):
+            raise
+    for batch in data.scanner(batch_size=batch_size).to_batches():
+        kept = batch.filter(filter)
+        if kept.num_rows:
+            yield kept.select(columns) if columns is not None else kept
+
+
 def read(path: Path, columns: list[str] | None = None, filter: ds.Expression | None = None) -> pa.Table | None:
     data = dataset(path)
-    return None if data is None else data.to_table(columns=columns, filter=filter)
+    if data is None:
+        return None
+    schema = data.schema if columns is None else pa.schema([data.schema.field(name) for name in columns])
+    return pa.Table.from_batches(list(scan(data, columns, filter)), schema=schema)
+
+
+def register(connection: duckdb.DuckDBPyConnection, name: str, path: Path) -> bool:
+    """Make the table's current version a DuckDB view `name`, read by DuckDB's own Parquet reader.
+
+    delta-rs writes no deletion vectors, so the current file list is the table; DuckDB reads
+    every text column as VARCHAR whatever Arrow type the file's writer stored. Returns
+    whether the table exists (a table not yet written registers nothing).
+    """
+    table = open_table(path)
+    if table is None:
+        return False
+    files = table.file_uris()
+    if not files:
+        register_empty(connection, quote(name), pa.schema(table.schema().to_arrow()))
+        return True
+    listing = ", ".join(literal(file) for file in files)
+    connection.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+    return True
+
+
+def register_empty(connection: duckdb.DuckDBPyConnection, identifier: str, schema: pa.Schema) -> None:
+    """An empty DuckDB table with the columns of `schema`; `identifier` is quoted SQL (`quote`)."""
+    connection.register("__empty", schema.empty_table())
+    connection.execute(f"CREATE OR REPLACE TABLE {identifier} AS SELECT * FROM __empty")
+    connection.unregister("__empty")
+
+
+def literal(text: str) -> str:
+    """A text as a quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def row_count(path: Path) -> int:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
+
+from lake import delta
 
 MACHINE_HOUR_FEATURES = """
 WITH readings AS (
@@ -67,27 +70,27 @@ ORDER BY s.machine_id, s.hour
 """
 
 _EMPTY = {
-    "sensor_readings": "SELECT NULL::VARCHAR machine_id, NULL::TIMESTAMPTZ \"timestamp\", NULL::VARCHAR tag, "
-    "NULL::DOUBLE value, NULL::VARCHAR status WHERE false",
-    "machine_events": "SELECT NULL::VARCHAR machine_id, NULL::TIMESTAMPTZ \"timestamp\", NULL::VARCHAR severity WHERE false",
-    "production_orders": "SELECT NULL::BIGINT id, NULL::VARCHAR machine_id, NULL::VARCHAR material_lot, "
-    "NULL::TIMESTAMPTZ actual_start, NULL::TIMESTAMPTZ actual_end WHERE false",
-    "material_lots": "SELECT NULL::VARCHAR lot_id, NULL::VARCHAR supplier, NULL::VARCHAR material WHERE false",
-}
+    "sensor_readings": pa.schema([("machine_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC")),
+                                  ("tag", pa.string()), ("value", pa.float64()), ("status", pa.string())]),
+    "machine_events": pa.schema([("machine_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC")),
+                                 ("severity", pa.string())]),
+    "production_orders": pa.schema([("id", pa.int64()), ("machine_id", pa.string()), ("material_lot", pa.string()),
+                                    ("actual_start", pa.timestamp("us", tz="UTC")), ("actual_end", pa.timestamp("us", tz="UTC"))]),
+    "material_lots": pa.schema([("lot_id", pa.string()), ("supplier", pa.string()), ("material", pa.string())]),
+}  # fmt: skip
 
 
-def machine_hour_features(inputs: dict[str, ds.Dataset | None]) -> pa.Table:
+def machine_hour_features(inputs: dict[str, Path | None]) -> pa.Table:
     """Per machine and hour: sensor aggregates, the order then running, its lot's supplier, alarms.
 
     `inputs` maps sensor_readings, machine_events, production_orders and material_lots to
-    their silver datasets; a missing one counts as empty, so features still come out.
+    their silver tables; one not configured (None) or not yet written counts as empty, so
+    features still come out. DuckDB reads the tables' Parquet files itself (`delta.register`).
     """
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
     for name, empty in _EMPTY.items():
-        data = inputs.get(name)
-        if data is None:
-            connection.execute(f"CREATE VIEW {name} AS {empty}")
-        else:
-            connection.register(name, data)
+        path = inputs.get(name)
+        if path is None or not delta.register(connection, name, path):
+            delta.register_empty(connection, delta.quote(name), empty)
     return connection.sql(MACHINE_HOUR_FEATURES).to_arrow_table()

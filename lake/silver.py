@@ -68,7 +68,7 @@ def _partition(data: ds.Dataset, condition: ds.Expression | None, keys: list[str
 
 def pending_chunks(silver_path: Path, bronze: dict[str, BronzeInput], chunk_rows: int = CHUNK_ROWS) -> Iterator[Pending]:
     """New rows of each bronze table since silver last consumed it, in key-hash chunks."""
-    marks: dict[str, str] = delta.read_state(silver_path, CONSUMED) or {}
+    marks: dict[str, str] = delta.read_state(silver_path, CONSUMED, required=True) or {}
     consumed, inputs, total = dict(marks), {}, 0
     for name, source in bronze.items():
         data = delta.dataset(source.path)

@@ -1,0 +1,116 @@
+"""Each table's bookkeeping: watermarks, consumed marks, file positions, per-tag marks, reconciliation times.
+
+Why not in the Delta log: delta-rs checkpoints every 100 commits and deletes JSON commits
+past the log retention, and OPTIMIZE and VACUUM commits carry no custom metadata, so state
+read back from commit history is lost once the last commit that held it is cleaned up.
+
+So the state of a table lives in one small JSON document, `<root>/_state/<layer>/<name>.json`,
+which Delta housekeeping never touches. It is replaced atomically (write, then rename) right
+after the table's data commit, under the table's writer lock (`lake.locks`), so:
+
+- reading it costs one small file, the same on night 1 and night 1000;
+- a run that dies between the data commit and the state write leaves the old state: the
+  rerun reads again from there, and every write is idempotent on its keys (bronze drops
+  re-read rows, silver upserts), so nothing is duplicated, only re-read;
+- lakes written before this file existed are read once from commit history, then carry on here;
+- a table that holds rows but has no state stops the run (`StateMissingError`) instead of
+  silently reloading the whole source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+STATE_PREFIX = "plantlake."
+FOLDER = "_state"
+
+
+class StateMissingError(RuntimeError):
+    """A table holds rows, but the marks that say how far it has read are gone."""
+
+
+def state_file(table: Path) -> Path:
+    """`<root>/_state/<layer>/<name>.json` for the table at `<root>/<layer>/<name>`."""
+    return table.parent.parent / FOLDER / table.parent.name / f"{table.name}.json"
+
+
+def _from_history(table: Path) -> dict[str, Any]:
+    """State as lakes from before the state file kept it: the newest `plantlake.*` commit metadata."""
+    try:
+        history = DeltaTable(str(table)).history()
+    except TableNotFoundError:
+        return {}
+    found: dict[str, Any] = {}
+    for entry in history:
+        for name, raw in entry.items():
+            key = name[len(STATE_PREFIX) :]
+            if name.startswith(STATE_PREFIX) and key not in found:
+                found[key] = json.loads(raw)
+    return found
+
+
+def current(table: Path) -> dict[str, Any]:
+    """Every state key of the table (empty for a table never written)."""
+    path = state_file(table)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["state"]
+    except FileNotFoundError:
+        return _from_history(table)
+
+
+def read(table: Path, key: str, *, required: bool = False) -> Any:
+    """The table's value for `key`, or None.
+
+    `required`: the key must exist whenever the table holds rows; a missing one means the
+    state was lost, and reading everything again would duplicate or reload, so stop instead.
+    """
+    value = current(table).get(key)
+    if value is None and required and _has_rows(table):
+        raise StateMissingError(
+            f"{table.parent.name}.{table.name} holds rows but its state {key!r} is missing "
+            f"(expected in {state_file(table)}). Restore that file from a backup, or, to read the "
+            f"source again from the start, remove the table folder {table} and its state file."
+        )
+    return value
+
+
+def write(table: Path, updates: dict[str, Any]) -> None:
+    """Set `updates` in the table's state, keeping its other keys; atomic (write, then rename)."""
+    path = state_file(table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "table": f"{table.parent.name}.{table.name}",
+        "updated_at": datetime.now(UTC).isoformat(),
+        "state": {**current(table), **updates},
+    }
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    temporary.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _has_rows(table: Path) -> bool:
+    try:
+        actions = pa.table(DeltaTable(str(table)).get_add_actions(flatten=True))
+    except TableNotFoundError:
+        return False
+    return actions.num_rows > 0 and (pc.sum(actions.column("num_records")).as_py() or 0) > 0
+
+
+LAST_REFRESH, LAST_GOOD_REFRESH = "last_refresh", "last_good_refresh"
+
+
+def record_refresh(table: Path, run_id: str, error: str | None = None) -> None:
+    """Note a step's outcome for the catalog: when, by which run, and the error if it failed."""
+    now = datetime.now(UTC).isoformat()
+    outcome = {"status": "failed" if error else "ok", "at": now, "run_id": run_id, "error": error}
+    write(table, {LAST_REFRESH: outcome} if error else {LAST_REFRESH: outcome, LAST_GOOD_REFRESH: now})
