@@ -12,6 +12,7 @@ from assets.results import (
     expectation_spec,
     invariants_result,
     materialize,
+    refreshed,
 )
 from lake.layout import Lake
 from quality.invariants import InvariantResult
@@ -24,7 +25,8 @@ def bronze_asset(key: dg.AssetKey, group: str, kinds: set[str], description: str
     @dg.asset(key=key, group_name=group, owners=OWNERS, kinds=kinds | {"delta"}, description=description)
     def land(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Land what is new in the source."""
-        return materialize(context, plantlake.lake, build(plantlake.lake, context.run.run_id))
+        lake, run_id = plantlake.lake, context.run.run_id
+        return materialize(context, lake, refreshed(lake, key, run_id, lambda: build(lake, run_id)))
 
     return land
 
@@ -37,7 +39,8 @@ def silver_assets(key: dg.AssetKey, deps: list[dg.AssetKey], group: str, descrip
               check_specs=[expectation_spec(key)], description=description)  # fmt: skip
     def merge(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Validate new bronze rows and merge them into silver."""
-        return materialize(context, plantlake.lake, build(plantlake.lake, context.run.run_id))
+        lake, run_id = plantlake.lake, context.run.run_id
+        return materialize(context, lake, refreshed(lake, key, run_id, lambda: build(lake, run_id)))
 
     @dg.asset_check(asset=key, name="invariants", blocking=True, description=invariants_description)
     def check(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:

@@ -9,6 +9,7 @@ from assets.results import (
     expectation_spec,
     invariants_result,
     materialize,
+    refreshed,
 )
 from lake import delta, gold
 from lake.layout import Lake
@@ -19,26 +20,40 @@ MACHINE_HOUR_FEATURES = dg.AssetKey(["gold", "machine_hour_features"])
 FEATURE_KEYS = ["machine_id", "hour"]
 
 
+def configured_inputs(config: PlantlakeConfig) -> dict[str, str]:
+    """The silver tables the features read that some configured source fills, by role."""
+    inputs = {}
+    if config.sources.opcua:
+        inputs["sensor_readings"] = "sensor_readings"
+    if config.sources.logs:
+        inputs["machine_events"] = "machine_events"
+    erp_tables = {f"{source.name}_{table.name}" for source in config.sources.erp for table in source.tables}
+    if config.gold.production_orders in erp_tables:
+        inputs["production_orders"] = config.gold.production_orders
+    if any(source.target == "material_lots" for source in config.sources.suppliers):
+        inputs["material_lots"] = "material_lots"
+    return inputs
+
+
 def build_machine_hour_features(lake: Lake, config: PlantlakeConfig) -> Step:
     """Recompute the features from silver; publish them only if every expectation holds."""
     path = lake.table("gold", "machine_hour_features")
-    inputs = {
-        "sensor_readings": delta.dataset(lake.table("silver", "sensor_readings")),
-        "machine_events": delta.dataset(lake.table("silver", "machine_events")),
-        "production_orders": delta.dataset(lake.table("silver", config.gold.production_orders)),
-        "material_lots": delta.dataset(lake.table("silver", "material_lots")),
-    }
+    inputs = {role: lake.table("silver", name) for role, name in configured_inputs(config).items()}
     features = gold.machine_hour_features(inputs)
     validation = expectations.validate(features, suites.machine_hour_suite(features.schema), "gold.machine_hour_features")
-    if validation.success:
-        delta.overwrite(path, features)
-    missing = sorted(name for name, data in inputs.items() if data is None)
-    return Step(path, {"rows_computed": features.num_rows, "published": validation.success,
+    committed = delta.overwrite(path, features) if validation.success else False
+    missing = sorted(role for role in ("sensor_readings", "machine_events", "production_orders", "material_lots")
+                     if role not in inputs or delta.open_table(inputs[role]) is None)  # fmt: skip
+    return Step(path, {"rows_computed": features.num_rows, "published": validation.success, "changed": committed,
                        "inputs_missing": ", ".join(missing) or "none"}, validation)  # fmt: skip
 
 
 def gold_assets(config: PlantlakeConfig) -> list:
-    upstream = [dg.AssetKey(["silver", name]) for name in ("sensor_readings", "machine_events", config.gold.production_orders, "material_lots")]
+    """The feature table, when sensor readings (what it is built around) are configured; else nothing."""
+    inputs = configured_inputs(config)
+    if "sensor_readings" not in inputs:
+        return []
+    upstream = [dg.AssetKey(["silver", name]) for name in inputs.values()]
 
     @dg.asset(key=MACHINE_HOUR_FEATURES, deps=upstream, group_name="gold", owners=OWNERS, kinds={"duckdb", "delta"},
               check_specs=[expectation_spec(MACHINE_HOUR_FEATURES, blocking=True)],
@@ -46,8 +61,9 @@ def gold_assets(config: PlantlakeConfig) -> list:
                           "its material lot and supplier, and the alarm count.")  # fmt: skip
     def machine_hour_features(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Recompute machine-hour features from silver."""
-        step = build_machine_hour_features(plantlake.lake, plantlake.config)
-        return materialize(context, plantlake.lake, step, blocking=True)
+        lake = plantlake.lake
+        step = refreshed(lake, MACHINE_HOUR_FEATURES, context.run.run_id, lambda: build_machine_hour_features(lake, plantlake.config))
+        return materialize(context, lake, step, blocking=True)
 
     @dg.asset_check(asset=MACHINE_HOUR_FEATURES, name="invariants", blocking=True,
                     description="One row per machine and hour")  # fmt: skip

@@ -10,18 +10,18 @@ from datetime import UTC, date, datetime, time, timedelta
 import dagster as dg
 import pyarrow.dataset as ds
 
-from assets.opcua import bronze_key, credentials
+from assets.opcua import bronze_key, bronze_path, credentials
 from assets.resources import PlantlakeResource
-from assets.results import Step
+from assets.results import WRITES_TAG, Step
 from connectors import opcua, opcua_stream
-from lake import bronze
+from lake import bronze, locks
 from lake.layout import Ingestion, Lake
 from pipelines.config import OpcuaSource
 
 
 def backfill_day(lake: Lake, source: OpcuaSource, day: date, run_id: str) -> Step:
     """Land the history of `day` (UTC) that bronze does not hold yet."""
-    path = lake.table("bronze", f"{source.name}_readings")
+    path = bronze_path(lake, source)
     start = datetime.combine(day, time.min, UTC)
     last = start + timedelta(days=1) - timedelta(microseconds=1)  # raw reads include their end: stop before midnight
     failures: dict[str, str] = {}
@@ -44,10 +44,11 @@ def backfill_job(source: OpcuaSource) -> dg.JobDefinition:
     def land_day(context: dg.OpExecutionContext, plantlake: PlantlakeResource) -> None:
         """Read the partition's day and record the landing on the bronze readings asset."""
         day = context.partition_time_window.start.date()
-        step = backfill_day(plantlake.lake, source, day, context.run.run_id)
+        with locks.exclusive(bronze_path(plantlake.lake, source)):  # the nightly run writes the same table
+            step = backfill_day(plantlake.lake, source, day, context.run.run_id)
         context.log_event(dg.AssetMaterialization(asset_key=bronze_key(source), metadata=step.metadata))
 
-    @dg.job(name=f"{source.name}_backfill", partitions_def=days,
+    @dg.job(name=f"{source.name}_backfill", partitions_def=days, tags=WRITES_TAG,
             description=f"Backfill {source.name}'s sensor history day by day; pick a range of days in the UI.")  # fmt: skip
     def backfill() -> None:
         land_day()

@@ -11,7 +11,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lake import delta
+from lake import delta, locks, state
 from lake.catalog import column_notes
 from lake.layout import Lake
 from quality import results
@@ -19,6 +19,9 @@ from quality.expectations import Validation
 from quality.invariants import InvariantResult
 
 OWNERS = ["team:data-engineering"]
+# Every job that writes the lake carries this tag; the shipped dagster.yaml lets one such run
+# go at a time and queues the others, so the schedule, a sensor and a manual launch never overlap.
+WRITES_TAG = {"plantlake/writes": "lake"}
 # Every invariant check is blocking so that it runs before the catalog reads the results.
 # Silver checks report WARN, which does not stop downstream assets; gold checks report
 # ERROR, which keeps a failing gold table from being published.
@@ -48,6 +51,22 @@ def column_schema(schema: pa.Schema | None) -> dg.TableSchema:
 
 def table_name(key: dg.AssetKey) -> str:
     return ".".join(key.path)
+
+
+def refreshed(lake: Lake, key: dg.AssetKey, run_id: str, build: Callable[[], Step]) -> Step:
+    """Run `build` holding the table's writer lock, and note its outcome for the catalog.
+
+    A second run refreshing the same table waits here, then finds the state the first left.
+    """
+    path = lake.table(*key.path)
+    with locks.exclusive(path):
+        try:
+            step = build()
+        except Exception as error:
+            state.record_refresh(path, run_id, f"{type(error).__name__}: {error}"[:2000])
+            raise
+        state.record_refresh(path, run_id)
+    return step
 
 
 def materialize(context: dg.AssetExecutionContext, lake: Lake, step: Step, blocking: bool = False) -> dg.MaterializeResult:
