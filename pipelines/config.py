@@ -314,9 +314,29 @@ class ScheduleConfig(_Strict):
     supplier_sensor_seconds: int = Field(default=60, gt=0)
 
 
+class MaintenanceConfig(_Strict):
+    """The weekly housekeeping job: compaction, checkpoints, log cleanup and vacuum."""
+
+    cron: str = Field(default="0 4 * * 0", description="when the maintenance job runs (default Sundays 04:00)")
+    retention_days: float = Field(default=7, ge=0, description="time travel reaches this far back; vacuum keeps "
+                                  "what it needs (never less than the longest run still going)")
+    target_file_mb: int = Field(default=128, gt=0, description="compaction writes files of about this size")
+
+
+class ExecutionConfig(_Strict):
+    """How a run executes its steps; the same for scheduled, sensor and UI runs."""
+
+    executor: Literal["in_process", "multiprocess"] = Field(
+        default="in_process", description="in_process: one process, no per-step start-up (fastest on one machine); "
+        "multiprocess: steps in parallel processes forked from a server that has plantlake imported")
+    max_concurrent: int = Field(default=2, gt=0, description="multiprocess: steps at once")
+
+
 class PlantlakeConfig(_Strict):
     lake: LakeConfig
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     sources: Sources
     gold: GoldConfig = Field(default_factory=GoldConfig)
     simulator: SimulatorConfig | None = None
