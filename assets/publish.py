@@ -5,7 +5,7 @@ import pyarrow as pa
 
 from assets.resources import PlantlakeResource
 from assets.results import OWNERS
-from lake import delta
+from lake import delta, locks
 from lake.catalog import TableInfo, build_catalog
 from lake.layout import Lake
 from pipelines.config import PlantlakeConfig
@@ -16,8 +16,9 @@ CATALOG = dg.AssetKey(["catalog"])
 DATA_DOCS = dg.AssetKey(["data_docs"])
 
 
-def table_infos(config: PlantlakeConfig, descriptions: dict[str, str]) -> dict[str, TableInfo]:
-    """Source and description of each table, for the catalog, from the asset definitions."""
+def table_infos(config: PlantlakeConfig, descriptions: dict[str, str],
+                upstream: dict[str, tuple[str, ...]] | None = None) -> dict[str, TableInfo]:  # fmt: skip
+    """Source, description and upstream tables of each table, for the catalog, from the asset definitions."""
     sources: dict[str, str] = {}
     for erp in config.sources.erp:
         for table in erp.tables:
@@ -45,7 +46,9 @@ def table_infos(config: PlantlakeConfig, descriptions: dict[str, str]) -> dict[s
         "meta.supplier_files": "Every supplier file by content hash: version, status, rows read, loaded, quarantined "
         "and skipped, why it was rejected, where it was moved.",
     }
-    return {name: TableInfo(sources.get(name, "plantlake"), descriptions.get(name, "")) for name in {*sources, *descriptions}}
+    upstream = upstream or {}
+    return {name: TableInfo(sources.get(name, "plantlake"), descriptions.get(name, ""), upstream.get(name, ()))
+            for name in {*sources, *descriptions, *upstream}}  # fmt: skip
 
 
 def suite_for(config: PlantlakeConfig, qualified: str, schema: pa.Schema) -> list[suites.Expect]:
@@ -76,12 +79,15 @@ def docs_tables(lake: Lake, config: PlantlakeConfig) -> dict:
     return tables
 
 
-def publish_assets(config: PlantlakeConfig, tables: list[dg.AssetKey], descriptions: dict[str, str]) -> list:
+def publish_assets(config: PlantlakeConfig, tables: list[dg.AssetKey], descriptions: dict[str, str],
+                   upstream: dict[str, tuple[str, ...]]) -> list:  # fmt: skip
+    """The catalog and the Data Docs; the `publish` job runs them after every refresh, failed or not."""
+
     @dg.asset(key=CATALOG, deps=tables, group_name="publish", owners=OWNERS, kinds={"duckdb"},
               description="catalog.duckdb at the lake root: every table as bronze.x, silver.x, gold.x, and a catalog table.")  # fmt: skip
     def catalog(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Rebuild the DuckDB catalog over the lake's current tables."""
-        path = build_catalog(plantlake.lake, table_infos(plantlake.config, descriptions))
+        path = build_catalog(plantlake.lake, table_infos(plantlake.config, descriptions, upstream))
         return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)),
                                               "tables": sum(1 for _ in plantlake.lake.tables())})  # fmt: skip
 
@@ -90,7 +96,9 @@ def publish_assets(config: PlantlakeConfig, tables: list[dg.AssetKey], descripti
               description="Great Expectations Data Docs for every silver and gold table, under the lake root.")  # fmt: skip
     def data_docs(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Validate silver and gold tables and rebuild the Data Docs site."""
-        index = build_data_docs(plantlake.lake.data_docs_dir, docs_tables(plantlake.lake, plantlake.config))
+        lake = plantlake.lake
+        with locks.exclusive(lake.root / "meta" / "data_docs"):  # one builder at a time
+            index = build_data_docs(lake.data_docs_dir, docs_tables(lake, plantlake.config))
         return dg.MaterializeResult(metadata={"index": dg.MetadataValue.path(str(index))})
 
     return [catalog, data_docs]

@@ -6,6 +6,7 @@ from functools import cached_property
 
 import dagster as dg
 
+from assets.worker import note_worker
 from lake.layout import Lake
 from pipelines.config import PlantlakeConfig, load_config
 
@@ -14,6 +15,10 @@ class PlantlakeResource(dg.ConfigurableResource):
     """Where the YAML is; the same file the definitions were generated from."""
 
     config_path: str
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if context.instance is not None and context.run_id is not None:
+            note_worker(context.instance, context.run_id)
 
     @cached_property
     def config(self) -> PlantlakeConfig:

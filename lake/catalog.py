@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from lake import delta
+from lake import delta, locks, state
 from lake.drift import SCHEMA_CHANGES
 from lake.layout import Lake
 
@@ -27,16 +27,38 @@ from lake.layout import Lake
 class TableInfo:
     source: str
     description: str
+    upstream: tuple[str, ...] = ()  # tables it is built from ('layer.name'): a stale one makes it stale too
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+@dataclass(frozen=True)
+class Freshness:
+    """Whether the table's last refresh worked, and if not, why and when it last did."""
+
+    status: str  # fresh | stale
+    error: str | None
+    last_good_refresh: datetime | None
 
 
-def _empty_view(schema: pa.Schema, connection: duckdb.DuckDBPyConnection, qualified: str) -> None:
-    connection.register("empty_source", schema.empty_table())
-    connection.execute(f"CREATE TABLE {qualified} AS SELECT * FROM empty_source")
-    connection.unregister("empty_source")
+def freshness(lake: Lake, info: dict[str, TableInfo]) -> dict[str, Freshness]:
+    """Per table: stale when its own last refresh failed, or a table it is built from is stale."""
+    own: dict[str, Freshness] = {}
+    for layer, name, path in lake.tables():
+        kept = state.current(path)
+        last, good = kept.get(state.LAST_REFRESH) or {}, kept.get(state.LAST_GOOD_REFRESH)
+        failed = last.get("status") == "failed"
+        own[f"{layer}.{name}"] = Freshness("stale" if failed else "fresh", last.get("error") if failed else None,
+                                           datetime.fromisoformat(good) if good else None)  # fmt: skip
+
+    def resolve(name: str, seen: frozenset[str]) -> Freshness:
+        mine = own.get(name, Freshness("fresh", None, None))
+        if mine.status == "stale":
+            return mine
+        for parent in info.get(name, TableInfo("", "")).upstream:
+            if parent not in seen and resolve(parent, seen | {name}).status == "stale":
+                return Freshness("stale", f"not refreshed: {parent} is stale", mine.last_good_refresh)
+        return mine
+
+    return {name: resolve(name, frozenset()) for name in own}
 
 
 def _last_update(path: Path) -> datetime | None:
@@ -91,42 +113,56 @@ def column_notes(field: pa.Field) -> dict[str, str]:
     return {key.decode(): value.decode() for key, value in (field.metadata or {}).items()}
 
 
+CATALOG_COLUMNS = (
+    "layer VARCHAR, table_name VARCHAR, qualified_name VARCHAR, source VARCHAR, description VARCHAR, columns VARCHAR, "
+    "row_count BIGINT, last_update TIMESTAMPTZ, quality_status VARCHAR, quarantined_rows BIGINT, schema_changes BIGINT, "
+    "location VARCHAR, freshness VARCHAR, last_error VARCHAR, last_good_refresh TIMESTAMPTZ"
+)
+
+
 def build_catalog(lake: Lake, info: dict[str, TableInfo]) -> Path:
-    """Write `catalog.duckdb` for the lake's current state; `info` is keyed by 'layer.name'."""
+    """Write `catalog.duckdb` for the lake's current state; `info` is keyed by 'layer.name'.
+
+    Built into a temporary file and renamed into place, one builder at a time.
+    """
     target = lake.catalog_file
-    temporary = target.with_suffix(".duckdb.tmp")
-    temporary.unlink(missing_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with locks.exclusive(lake.root / "meta" / "catalog"):  # one builder at a time
+        temporary = target.with_suffix(".duckdb.tmp")
+        temporary.unlink(missing_ok=True)
+        _write_catalog(lake, info, temporary)
+        os.replace(temporary, target)
+    return target
+
+
+def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> None:
     quality = _quality_status(lake)
     quarantined = _quarantined_rows(lake)
     changes = _schema_changes(lake)
-    connection = duckdb.connect(str(temporary))
+    fresh = freshness(lake, info)
+    connection = duckdb.connect(str(file))
     try:
-        connection.execute(
-            "CREATE TABLE catalog (layer VARCHAR, table_name VARCHAR, qualified_name VARCHAR, source VARCHAR, "
-            "description VARCHAR, columns VARCHAR, row_count BIGINT, last_update TIMESTAMPTZ, "
-            "quality_status VARCHAR, quarantined_rows BIGINT, schema_changes BIGINT, location VARCHAR)"
-        )
+        connection.execute(f"CREATE TABLE catalog ({CATALOG_COLUMNS})")
         for layer, name, path in lake.tables():
-            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {delta.quote(layer)}")
             qualified = f"{layer}.{name}"
+            view = f"{delta.quote(layer)}.{delta.quote(name)}"
             schema = delta.schema(path)
             parquet = delta.files(path)
             if parquet:
-                listing = ", ".join(_literal(file) for file in parquet)
-                connection.execute(
-                    f"CREATE VIEW {qualified} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)"
-                )
+                listing = ", ".join(delta.literal(file) for file in parquet)
+                connection.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
             else:
-                _empty_view(schema, connection, qualified)
+                delta.register_empty(connection, view, schema)
             described = info.get(qualified, TableInfo(source="plantlake", description=""))
             columns = json.dumps([{"name": f.name, "type": str(f.type), **column_notes(f)} for f in schema])
+            status = fresh.get(qualified, Freshness("fresh", None, None))
             connection.execute(
-                "INSERT INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [layer, name, qualified, described.source, described.description, columns,
                  delta.row_count(path), _last_update(path), quality.get(qualified, "not checked"),
-                 quarantined.get(qualified, 0), changes.get(qualified, 0), str(path)],
+                 quarantined.get(qualified, 0), changes.get(qualified, 0), str(path),
+                 status.status, status.error, status.last_good_refresh],
             )  # fmt: skip
     finally:
         connection.close()
-    os.replace(temporary, target)
-    return target

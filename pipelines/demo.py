@@ -16,6 +16,7 @@ import duckdb
 
 from pipelines.config import PlantlakeConfig, load_config
 from pipelines.factory import build_definitions
+from pipelines.runs import refresh_and_publish
 from simulator.__main__ import generate_sources
 from simulator.plant import build_plant, default_anchor
 from simulator.process import opcua_simulator
@@ -58,13 +59,11 @@ def run_demo(config: PlantlakeConfig) -> bool:
     _say(f"starting the OPC-UA simulator on port {sim.opcua_port}")
     with opcua_simulator(sim.opcua_port, anchor, sim.seed, sim.lines, sim.machines_per_line,
                          sim.history_days, sim.sample_seconds):  # fmt: skip
-        _say("running job refresh_all (progress below)")
-        job = build_definitions(config).resolve_job_def("refresh_all")
-        quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-        result = job.execute_in_process(run_config=quiet, instance=_instance(config), raise_on_error=False)
+        _say("running job refresh_all, then publish (progress below)")
+        night = refresh_and_publish(build_definitions(config), _instance(config))
     _say("OPC-UA simulator stopped")
-    _summary(config, result.success, time.monotonic() - started)
-    return result.success
+    _summary(config, night.success, time.monotonic() - started)
+    return night.success
 
 
 def _summary(config: PlantlakeConfig, success: bool, seconds: float) -> None:
@@ -74,11 +73,13 @@ def _summary(config: PlantlakeConfig, success: bool, seconds: float) -> None:
     if catalog.exists():
         with duckdb.connect(str(catalog), read_only=True) as connection:
             rows = connection.execute(
-                "SELECT qualified_name, row_count, quality_status, quarantined_rows FROM catalog ORDER BY layer, table_name"
+                "SELECT qualified_name, row_count, quality_status, quarantined_rows, freshness, last_error "
+                "FROM catalog ORDER BY layer, table_name"
             ).fetchall()
-        for name, count, status, quarantined in rows:
+        for name, count, status, quarantined, freshness, error in rows:
             held = f", {quarantined} in quarantine" if quarantined else ""
-            print(f"    {name:<38} {count:>9} rows   quality: {status}{held}")
+            stale = f"   STALE: {error}" if freshness == "stale" else ""
+            print(f"    {name:<38} {count:>9} rows   quality: {status}{held}{stale}")
     print(f"lake:      {root}")
     print(f"catalog:   {catalog}")
     print(f"data docs: {root / 'quality_docs' / 'index.html'}")

@@ -1,4 +1,4 @@
-"""Build the one Definitions object (assets, checks, jobs, schedule, sensor) from a plantlake config."""
+"""Build the one Definitions object (assets, checks, jobs, schedules, sensors) from a plantlake config."""
 
 from __future__ import annotations
 
@@ -7,14 +7,23 @@ import dagster as dg
 from assets.erp import erp_assets
 from assets.gold import gold_assets
 from assets.logs import log_assets
+from assets.maintenance import maintenance_job
 from assets.opcua import opcua_assets
 from assets.opcua_backfill import backfill_job
-from assets.publish import DATA_DOCS, publish_assets, table_infos
+from assets.publish import CATALOG, DATA_DOCS, publish_assets
 from assets.resources import PlantlakeResource
+from assets.results import WRITES_TAG
 from assets.suppliers import bronze_key as supplier_bronze_key
 from assets.suppliers import supplier_assets
 from pipelines.config import PlantlakeConfig
-from pipelines.sensors import failed_runs_sensor, supplier_files_sensor
+from pipelines.executors import executor_for
+from pipelines.sensors import failed_runs_sensor, publish_after_success, supplier_files_sensor
+
+PUBLISH = dg.AssetSelection.assets(CATALOG, DATA_DOCS)
+
+
+def _qualified(key: dg.AssetKey) -> str:
+    return ".".join(key.path)
 
 
 def build_definitions(config: PlantlakeConfig) -> dg.Definitions:
@@ -27,29 +36,40 @@ def build_definitions(config: PlantlakeConfig) -> dg.Definitions:
     ]
     tables = [d for d in source_assets if isinstance(d, dg.AssetsDefinition) and not isinstance(d, dg.AssetChecksDefinition)]
     keys = [key for definition in tables for key in definition.keys]
-    descriptions = {".".join(key.path): definition.descriptions_by_key.get(key, "") for definition in tables for key in definition.keys}
-    everything = [*source_assets, *publish_assets(config, keys, descriptions)]
+    descriptions = {_qualified(key): definition.descriptions_by_key.get(key, "") for definition in tables for key in definition.keys}
+    upstream = {_qualified(key): tuple(sorted(_qualified(dep) for dep in definition.asset_deps.get(key, ())))
+                for definition in tables for key in definition.keys}  # fmt: skip
+    everything = [*source_assets, *publish_assets(config, keys, descriptions, upstream)]
 
-    refresh_all = dg.define_asset_job("refresh_all", selection=dg.AssetSelection.all(),
-                                      description="Ingest every source, rebuild silver and gold, publish catalog and Data Docs.")  # fmt: skip
+    refresh_all = dg.define_asset_job("refresh_all", selection=dg.AssetSelection.all() - PUBLISH, tags=WRITES_TAG,
+                                      description="Ingest every source, rebuild silver and gold; the publish job follows.")  # fmt: skip
+    publish = dg.define_asset_job("publish", selection=PUBLISH, tags=WRITES_TAG,
+                                  description="Rebuild the catalog and the Data Docs from the lake as it is now.")  # fmt: skip
     supplier_keys = [supplier_bronze_key(source) for source in config.sources.suppliers]
     supplier_job = dg.define_asset_job(
         "supplier_files",
-        selection=dg.AssetSelection.assets(*supplier_keys).downstream() - dg.AssetSelection.assets(DATA_DOCS),
-        description="Land new supplier files and refresh what depends on them.",
+        selection=dg.AssetSelection.assets(*supplier_keys).downstream() - PUBLISH,
+        tags=WRITES_TAG,
+        description="Land new supplier files and refresh what depends on them; the publish job follows.",
     )
-    nightly = dg.ScheduleDefinition(name="nightly_refresh", job=refresh_all, cron_schedule=config.schedule.cron,
-                                    execution_timezone=config.schedule.timezone,
-                                    default_status=dg.DefaultScheduleStatus.RUNNING)  # fmt: skip
-    sensors = [failed_runs_sensor(config, table_infos(config, descriptions))]
+    refresh_jobs = [refresh_all, *([supplier_job] if supplier_keys else [])]
+    schedules = [
+        dg.ScheduleDefinition(name="nightly_refresh", job=refresh_all, cron_schedule=config.schedule.cron,
+                              execution_timezone=config.schedule.timezone,
+                              default_status=dg.DefaultScheduleStatus.RUNNING),
+        dg.ScheduleDefinition(name="weekly_maintenance", job=maintenance_job, cron_schedule=config.maintenance.cron,
+                              execution_timezone=config.schedule.timezone,
+                              default_status=dg.DefaultScheduleStatus.RUNNING),
+    ]  # fmt: skip
+    sensors = [failed_runs_sensor(config, publish, refresh_jobs), publish_after_success(publish, refresh_jobs)]
     if config.sources.suppliers:
         sensors.append(supplier_files_sensor(config, supplier_job))
     return dg.Definitions(
         assets=[d for d in everything if not isinstance(d, dg.AssetChecksDefinition)],
         asset_checks=[d for d in everything if isinstance(d, dg.AssetChecksDefinition)],
-        jobs=[refresh_all, *([supplier_job] if supplier_keys else []), *(backfill_job(s) for s in config.sources.opcua)],
-        schedules=[nightly],
+        jobs=[*refresh_jobs, publish, maintenance_job, *(backfill_job(s) for s in config.sources.opcua)],
+        schedules=schedules,
         sensors=sensors,
         resources={"plantlake": PlantlakeResource(config_path=str(config.path))},
+        executor=executor_for(config.execution),
     )
-

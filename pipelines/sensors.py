@@ -2,14 +2,17 @@
 
 import hashlib
 import json
+from typing import Any
 
 import dagster as dg
 
 from connectors import files
 from lake import runlog
-from lake.catalog import TableInfo, build_catalog
 from lake.layout import Lake
 from pipelines.config import PlantlakeConfig
+
+
+AssetJob = Any  # what dg.define_asset_job returns; dagster does not export its type
 
 
 def _drop_folder_state(config: PlantlakeConfig) -> dict[str, list[int]]:
@@ -37,21 +40,40 @@ def supplier_files_sensor(config: PlantlakeConfig, job: dg.JobDefinition | objec
     return watch
 
 
-def failed_runs_sensor(config: PlantlakeConfig, infos: dict[str, TableInfo]) -> dg.SensorDefinition:
-    """Nightly runs nobody watches: a failure lands in meta.run_failures and the catalog at once."""
+def failed_runs_sensor(config: PlantlakeConfig, publish: AssetJob,
+                       refresh_jobs: list[AssetJob]) -> dg.SensorDefinition:  # fmt: skip
+    """Nightly runs nobody watches: every failure lands in meta.run_failures; a failed refresh is published anyway."""
+    refresh_names = {job.name for job in refresh_jobs}
 
-    @dg.run_failure_sensor(name="record_failed_runs", default_status=dg.DefaultSensorStatus.RUNNING,
-                           description="Writes each failed run, its failed steps and errors to meta.run_failures.")  # fmt: skip
-    def record(context: dg.RunFailureSensorContext) -> None:
-        """Record the failed run and rebuild the catalog so analysts see it in DuckDB."""
-        lake = Lake(config.lake.root)
+    @dg.run_failure_sensor(name="record_failed_runs", default_status=dg.DefaultSensorStatus.RUNNING, request_job=publish,
+                           description="Writes each failed run, its failed steps and errors to meta.run_failures, "
+                                       "and after a failed refresh starts the publish job, which marks what is stale.")  # fmt: skip
+    def record(context: dg.RunFailureSensorContext) -> dg.RunRequest | None:
+        """Record the failed run; rebuild the catalog and Data Docs if it was a refresh."""
         steps = {event.step_key: _root_cause(event.event_specific_data.error)
                  for event in context.get_step_failure_events() if event.step_key}  # fmt: skip
         run = context.dagster_run
-        runlog.record_failure(lake, run.run_id, run.job_name, steps, context.failure_event.message or "")
-        build_catalog(lake, infos)
+        runlog.record_failure(Lake(config.lake.root), run.run_id, run.job_name, steps, context.failure_event.message or "")
+        if run.job_name in refresh_names:
+            return dg.RunRequest(run_key=f"publish-after-{run.run_id}", tags={"plantlake/after_run": run.run_id})
+        return None
 
     return record
+
+
+def publish_after_success(publish: AssetJob,
+                          refresh_jobs: list[AssetJob]) -> dg.SensorDefinition:  # fmt: skip
+    """The catalog and the Data Docs follow every successful refresh."""
+
+    @dg.run_status_sensor(name="publish_after_refresh", run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=refresh_jobs,
+                          request_job=publish, default_status=dg.DefaultSensorStatus.RUNNING,
+                          description="Starts the publish job when a refresh run has succeeded.")  # fmt: skip
+    def after(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+        """Publish what the finished run refreshed."""
+        run_id = context.dagster_run.run_id
+        return dg.RunRequest(run_key=f"publish-after-{run_id}", tags={"plantlake/after_run": run_id})
+
+    return after
 
 
 def _root_cause(error: object) -> str:

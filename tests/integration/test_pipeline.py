@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from pipelines.config import load_config
 from pipelines.factory import build_definitions
+from pipelines.runs import refresh_and_publish
 from simulator.__main__ import generate_sources
 
 pytestmark = pytest.mark.integration
@@ -36,10 +37,11 @@ def pipeline_env(tmp_path: Path, postgres_url: str, opcua_endpoint: str, plant, 
 
 def test_refresh_all_lands_every_source_kind_in_gold_and_reruns_without_duplicates(pipeline_env, plant) -> None:
     config = pipeline_env
-    job = build_definitions(config).resolve_job_def("refresh_all")
+    definitions = build_definitions(config)
     with dg.instance_for_test() as instance:
-        result = job.execute_in_process(instance=instance)
-        assert result.success
+        night = refresh_and_publish(definitions, instance)
+        assert night.success
+        result = night.refresh
         failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
         # the one failure expected: the supplier file with the row that went to quarantine (a warning)
         assert [(e.asset_key.to_user_string(), e.check_name) for e in failed_checks] == [("bronze/acme_rows", "files_clean")]
@@ -78,7 +80,7 @@ def test_refresh_all_lands_every_source_kind_in_gold_and_reruns_without_duplicat
         assert columns["name"].tags == {"personal_data": "true"} and columns["id"].tags == {}
 
         before = _row_counts(catalog)
-        assert job.execute_in_process(instance=instance).success
+        assert refresh_and_publish(definitions, instance).success
         assert _row_counts(catalog) == before
 
 

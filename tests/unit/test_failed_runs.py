@@ -4,15 +4,17 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.config import parse_config
+from pipelines.config import load_config
 from pipelines.factory import build_definitions
 
 pytestmark = pytest.mark.unit
 
 
 def test_a_failed_run_is_recorded_in_the_lake_and_the_catalog(tmp_path: Path) -> None:
-    config = parse_config("lake: {root: lake}\nsources: {logs: [{name: plc, path: missing, format: syslog}]}\n", tmp_path)
-    sensor = build_definitions(config).resolve_sensor_def("record_failed_runs")
+    (tmp_path / "plantlake.yaml").write_text("lake: {root: lake}\nsources: {logs: [{name: plc, path: missing, format: syslog}]}\n")
+    config = load_config(tmp_path / "plantlake.yaml")
+    definitions = build_definitions(config)
+    sensor = definitions.resolve_sensor_def("record_failed_runs")
 
     @dg.asset
     def broken() -> None:
@@ -26,8 +28,9 @@ def test_a_failed_run_is_recorded_in_the_lake_and_the_catalog(tmp_path: Path) ->
             sensor_name="record_failed_runs", dagster_event=failure, dagster_instance=instance,
             dagster_run=result.dagster_run,
         ).for_run_failure()  # fmt: skip
-        sensor(context)
+        assert sensor(context) is None  # not a refresh job: recorded, nothing published
         sensor(context)  # reported twice, recorded once
+        assert definitions.resolve_job_def("publish").execute_in_process(instance=instance).success
 
     with duckdb.connect(str(tmp_path / "lake" / "catalog.duckdb"), read_only=True) as connection:
         rows = connection.execute("select run_id, failed_steps, errors from meta.run_failures").fetchall()

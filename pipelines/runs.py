@@ -1,0 +1,29 @@
+"""A night in this process: what the schedule and the sensors do in a deployment, one after the other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass(frozen=True)
+class Night:
+    refresh: dg.ExecuteInProcessResult
+    publish: dg.ExecuteInProcessResult
+
+    @property
+    def success(self) -> bool:
+        return self.refresh.success and self.publish.success
+
+
+def refresh_and_publish(definitions: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None) -> Night:
+    """Run `refresh_all`, then `publish` whether or not the refresh succeeded (as the sensors would)."""
+    config = QUIET if run_config is None else run_config
+    refresh = definitions.resolve_job_def("refresh_all").execute_in_process(run_config=config, instance=instance,
+                                                                           raise_on_error=False)  # fmt: skip
+    publish = definitions.resolve_job_def("publish").execute_in_process(run_config=config, instance=instance,
+                                                                       raise_on_error=False)  # fmt: skip
+    return Night(refresh, publish)
