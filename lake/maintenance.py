@@ -4,9 +4,9 @@ Each night appends a few small files and commits to many tables. Without houseke
 files and the log grow without bound and reads slow down with the lake's age. Per table:
 
 - compaction rewrites small files into files of about `target_file_bytes` (OPTIMIZE);
-- a checkpoint, then log cleanup past the retention, keeps the log short;
 - a full vacuum removes files no version within the retention needs, including Parquet
-  files that runs killed before their commit left behind.
+  files that runs killed before their commit left behind;
+- a checkpoint, then log cleanup past the retention, keeps the log short.
 
 Time travel keeps working within the retention: the log retention and the vacuum retention
 are the same duration. The retention never goes below the longest run still going, so a
@@ -82,13 +82,14 @@ def maintain_table(path: Path, retention: timedelta, target_file_bytes: int = TA
     if _small_files(table, target_file_bytes) > 1:
         compacted = int(table.optimize.compact(target_size=target_file_bytes)["numFilesRemoved"])
     table = DeltaTable(str(path))
-    if _checkpointed_version(path) != table.version():
-        table.create_checkpoint()
-    table.cleanup_metadata()
     hours = int(retention.total_seconds() // 3600)
     removed = table.vacuum(retention_hours=hours, dry_run=True, enforce_retention_duration=False, full=True)
     if removed:  # a vacuum commits twice (start and end): only when it has files to remove
         table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False, full=True)
+        table = DeltaTable(str(path))
+    if _checkpointed_version(path) != table.version():
+        table.create_checkpoint()
+    table.cleanup_metadata()
     after = footprint(path)
     return {"files_before": before.live_files, "files_after": after.live_files, "bytes_before": before.disk_bytes,
             "bytes_after": after.disk_bytes, "live_bytes": after.live_bytes, "files_compacted": compacted,
