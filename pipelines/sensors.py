@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.publish import CATALOG
 from connectors import files
 from lake import runlog
 from lake.layout import Lake
@@ -54,9 +55,7 @@ def failed_runs_sensor(config: PlantlakeConfig, publish: AssetJob,
                  for event in context.get_step_failure_events() if event.step_key}  # fmt: skip
         run = context.dagster_run
         runlog.record_failure(Lake(config.lake.root), run.run_id, run.job_name, steps, context.failure_event.message or "")
-        if run.job_name in refresh_names:
-            return dg.RunRequest(run_key=f"publish-after-{run.run_id}", tags={"plantlake/after_run": run.run_id})
-        return None
+        return publish_request(run) if run.job_name in refresh_names else None
 
     return record
 
@@ -70,10 +69,16 @@ def publish_after_success(publish: AssetJob,
                           description="Starts the publish job when a refresh run has succeeded.")  # fmt: skip
     def after(context: dg.RunStatusSensorContext) -> dg.RunRequest:
         """Publish what the finished run refreshed."""
-        run_id = context.dagster_run.run_id
-        return dg.RunRequest(run_key=f"publish-after-{run_id}", tags={"plantlake/after_run": run_id})
+        return publish_request(context.dagster_run)
 
     return after
+
+
+def publish_request(run: dg.DagsterRun) -> dg.RunRequest:
+    """After the nightly refresh, the catalog and the Data Docs; after a supplier file, the catalog only."""
+    selection = None if run.job_name == "refresh_all" else [CATALOG]
+    return dg.RunRequest(run_key=f"publish-after-{run.run_id}", asset_selection=selection,
+                         tags={"plantlake/after_run": run.run_id})  # fmt: skip
 
 
 def _root_cause(error: object) -> str:

@@ -4,8 +4,10 @@ import dagster as dg
 import duckdb
 import pytest
 
+from assets.publish import CATALOG
 from pipelines.config import load_config
 from pipelines.factory import build_definitions
+from pipelines.sensors import publish_request
 
 pytestmark = pytest.mark.unit
 
@@ -38,3 +40,10 @@ def test_a_failed_run_is_recorded_in_the_lake_and_the_catalog(tmp_path: Path) ->
     assert len(rows) == 1 and rows[0][0] == result.run_id and rows[0][1] == "broken"
     assert "refused the connection" in rows[0][2]
     assert described == ("Every failed run: job, failed steps and their errors.",)
+
+
+def test_every_refresh_is_followed_by_publish_and_a_supplier_file_by_the_catalog_only() -> None:
+    nightly = publish_request(dg.DagsterRun(job_name="refresh_all", run_id="night-1"))
+    assert nightly.asset_selection is None and nightly.run_key == "publish-after-night-1"
+    supplier = publish_request(dg.DagsterRun(job_name="supplier_files", run_id="file-1"))
+    assert supplier.asset_selection == [CATALOG]
