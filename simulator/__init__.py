@@ -1,1 +1,2 @@
-"""The bundled plant simulator: ERP database, OPC-UA server, machine logs and supplier files."""
+"""The bundled plant simulator: ERP database, OPC-UA server, machine logs and supplier files;
+`simulator.clock` advances it night by night."""

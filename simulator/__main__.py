@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from simulator.erp import create_erp
@@ -26,11 +26,19 @@ def _plant_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-seconds", type=int, default=60)
     parser.add_argument("--tags-per-machine", type=int, default=5, help="5 core tags, then process sensors (Sensor06...)")
     parser.add_argument("--anchor", type=datetime.fromisoformat, default=None, help="end of history (UTC)")
+    parser.add_argument("--day-by-day", action="store_true",
+                        help="generate history day by day, so a later anchor only adds to it (the plant clock's way)")
+    parser.add_argument("--idle-days", type=_days, default=(), metavar="DAY,DAY",
+                        help="with --day-by-day: UTC days (YYYY-MM-DD) the plant stood still and recorded nothing")
+
+
+def _days(text: str) -> tuple[date, ...]:
+    return tuple(date.fromisoformat(day) for day in text.split(",") if day)
 
 
 def plant_from_arguments(args: argparse.Namespace) -> Plant:
     return build_plant(args.seed, args.lines, args.machines_per_line, args.history_days, args.sample_seconds, args.anchor,
-                       args.tags_per_machine)
+                       args.tags_per_machine, args.day_by_day, frozenset(args.idle_days))  # fmt: skip
 
 
 def generate_sources(plant: Plant, output: Path, erp_url: str | None = None) -> dict[str, object]:

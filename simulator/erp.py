@@ -76,6 +76,7 @@ stock_moves = sa.Table(
 
 _COUNTRIES = ("DE", "AT", "CH", "FR", "IT", "PL", "CZ", "NL")
 _OPERATIONS = ("setup", "machining", "inspection")
+PLAN_STREAM = 0x504C414E  # seeds the random stream of night 0's plan (a later night plans from its own)
 
 
 def _naive(moment: datetime) -> datetime:
@@ -84,7 +85,7 @@ def _naive(moment: datetime) -> datetime:
 
 
 def erp_rows(plant: Plant) -> dict[str, list[dict]]:
-    """All ERP rows of the plant, by table name."""
+    """All ERP rows of the plant, by table name; a day-by-day plant has the next day planned as well."""
     rng = np.random.default_rng([plant.seed, 7])
     stamp = _naive(plant.start - timedelta(days=30))
     rows: dict[str, list[dict]] = {
@@ -126,30 +127,66 @@ def erp_rows(plant: Plant) -> dict[str, list[dict]]:
                 "updated_at": _naive(order.end),
             }
         )
-        step = (order.end - order.start) / len(_OPERATIONS)
-        for position, operation in enumerate(_OPERATIONS):
-            rows["work_orders"].append(
+        work, move = order_children(rows["production_orders"][-1], len(rows["work_orders"]) + 1, order.order_id,
+                                    Decimal(f"{-rng.uniform(10, 300):.3f}"))  # fmt: skip
+        rows["work_orders"] += work
+        rows["stock_moves"].append(move)
+    if plant.day_by_day:  # a plant that advances night by night (simulator.clock) has tomorrow planned
+        rows["production_orders"] += planned_orders(
+            np.random.default_rng([plant.seed, PLAN_STREAM, 0]), [m.machine_id for m in plant.machines],
+            [lot.lot_id for lot in plant.lots], [row["id"] for row in rows["customers"]],
+            [row["id"] for row in rows["products"]], plant.end, len(plant.orders) + 1, plant.end - timedelta(hours=8),
+        )  # fmt: skip
+    return rows
+
+
+def order_children(order: dict, first_work_order_id: int, stock_move_id: int, quantity_kg: Decimal) -> tuple[list[dict], dict]:
+    """The work orders (one per operation, splitting the order's time) and the material issue of an order that ran."""
+    start, end = order["actual_start"], order["actual_end"]
+    step = (end - start) / len(_OPERATIONS)
+    work = [
+        {
+            "id": first_work_order_id + position,
+            "production_order_id": order["id"],
+            "operation": operation,
+            "machine_id": order["machine_id"],
+            "status": order["status"],
+            "started_at": start + position * step,
+            "finished_at": start + (position + 1) * step,
+            "updated_at": order["updated_at"],
+        }
+        for position, operation in enumerate(_OPERATIONS)
+    ]
+    move = {"id": stock_move_id, "production_order_id": order["id"], "lot": order["material_lot"],
+            "quantity_kg": quantity_kg, "moved_at": start, "updated_at": start}  # fmt: skip
+    return work, move
+
+
+def planned_orders(rng: np.random.Generator, machine_ids: list[str], lot_ids: list[str], customer_ids: list[int],
+                   product_ids: list[int], day: datetime, first_id: int, entered_at: datetime) -> list[dict]:  # fmt: skip
+    """The production orders of `day` as the planner enters them the day before: status planned,
+    the planned window in actual_start/actual_end (jobs of 4 to 10 hours from 06:00 on each
+    machine), no work orders or stock moves yet. Some are cancelled, and deleted, before they run."""
+    rows: list[dict] = []
+    for machine_id in machine_ids:
+        cursor = day + timedelta(hours=6)
+        while cursor < day + timedelta(hours=22):
+            length = timedelta(hours=int(rng.integers(4, 11)))
+            rows.append(
                 {
-                    "id": len(rows["work_orders"]) + 1,
-                    "production_order_id": order.order_id,
-                    "operation": operation,
-                    "machine_id": order.machine_id,
-                    "status": status,
-                    "started_at": _naive(order.start + position * step),
-                    "finished_at": _naive(order.start + (position + 1) * step),
-                    "updated_at": _naive(order.end),
+                    "id": first_id + len(rows),
+                    "product_id": product_ids[int(rng.integers(0, len(product_ids)))],
+                    "customer_id": customer_ids[int(rng.integers(0, len(customer_ids)))],
+                    "machine_id": machine_id,
+                    "material_lot": lot_ids[int(rng.integers(0, len(lot_ids)))],
+                    "quantity": int(rng.integers(20, 400)),
+                    "status": "planned",
+                    "actual_start": _naive(cursor),
+                    "actual_end": _naive(min(cursor + length, day + timedelta(days=1))),
+                    "updated_at": _naive(entered_at + timedelta(minutes=len(rows))),
                 }
             )
-        rows["stock_moves"].append(
-            {
-                "id": order.order_id,
-                "production_order_id": order.order_id,
-                "lot": order.material_lot,
-                "quantity_kg": Decimal(f"{-rng.uniform(10, 300):.3f}"),
-                "moved_at": _naive(order.start),
-                "updated_at": _naive(order.start),
-            }
-        )
+            cursor += length
     return rows
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import openpyxl
 
-from simulator.plant import Plant
+from simulator.plant import Anomaly, MaterialLot, Plant
 
 # syslog priority = facility * 8 + severity; facility 16 (local0) as PLCs commonly use
 _LOCAL0 = 16
@@ -22,48 +23,84 @@ def _syslog_5424(moment: datetime, host: str, severity: str, msgid: str, message
     return f"<{_LOCAL0 * 8 + _SEVERITY[severity]}>1 {stamp} {host} plc 4711 {msgid} - {message}"
 
 
+@dataclass(frozen=True)
+class LogEvent:
+    """One event a machine logs; both its PLC (syslog) and its CNC controller (JSON lines) write it."""
+
+    machine_id: str
+    moment: datetime
+    severity: str
+    code: str
+    message: str
+
+
+def shift_events(plant: Plant, day: datetime) -> list[LogEvent]:
+    """Shift start at 06:00 and shift end at 22:00 after `day` on every machine."""
+    return [
+        event
+        for machine in plant.machines
+        for event in (
+            LogEvent(machine.machine_id, day + timedelta(hours=6), "info", "S-01", "Shift start, program O1234 loaded"),
+            LogEvent(machine.machine_id, day + timedelta(hours=22), "info", "S-02", "Shift end, spindle stopped"),
+        )
+    ]
+
+
+def alarm_events(anomalies: list[Anomaly]) -> list[LogEvent]:
+    """The alarm when an anomaly starts and its clearing when it ends."""
+    events = []
+    for anomaly in anomalies:
+        events.append(LogEvent(anomaly.machine_id, anomaly.start, "error", anomaly.code, anomaly.message))
+        events.append(LogEvent(anomaly.machine_id, anomaly.end, "notice", "A-17C", "Alarm cleared: spindle vibration normal"))
+    return events
+
+
+def plant_log_events(plant: Plant) -> list[LogEvent]:
+    """The events of the whole history: the shifts of each day from the start, and every anomaly."""
+    events, day = [], plant.start
+    while day < plant.end:
+        events += shift_events(plant, day)
+        day += timedelta(days=1)
+    return events + alarm_events(plant.anomalies)
+
+
+def log_lines(plant: Plant, events: list[LogEvent]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Per production line, in time order: the PLC's syslog lines and the CNC controllers' JSON lines."""
+    hosts = {m.machine_id: m for m in plant.machines}
+    syslog_lines: dict[str, list[tuple[datetime, str]]] = {}
+    json_lines: dict[str, list[tuple[datetime, str]]] = {}
+    for event in events:
+        machine = hosts[event.machine_id]
+        syslog_lines.setdefault(machine.line, []).append(
+            (event.moment, _syslog_5424(event.moment, machine.host, event.severity, event.code, event.message))
+        )
+        record = {
+            "time": event.moment.isoformat().replace("+00:00", "Z"),
+            "machine": event.machine_id,
+            "level": {"error": "ALARM", "notice": "INFO", "info": "INFO"}[event.severity],
+            "code": event.code,
+            "message": event.message,
+            "controller": "Sinumerik 840D",
+        }
+        json_lines.setdefault(machine.line, []).append((event.moment, json.dumps(record, ensure_ascii=False)))
+    return ({line: [text for _, text in sorted(entries)] for line, entries in syslog_lines.items()},
+            {line: [text for _, text in sorted(entries)] for line, entries in json_lines.items()})  # fmt: skip
+
+
 def write_machine_logs(plant: Plant, folder: Path) -> list[Path]:
     """PLC syslog (RFC 5424) per line and CNC controller JSON lines; alarms match the anomalies."""
     syslog_dir, json_dir = folder / "plc", folder / "cnc"
     syslog_dir.mkdir(parents=True, exist_ok=True)
     json_dir.mkdir(parents=True, exist_ok=True)
-    hosts = {m.machine_id: m for m in plant.machines}
-    syslog_lines: dict[str, list[tuple[datetime, str]]] = {}
-    json_lines: dict[str, list[tuple[datetime, str]]] = {}
-
-    def add(machine_id: str, moment: datetime, severity: str, code: str, message: str) -> None:
-        machine = hosts[machine_id]
-        syslog_lines.setdefault(machine.line, []).append(
-            (moment, _syslog_5424(moment, machine.host, severity, code, message))
-        )
-        record = {
-            "time": moment.isoformat().replace("+00:00", "Z"),
-            "machine": machine_id,
-            "level": {"error": "ALARM", "notice": "INFO", "info": "INFO"}[severity],
-            "code": code,
-            "message": message,
-            "controller": "Sinumerik 840D",
-        }
-        json_lines.setdefault(machine.line, []).append((moment, json.dumps(record, ensure_ascii=False)))
-
-    day = plant.start
-    while day < plant.end:
-        for machine in plant.machines:
-            add(machine.machine_id, day + timedelta(hours=6), "info", "S-01", "Shift start, program O1234 loaded")
-            add(machine.machine_id, day + timedelta(hours=22), "info", "S-02", "Shift end, spindle stopped")
-        day += timedelta(days=1)
-    for anomaly in plant.anomalies:
-        add(anomaly.machine_id, anomaly.start, "error", anomaly.code, anomaly.message)
-        add(anomaly.machine_id, anomaly.end, "notice", "A-17C", "Alarm cleared: spindle vibration normal")
-
+    syslog_lines, json_lines = log_lines(plant, plant_log_events(plant))
     written = []
-    for line, entries in syslog_lines.items():
+    for line, texts in syslog_lines.items():
         path = syslog_dir / f"{line.lower()}.log"
-        path.write_text("\n".join(text for _, text in sorted(entries)) + "\n", encoding="utf-8")
+        path.write_text("\n".join(texts) + "\n", encoding="utf-8")
         written.append(path)
-    for line, entries in json_lines.items():
+    for line, texts in json_lines.items():
         path = json_dir / f"{line.lower()}.jsonl"
-        path.write_text("\n".join(text for _, text in sorted(entries)) + "\n", encoding="utf-8")
+        path.write_text("\n".join(texts) + "\n", encoding="utf-8")
         written.append(path)
     return written
 
@@ -79,9 +116,17 @@ def write_supplier_files(plant: Plant, folder: Path, bad_row: bool = True) -> li
     steel_dir.mkdir(parents=True, exist_ok=True)
     acme = [lot for lot in plant.lots if lot.lot_id.startswith("LOT-AC")]
     steel = [lot for lot in plant.lots if lot.lot_id.startswith("LOT-SW")]
+    csv_path = acme_dir / f"lieferung_{plant.start:%Y%m%d}.csv"
+    write_acme_csv(acme, csv_path, bad_row)
+    xlsx_path = steel_dir / f"deliveries_{plant.start:%Y%m%d}.xlsx"
+    write_stahlwerk_xlsx(steel, xlsx_path)
+    return [csv_path, xlsx_path]
 
+
+def write_acme_csv(lots: list[MaterialLot], path: Path, bad_row: bool = False) -> None:
+    """Acme's delivery note; `bad_row` adds a lot whose quantity reads "k.A." (not known)."""
     lines = ["Charge;Werkstoff;Lieferant;Menge kg;Lieferdatum;Zeugnis"]
-    for lot in acme:
+    for lot in lots:
         lines.append(
             ";".join(
                 [
@@ -96,19 +141,19 @@ def write_supplier_files(plant: Plant, folder: Path, bad_row: bool = True) -> li
         )
     if bad_row:
         lines.append("LOT-AC-9999;S235JR;Acme Stahlhandel GmbH;k.A.;01.01.2026;fehlt")
-    csv_path = acme_dir / f"lieferung_{plant.start:%Y%m%d}.csv"
-    csv_path.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
 
+
+def write_stahlwerk_xlsx(lots: list[MaterialLot], path: Path) -> None:
+    """Stahlwerk Süd's delivery workbook, one sheet "Lots"; the same lots give the same bytes."""
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.title = "Lots"
     sheet.append(["Lot", "Material", "Supplier", "Quantity (kg)", "Delivered", "Certificate"])
-    for lot in steel:
+    for lot in lots:
         sheet.append([lot.lot_id, lot.material, lot.supplier, lot.quantity_kg, lot.delivered_on, lot.certificate])
-    xlsx_path = steel_dir / f"deliveries_{plant.start:%Y%m%d}.xlsx"
-    workbook.save(xlsx_path)
-    _pin_xlsx_timestamps(xlsx_path)
-    return [csv_path, xlsx_path]
+    workbook.save(path)
+    _pin_xlsx_timestamps(path)
 
 
 def _pin_xlsx_timestamps(path: Path) -> None:

@@ -6,6 +6,7 @@ the machine logs and the supplier files agree with each other and are identical 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -67,6 +68,8 @@ class Plant:
     lots: list[MaterialLot] = field(default_factory=list)
     orders: list[Order] = field(default_factory=list)
     extra_tags: int = 0
+    day_by_day: bool = False
+    idle_days: frozenset[date] = frozenset()
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -75,13 +78,21 @@ class Plant:
 
     @property
     def timestamps(self) -> np.ndarray:
-        """Sample times as seconds since the Unix epoch."""
+        """Sample times as seconds since the Unix epoch (none on `idle_days`)."""
         first = int(self.start.timestamp())
         count = int((self.end - self.start).total_seconds()) // self.sample_seconds
-        return first + self.sample_seconds * np.arange(count, dtype=np.int64)
+        seconds = first + self.sample_seconds * np.arange(count, dtype=np.int64)
+        if not self.idle_days:
+            return seconds
+        idle = [(day - date(1970, 1, 1)).days for day in self.idle_days]
+        return seconds[~np.isin(seconds // 86_400, idle)]
 
     def signals(self, machine: Machine) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per tag: (values, status codes) aligned with `timestamps`."""
+        if self.day_by_day:
+            from simulator.daily import daily_signals  # daily builds on this module's types
+
+            return daily_signals(self, machine)
         return _signals(self, machine)
 
 
@@ -99,7 +110,16 @@ def build_plant(
     sample_seconds: int = 60,
     anchor: datetime | None = None,
     tags_per_machine: int = len(TAGS),
+    day_by_day: bool = False,
+    idle_days: Iterable[date] = (),
 ) -> Plant:
+    """The plant with `history_days` of history up to `anchor`.
+
+    `day_by_day`: anomalies and signals come day by day from generators seeded by (seed,
+    machine, UTC day), so the plant of a later anchor extends this one without changing a
+    value of it, as a historian's past never changes (see `simulator.clock`). `idle_days`
+    (with `day_by_day`): UTC days the plant stood still and recorded nothing.
+    """
     end = anchor or default_anchor()
     start = end - timedelta(days=history_days)
     machines = [
@@ -108,10 +128,16 @@ def build_plant(
             (line, slot) for line in range(1, lines + 1) for slot in range(1, machines_per_line + 1)
         )
     ]
-    plant = Plant(seed, start, end, sample_seconds, machines, extra_tags=max(0, tags_per_machine - len(TAGS)))
+    plant = Plant(seed, start, end, sample_seconds, machines, extra_tags=max(0, tags_per_machine - len(TAGS)),
+                  day_by_day=day_by_day, idle_days=frozenset(idle_days))  # fmt: skip
     rng = np.random.default_rng(seed)
     plant.lots = _lots(rng, start)
-    plant.anomalies = _anomalies(plant, rng)
+    if day_by_day:
+        from simulator.daily import daily_anomalies
+
+        plant.anomalies = daily_anomalies(plant)
+    else:
+        plant.anomalies = _anomalies(plant, rng)
     plant.orders = _orders(plant, rng)
     return plant
 

@@ -7,9 +7,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 
 
 def free_port() -> int:
@@ -32,15 +32,22 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float) -> Non
 
 
 def serve_command(port: int, anchor: datetime, seed: int = 42, lines: int = 2, machines_per_line: int = 3,
-                  history_days: float = 2, sample_seconds: int = 60, tags_per_machine: int = 5) -> list[str]:  # fmt: skip
-    """The command line of `python -m simulator serve` for this plant."""
-    return [
+                  history_days: float = 2, sample_seconds: int = 60, tags_per_machine: int = 5,
+                  day_by_day: bool = False, idle_days: Iterable[date] = ()) -> list[str]:  # fmt: skip
+    """The command line of `python -m simulator serve` for this plant (see `build_plant` for the last two)."""
+    command = [
         sys.executable, "-m", "simulator", "serve",
         "--port", str(port), "--seed", str(seed), "--lines", str(lines),
         "--machines-per-line", str(machines_per_line), "--history-days", str(history_days),
         "--sample-seconds", str(sample_seconds), "--anchor", anchor.isoformat(),
         "--tags-per-machine", str(tags_per_machine),
     ]  # fmt: skip
+    if day_by_day:
+        command.append("--day-by-day")
+    idle = sorted(idle_days)
+    if idle:
+        command += ["--idle-days", ",".join(day.isoformat() for day in idle)]
+    return command
 
 
 @contextmanager
@@ -56,9 +63,12 @@ def opcua_simulator(
     tags_per_machine: int = 5,
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
+    day_by_day: bool = False,
+    idle_days: Iterable[date] = (),
 ) -> Iterator[str]:
     """Run `python -m simulator serve` and yield its endpoint; the process is stopped on exit."""
-    command = serve_command(port, anchor, seed, lines, machines_per_line, history_days, sample_seconds, tags_per_machine)
+    command = serve_command(port, anchor, seed, lines, machines_per_line, history_days, sample_seconds, tags_per_machine,
+                            day_by_day, idle_days)  # fmt: skip
     process = subprocess.Popen([*command, *(extra_args or [])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, **(env or {})})  # fmt: skip
     try:
