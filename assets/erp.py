@@ -120,9 +120,8 @@ def _silver_drift(lake: Lake, name: str, run_id: str) -> drift.Drift:
     return change
 
 
-def _reconcile_deletes(path: Path, source: ErpSource, table: ErpTable) -> dict[str, object]:
+def _reconcile_deletes(path: Path, source: ErpSource, table: ErpTable, now: datetime) -> dict[str, object]:
     """Compare primary keys with the source when due; mark or remove the rows it no longer has."""
-    now = datetime.now(UTC)
     if table.deletes is None or delta.open_table(path) is None or not deletes.due(path, table.deletes.every_hours, now):
         return {"rows_deleted": 0, "deletes_checked": False}
     silver_schema = delta.schema(path)
@@ -135,7 +134,7 @@ def _reconcile_deletes(path: Path, source: ErpSource, table: ErpTable) -> dict[s
     return {"rows_deleted": count, "deletes_checked": True}
 
 
-def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> Step:
+def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str, now: datetime | None = None) -> Step:
     """Newest version per primary key, validated (failing rows go to quarantine), deletes marked."""
     name, keys = table_name(source, table), table.primary_key
     path = lake.table("silver", name)
@@ -143,7 +142,7 @@ def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) ->
     chunks = silver.pending_chunks(path, {name: silver.BronzeInput(lake.table("bronze", name), keys)})
     step = merge_validated(lake, path, chunks, lambda work: (transforms.erp_rows(work.rows[name], keys, table.cursor), []),
                            lambda schema: suites.erp_suite(keys, table.expect, schema), keys, run_id, source.name)  # fmt: skip
-    step.metadata.update(_reconcile_deletes(path, source, table), schema_drift=change.describe())
+    step.metadata.update(_reconcile_deletes(path, source, table, now or datetime.now(UTC)), schema_drift=change.describe())
     return step
 
 
@@ -172,10 +171,10 @@ def _table_assets(source: ErpSource, table: ErpTable) -> list:
     return [
         bronze_asset(bronze_key, "erp", {"sql"},
                      f"Rows of ERP table {table.name} as landed from {source.name}. {table.description}",
-                     lambda lake, run_id: load_bronze(lake, source, table, run_id)),
+                     lambda lake, run_id, now: load_bronze(lake, source, table, run_id)),
         *silver_assets(silver_key, [bronze_key], "erp",
                        f"ERP table {table.name}, newest version per key. {table.description}",
-                       lambda lake, run_id: build_silver(lake, source, table, run_id),
+                       lambda lake, run_id, now: build_silver(lake, source, table, run_id, now),
                        lambda data, lake: silver_invariants(data, lake, source, table),
                        "Unique keys, references, source row count"),
     ]  # fmt: skip

@@ -1,6 +1,7 @@
 """The two asset shapes every source kind uses: a bronze landing, and a silver table with its checks."""
 
 from collections.abc import Callable
+from datetime import datetime
 
 import dagster as dg
 import pyarrow.dataset as ds
@@ -17,7 +18,8 @@ from assets.results import (
 from lake.layout import Lake
 from quality.invariants import InvariantResult
 
-Build = Callable[[Lake, str], Step]
+# (lake, run id, the present the run assumes) -> what the step did
+Build = Callable[[Lake, str, datetime], Step]
 Invariants = Callable[[ds.Dataset, Lake], list[InvariantResult]]
 
 
@@ -26,7 +28,8 @@ def bronze_asset(key: dg.AssetKey, group: str, kinds: set[str], description: str
     def land(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Land what is new in the source."""
         lake, run_id = plantlake.lake, context.run.run_id
-        return materialize(context, lake, refreshed(lake, key, run_id, lambda: build(lake, run_id)))
+        now = plantlake.present()
+        return materialize(context, lake, refreshed(lake, key, run_id, lambda: build(lake, run_id, now)))
 
     return land
 
@@ -39,8 +42,8 @@ def silver_assets(key: dg.AssetKey, deps: list[dg.AssetKey], group: str, descrip
               check_specs=[expectation_spec(key)], description=description)  # fmt: skip
     def merge(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Validate new bronze rows and merge them into silver."""
-        lake, run_id = plantlake.lake, context.run.run_id
-        return materialize(context, lake, refreshed(lake, key, run_id, lambda: build(lake, run_id)))
+        lake, run_id, now = plantlake.lake, context.run.run_id, plantlake.present()
+        return materialize(context, lake, refreshed(lake, key, run_id, lambda: build(lake, run_id, now)))
 
     @dg.asset_check(asset=key, name="invariants", blocking=True, description=invariants_description)
     def check(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:

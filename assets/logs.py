@@ -94,13 +94,13 @@ def log_assets(sources: list[LogSource]) -> list:
     bronze_assets = [
         bronze_asset(bronze_key(source), "logs", set(),
                      f"Parsed entries of {source.format} logs {source.glob} in {source.path.name}/, raw text kept.",
-                     lambda lake, run_id, source=source: load_bronze(lake, source, run_id))  # fmt: skip
+                     lambda lake, run_id, now, source=source: load_bronze(lake, source, run_id, now))  # fmt: skip
         for source in sources
     ]
     return bronze_assets + silver_assets(
         MACHINE_EVENTS, [bronze_key(s) for s in sources], "logs",
         "Machine and controller log events: UTC time, machine, severity, code, message.",
-        lambda lake, run_id: build_silver(lake, sources, run_id),
+        lambda lake, run_id, now: build_silver(lake, sources, run_id),
         lambda data, lake: [invariants.unique_keys(data, transforms.EVENT_KEYS)],
         "One event per entry of a log file",
     )  # fmt: skip

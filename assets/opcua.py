@@ -105,13 +105,13 @@ def opcua_assets(sources: list[OpcuaSource]) -> list:
     bronze = [
         bronze_asset(bronze_key(source), "sensors", {"opcua"},
                      f"Raw history of every historized variable below {source.roots} on {source.endpoint}.",
-                     lambda lake, run_id, source=source: load_bronze(lake, source, run_id))  # fmt: skip
+                     lambda lake, run_id, now, source=source: load_bronze(lake, source, run_id, now))  # fmt: skip
         for source in sources
     ]
     return bronze + silver_assets(
         SENSOR_READINGS, [bronze_key(s) for s in sources], "sensors",
         "Sensor history of all OPC-UA servers in long form (timestamp, machine, tag, value, status).",
-        lambda lake, run_id: build_silver(lake, sources, run_id),
+        lambda lake, run_id, now: build_silver(lake, sources, run_id),
         lambda data, lake: [invariants.unique_keys(data, transforms.SENSOR_KEYS), invariants.not_empty(data)],
         "One reading per tag and timestamp, and not empty",
     )  # fmt: skip

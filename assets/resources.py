@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cached_property
 
 import dagster as dg
+from pydantic import Field
 
 from assets.worker import note_worker
 from lake.layout import Lake
@@ -15,6 +17,8 @@ class PlantlakeResource(dg.ConfigurableResource):
     """Where the YAML is; the same file the definitions were generated from."""
 
     config_path: str
+    now: str | None = Field(default=None, description="the present a run assumes (ISO 8601 with offset); unset: "
+                            "the clock. For replaying a simulated plant night after night, not for production.")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if context.instance is not None and context.run_id is not None:
@@ -23,6 +27,9 @@ class PlantlakeResource(dg.ConfigurableResource):
     @cached_property
     def config(self) -> PlantlakeConfig:
         return load_config(self.config_path)
+
+    def present(self) -> datetime:
+        return datetime.fromisoformat(self.now) if self.now else datetime.now(UTC)
 
     @property
     def lake(self) -> Lake:

@@ -281,13 +281,13 @@ def supplier_assets(sources: list[SupplierSource]) -> list:
         definitions.append(bronze_asset(bronze_key(source), "suppliers", {source.format},
                                         f"Rows of {source.format} files {source.glob} dropped by supplier {source.name}, "
                                         "typed by its mapping; each file once.",
-                                        lambda lake, run_id, source=source: load_bronze(lake, source, run_id)))  # fmt: skip
+                                        lambda lake, run_id, now, source=source: load_bronze(lake, source, run_id)))  # fmt: skip
         definitions += _file_checks(source)
     for target, members in by_target.items():
         definitions += silver_assets(
             silver_key(target), [bronze_key(s) for s in members], "suppliers",
             f"{target} from suppliers {', '.join(s.name for s in members)}, merged on {members[0].key}; newest file wins.",
-            lambda lake, run_id, target=target, members=members: build_silver(lake, target, members, run_id),
+            lambda lake, run_id, now, target=target, members=members: build_silver(lake, target, members, run_id),
             lambda data, lake, members=members: [invariants.unique_keys(data, members[0].key)],
             "One row per key",
         )  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import dagster as dg
 
 from assets.erp import erp_assets
@@ -26,7 +28,8 @@ def _qualified(key: dg.AssetKey) -> str:
     return ".".join(key.path)
 
 
-def build_definitions(config: PlantlakeConfig) -> dg.Definitions:
+def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> dg.Definitions:
+    """Everything the YAML declares; `now` fixes the present the runs assume (replaying a simulated plant)."""
     source_assets = [
         *[definition for erp in config.sources.erp for definition in erp_assets(erp)],
         *opcua_assets(config.sources.opcua),
@@ -70,6 +73,6 @@ def build_definitions(config: PlantlakeConfig) -> dg.Definitions:
         jobs=[*refresh_jobs, publish, maintenance_job, *(backfill_job(s) for s in config.sources.opcua)],
         schedules=schedules,
         sensors=sensors,
-        resources={"plantlake": PlantlakeResource(config_path=str(config.path))},
+        resources={"plantlake": PlantlakeResource(config_path=str(config.path), now=now.isoformat() if now else None)},
         executor=executor_for(config.execution),
     )
