@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from quality.suites import Expect
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 SAMPLE_ROWS = 200_000
+KEEP_RUNS = 7  # validation runs kept per table in the GX site: a week of nights
 _EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', re.IGNORECASE)
 _EXTERNAL_LINK = re.compile(r'<link[^>]*\shref="https?://[^"]*"[^>]*/?>', re.IGNORECASE)
 _EXTERNAL_IMAGE = re.compile(r'src="https?://[^"]*logo-long\.png[^"]*"', re.IGNORECASE)
@@ -55,18 +57,33 @@ def build_data_docs(project_dir: Path, tables: dict[str, tuple[ds.Dataset, list[
         definition = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=name, data=batch, suite=stored_suite)
         )
-        checkpoint = context.checkpoints.add_or_update(
-            gx.Checkpoint(name=name, validation_definitions=[definition],
-                          actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")])  # fmt: skip
-        )
+        # no docs action per table: the site is built once, below, after the old results are pruned
+        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(name=name, validation_definitions=[definition]))
         result = checkpoint.run(batch_parameters={"dataframe": frame})
         reports += [_report(name, len(frame), validation) for validation in result.run_results.values()]
-    context.build_data_docs()
     site = project_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
+    prune_history(project_dir / "gx" / "uncommitted" / "validations", site / "validations", KEEP_RUNS)
+    context.build_data_docs()
     keep_offline(site)
     index = project_dir / "index.html"
     index.write_text(render_index(reports, site), encoding="utf-8")
     return index
+
+
+def prune_history(results: Path, pages: Path, keep: int) -> int:
+    """Keep the newest `keep` validation runs of each table, their stored results and their pages.
+
+    GX keeps every run's results and renders a page for each, so the report would otherwise
+    grow every night for ever, and so would the time it takes to build. Runs are folders named
+    by their UTC time, so the newest sort last.
+    """
+    removed = 0
+    for folder in {run.parent for run in results.glob("*/*/*/*") if run.is_dir()}:
+        for old in sorted(path.name for path in folder.iterdir() if path.is_dir())[:-keep]:
+            shutil.rmtree(folder / old)
+            shutil.rmtree(pages / folder.relative_to(results) / old, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _report(name: str, rows: int, validation: Any) -> TableReport:
