@@ -40,7 +40,7 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake import Field as DeltaField
 from deltalake import Schema as DeltaSchema
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import create_table_with_add_actions
 
 from lake import parquet_files, state
@@ -79,13 +79,18 @@ def _key_predicate(keys: list[str], null_safe: bool) -> str:
     return " AND ".join(f"(t.{quote(key)} {operator} s.{quote(key)})" for key in keys)
 
 
+def _lost_race(error: Exception) -> bool:
+    """Another writer committed first, or created the table first: the action runs again and finds its work."""
+    return isinstance(error, CommitFailedError) or "already exists" in str(error)
+
+
 def _retry(action: Callable[[], T], attempts: int = 8) -> T:
     """Concurrent writers to one table (e.g. the shared quarantine) retry a lost commit race."""
     for attempt in range(attempts):
         try:
             return action()
-        except CommitFailedError:
-            if attempt == attempts - 1:
+        except (CommitFailedError, DeltaError) as error:
+            if attempt == attempts - 1 or not _lost_race(error):
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
