@@ -93,11 +93,9 @@ def gx_expectation(expect: Expect) -> Any:
 def gx_suite(name: str, suite: list[Expect], schema: pa.Schema) -> Any:
     import great_expectations as gx
 
-    result = gx.ExpectationSuite(name=name)
-    for expect in suite:
-        if expect.column in schema.names:
-            result.add_expectation(gx_expectation(expect))
-    return result
+    # built whole: adding expectations one by one makes GX save and reload its config for each
+    return gx.ExpectationSuite(name=name, expectations=[gx_expectation(expect) for expect in suite
+                                                        if expect.column in schema.names])  # fmt: skip
 
 
 def _row_key(record: dict[str, Any], key_columns: list[str], index: int) -> str:

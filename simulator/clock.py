@@ -34,7 +34,7 @@ from simulator.expected import expected_erp_rows, expected_machine_events, expec
 from simulator.file_nights import Delivery
 from simulator.files import LogEvent, plant_log_events
 from simulator.plant import TAGS, MaterialLot, Plant, build_plant
-from simulator.process import opcua_simulator
+from simulator.process import opcua_simulator, serve_command
 
 __all__ = ["NightChanges", "PlantClock", "expected_erp_rows", "expected_machine_events", "expected_material_lots",
            "expected_sensor_readings"]  # fmt: skip
@@ -194,6 +194,17 @@ class PlantClock:
         with opcua_simulator(port, plant.end, self.seed, self.lines, self.machines_per_line, days, self.sample_seconds,
                              timeout_s, self.tags_per_machine, day_by_day=True, idle_days=plant.idle_days) as endpoint:  # fmt: skip
             yield endpoint
+
+    def serve_command(self, port: int, night: int | None = None) -> list[str]:
+        """The command line of the server `opcua_server` runs, for `night` (default: the current one).
+
+        A later night's server may be started ahead, while the current night runs; an idle
+        night must then already be in `idle_nights`.
+        """
+        plant = self.plant(night)
+        days = (plant.end - plant.start) / timedelta(days=1)
+        return serve_command(port, plant.end, self.seed, self.lines, self.machines_per_line, days, self.sample_seconds,
+                             self.tags_per_machine, day_by_day=True, idle_days=plant.idle_days)  # fmt: skip
 
     def sources(self) -> SourceState:
         """What the sources hold at the current night, replayed in memory if this clock did not write it."""
