@@ -9,9 +9,12 @@ import pyarrow as pa
 
 from lake import delta
 
+# Means and deviations sum in time order: floating-point sums depend on their order, and the
+# files' row order changes when maintenance compacts silver, which would change the last digit
+# of a feature (and commit a new gold) although no reading changed.
 MACHINE_HOUR_FEATURES = """
 WITH readings AS (
-    SELECT machine_id, date_trunc('hour', "timestamp") AS hour, tag, value, status
+    SELECT machine_id, date_trunc('hour', "timestamp") AS hour, "timestamp", tag, value, status
     FROM sensor_readings
     WHERE machine_id IS NOT NULL AND tag IN ('Temperature', 'Vibration', 'SpindleSpeed', 'State', 'PartCounter')
 ),
@@ -19,12 +22,12 @@ sensors AS (
     SELECT
         machine_id,
         hour,
-        avg(value) FILTER (WHERE tag = 'Temperature' AND status = 'Good') AS temperature_mean,
+        avg(value ORDER BY "timestamp") FILTER (WHERE tag = 'Temperature' AND status = 'Good') AS temperature_mean,
         max(value) FILTER (WHERE tag = 'Temperature' AND status = 'Good') AS temperature_max,
-        avg(value) FILTER (WHERE tag = 'Vibration' AND status = 'Good') AS vibration_mean,
+        avg(value ORDER BY "timestamp") FILTER (WHERE tag = 'Vibration' AND status = 'Good') AS vibration_mean,
         max(value) FILTER (WHERE tag = 'Vibration' AND status = 'Good') AS vibration_max,
-        stddev_samp(value) FILTER (WHERE tag = 'Vibration' AND status = 'Good') AS vibration_std,
-        avg(value) FILTER (WHERE tag = 'SpindleSpeed' AND status = 'Good') AS spindle_speed_mean,
+        stddev_samp(value ORDER BY "timestamp") FILTER (WHERE tag = 'Vibration' AND status = 'Good') AS vibration_std,
+        avg(value ORDER BY "timestamp") FILTER (WHERE tag = 'SpindleSpeed' AND status = 'Good') AS spindle_speed_mean,
         avg(CASE WHEN value = 2 THEN 1.0 ELSE 0.0 END) FILTER (WHERE tag = 'State') AS running_share,
         avg(CASE WHEN value = 3 THEN 1.0 ELSE 0.0 END) FILTER (WHERE tag = 'State') AS fault_share,
         coalesce(max(value) FILTER (WHERE tag = 'PartCounter') - min(value) FILTER (WHERE tag = 'PartCounter'), 0)

@@ -166,3 +166,22 @@ def test_a_second_writer_waits_for_the_table_lock(tmp_path: Path) -> None:
         holder.join(60)
     with locks.exclusive(table, wait_seconds=5):
         pass
+
+
+def test_gold_does_not_change_when_compaction_reorders_the_readings(tmp_path: Path) -> None:
+    """Floating-point sums depend on their order; gold must not move when only the files' row order does."""
+    import numpy as np
+
+    from lake import gold
+
+    rng = np.random.default_rng(3)
+    count = 20_000
+    moments = datetime(2026, 1, 1, tzinfo=UTC) + np.arange(count) * timedelta(seconds=7)
+    readings = pa.table({"machine_id": ["M-1"] * count, "timestamp": pa.array(moments, pa.timestamp("us", tz="UTC")),
+                         "tag": rng.choice(["Temperature", "Vibration", "SpindleSpeed"], count),
+                         "value": rng.normal(40, 7, count) / 3, "status": ["Good"] * count})  # fmt: skip
+    ordered, shuffled = tmp_path / "a" / "silver" / "sensor_readings", tmp_path / "b" / "silver" / "sensor_readings"
+    delta.append(ordered, readings)
+    delta.append(shuffled, readings.take(rng.permutation(count)))
+    first, second = gold.machine_hour_features({"sensor_readings": ordered}), gold.machine_hour_features({"sensor_readings": shuffled})
+    assert first.num_rows == 39 and first.equals(second)
