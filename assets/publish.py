@@ -10,7 +10,7 @@ from lake.catalog import TableInfo, build_catalog
 from lake.layout import Lake
 from pipelines.config import PlantlakeConfig
 from quality import suites
-from quality.docs import build_data_docs
+from quality.docs import DocsTable, build_data_docs
 
 CATALOG = dg.AssetKey(["catalog"])
 DATA_DOCS = dg.AssetKey(["data_docs"])
@@ -70,12 +70,13 @@ def suite_for(config: PlantlakeConfig, qualified: str, schema: pa.Schema) -> lis
     return suites.timestamps_sane(schema)
 
 
-def docs_tables(lake: Lake, config: PlantlakeConfig) -> dict:
+def docs_tables(lake: Lake, config: PlantlakeConfig) -> dict[str, DocsTable]:
     tables = {}
     for layer, name, path in lake.tables():
         if layer in ("silver", "gold"):
-            data = delta.dataset(path)
-            tables[f"{layer}.{name}"] = (data, suite_for(config, f"{layer}.{name}", data.schema))
+            table = delta.open_table(path)
+            data = table.to_pyarrow_dataset()
+            tables[f"{layer}.{name}"] = DocsTable(data, table.version(), suite_for(config, f"{layer}.{name}", data.schema))
     return tables
 
 

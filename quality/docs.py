@@ -11,11 +11,13 @@ writes its own self-contained `index.html` beside the GX site as the entry point
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,19 +43,71 @@ class TableReport:
     expectations: list[dict[str, Any]]
 
 
-def build_data_docs(project_dir: Path, tables: dict[str, tuple[ds.Dataset, list[Expect]]]) -> Path:
-    """Validate each table (up to SAMPLE_ROWS rows), write GX Data Docs and plantlake's index."""
+@dataclass(frozen=True)
+class DocsTable:
+    """A table to report on: its current version (a dataset), which version that is, and its suite."""
+
+    data: ds.Dataset
+    version: int
+    suite: list[Expect]
+
+    def fingerprint(self) -> str:
+        """Changes when the table or its suite does: an unchanged table keeps its last report."""
+        names = [expect.name for expect in self.suite]  # not the bounds: "tomorrow" moves every second
+        return hashlib.sha256(json.dumps([self.version, names]).encode()).hexdigest()[:16]
+
+
+def build_data_docs(project_dir: Path, tables: dict[str, DocsTable]) -> Path:
+    """Validate each changed table (up to SAMPLE_ROWS rows), write GX Data Docs and plantlake's index.
+
+    A table whose version and suite are those of its last report is not validated again: its
+    report stands, and with no table changed the GX site is left as it is. The index is
+    rewritten every time, so it always says when it was last built.
+    """
+    reports_dir = project_dir / "reports"
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    reports, changed = [], {}
+    for name, table in sorted(tables.items()):
+        kept = _kept_report(reports_dir / f"{name}.json", table.fingerprint())
+        if kept is None:
+            changed[name] = table
+        else:
+            reports.append(kept)
+    site = project_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
+    if changed:
+        fresh = _validate(project_dir, changed)
+        for report in fresh:
+            payload = {"fingerprint": changed[report.table].fingerprint(), "report": asdict(report)}
+            (reports_dir / f"{report.table}.json").write_text(json.dumps(payload), encoding="utf-8")
+        reports += fresh
+    for stale in set(path.stem for path in reports_dir.glob("*.json")) - set(tables):  # tables no longer in the lake
+        (reports_dir / f"{stale}.json").unlink()
+    index = project_dir / "index.html"
+    index.write_text(render_index(sorted(reports, key=lambda report: report.table), site), encoding="utf-8")
+    return index
+
+
+def _kept_report(path: Path, fingerprint: str) -> TableReport | None:
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return TableReport(**stored["report"]) if stored.get("fingerprint") == fingerprint else None
+
+
+def _validate(project_dir: Path, tables: dict[str, DocsTable]) -> list[TableReport]:
+    """Validate `tables` in the file-backed GX project and rebuild its site once."""
     import great_expectations as gx
 
     context = gx_context(mode="file", project_root_dir=str(project_dir))
     source = context.data_sources.add_or_update_pandas("plantlake")
     reports = []
-    for name, (data, suite) in sorted(tables.items()):
-        frame = data.head(SAMPLE_ROWS).to_pandas()
+    for name, table in sorted(tables.items()):
+        frame = table.data.head(SAMPLE_ROWS).to_pandas()
         asset = source.add_dataframe_asset(name) if name not in source.get_asset_names() else source.get_asset(name)
         batches = asset.batch_definitions
         batch = batches[0] if batches else asset.add_batch_definition_whole_dataframe("whole_table")
-        stored_suite = context.suites.add_or_update(gx_suite(name, suite, data.schema))
+        stored_suite = context.suites.add_or_update(gx_suite(name, table.suite, table.data.schema))
         definition = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=name, data=batch, suite=stored_suite)
         )
@@ -65,9 +119,7 @@ def build_data_docs(project_dir: Path, tables: dict[str, tuple[ds.Dataset, list[
     prune_history(project_dir / "gx" / "uncommitted" / "validations", site / "validations", KEEP_RUNS)
     context.build_data_docs()
     keep_offline(site)
-    index = project_dir / "index.html"
-    index.write_text(render_index(reports, site), encoding="utf-8")
-    return index
+    return reports
 
 
 def prune_history(results: Path, pages: Path, keep: int) -> int:
