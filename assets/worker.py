@@ -19,8 +19,31 @@ def process_started(pid: int) -> str | None:
         return None
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _is_step_process(pid: int) -> bool:
+    """A process the multiprocess executor started for a step (spawned, or forked by its forkserver)."""
+    try:
+        return b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def run_worker_pid() -> int:
+    """The process that executes the run: this one, or, in a step process, the run's own above it."""
+    pid = os.getpid()
+    while _is_step_process(pid) and (parent := _parent(pid)) not in (None, 0, 1):
+        pid = parent
+    return pid
+
+
 def worker_id(pid: int | None = None) -> str:
-    pid = pid or os.getpid()
+    pid = pid or run_worker_pid()
     return f"{socket.gethostname()}:{pid}:{process_started(pid)}"
 
 

@@ -19,7 +19,7 @@ from assets.suppliers import bronze_key as supplier_bronze_key
 from assets.suppliers import supplier_assets
 from pipelines.config import PlantlakeConfig
 from pipelines.executors import executor_for
-from pipelines.sensors import failed_runs_sensor, publish_after_success, supplier_files_sensor
+from pipelines.sensors import failed_runs_sensor, supplier_files_sensor
 
 PUBLISH = dg.AssetSelection.assets(CATALOG, DATA_DOCS)
 
@@ -44,16 +44,17 @@ def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> d
                 for definition in tables for key in definition.keys}  # fmt: skip
     everything = [*source_assets, *publish_assets(config, keys, descriptions, upstream)]
 
-    refresh_all = dg.define_asset_job("refresh_all", selection=dg.AssetSelection.all() - PUBLISH, tags=WRITES_TAG,
-                                      description="Ingest every source, rebuild silver and gold; the publish job follows.")  # fmt: skip
+    refresh_all = dg.define_asset_job("refresh_all", selection=dg.AssetSelection.all(), tags=WRITES_TAG,
+                                      description="Ingest every source, rebuild silver and gold, publish the catalog "
+                                                  "and the Data Docs (after a failure, the publish job does).")  # fmt: skip
     publish = dg.define_asset_job("publish", selection=PUBLISH, tags=WRITES_TAG,
                                   description="Rebuild the catalog and the Data Docs from the lake as it is now.")  # fmt: skip
     supplier_keys = [supplier_bronze_key(source) for source in config.sources.suppliers]
     supplier_job = dg.define_asset_job(
         "supplier_files",
-        selection=dg.AssetSelection.assets(*supplier_keys).downstream() - PUBLISH,
+        selection=dg.AssetSelection.assets(*supplier_keys).downstream() - dg.AssetSelection.assets(DATA_DOCS),
         tags=WRITES_TAG,
-        description="Land new supplier files and refresh what depends on them; the publish job follows.",
+        description="Land new supplier files, refresh what depends on them and the catalog.",
     )
     refresh_jobs = [refresh_all, *([supplier_job] if supplier_keys else [])]
     schedules = [
@@ -64,7 +65,7 @@ def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> d
                               execution_timezone=config.schedule.timezone,
                               default_status=dg.DefaultScheduleStatus.RUNNING),
     ]  # fmt: skip
-    sensors = [failed_runs_sensor(config, publish, refresh_jobs), publish_after_success(publish, refresh_jobs)]
+    sensors = [failed_runs_sensor(config, publish, refresh_jobs)]
     if config.sources.suppliers:
         sensors.append(supplier_files_sensor(config, supplier_job))
     return dg.Definitions(

@@ -60,22 +60,12 @@ def failed_runs_sensor(config: PlantlakeConfig, publish: AssetJob,
     return record
 
 
-def publish_after_success(publish: AssetJob,
-                          refresh_jobs: list[AssetJob]) -> dg.SensorDefinition:  # fmt: skip
-    """The catalog and the Data Docs follow every successful refresh."""
-
-    @dg.run_status_sensor(name="publish_after_refresh", run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=refresh_jobs,
-                          request_job=publish, default_status=dg.DefaultSensorStatus.RUNNING,
-                          description="Starts the publish job when a refresh run has succeeded.")  # fmt: skip
-    def after(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-        """Publish what the finished run refreshed."""
-        return publish_request(context.dagster_run)
-
-    return after
-
-
 def publish_request(run: dg.DagsterRun) -> dg.RunRequest:
-    """After the nightly refresh, the catalog and the Data Docs; after a supplier file, the catalog only."""
+    """After a failed nightly refresh, the catalog and the Data Docs; after a failed supplier file, the catalog only.
+
+    A refresh that succeeds publishes them itself, as its last steps; one that fails skips them
+    (Dagster skips what depends on a failed step), so this run rebuilds them from the lake as it is.
+    """
     selection = None if run.job_name == "refresh_all" else [CATALOG]
     return dg.RunRequest(run_key=f"publish-after-{run.run_id}", asset_selection=selection,
                          tags={"plantlake/after_run": run.run_id})  # fmt: skip

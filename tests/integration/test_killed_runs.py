@@ -29,10 +29,12 @@ from assets.resources import PlantlakeResource
 
 @dg.asset
 def slow(plantlake: PlantlakeResource) -> None:
-    time.sleep(120)
+    time.sleep(60)
 
 defs = dg.Definitions(assets=[slow], jobs=[dg.define_asset_job("slow_job", selection=[slow])],
-                      resources={"plantlake": PlantlakeResource(config_path="unused.yaml")})
+                      resources={"plantlake": PlantlakeResource(config_path="unused.yaml")},
+                      executor=dg.multiprocess_executor)  # the step in a process of its own; the run's process is noted
+
 """
 
 
@@ -67,9 +69,9 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_run_monitoring(tmp_path: 
             run = _started_run(instance)
             assert instance.run_launcher.check_run_worker_health(run).status.value == "RUNNING"
             pid = int(run.tags[WORKER_TAG].split(":")[1])
-            os.kill(pid, signal.SIGKILL)  # the process executing the run: the CLI itself, or its child
-            if pid == worker.pid:
-                worker.wait(30)
+            assert pid == worker.pid  # the run's own process, not its step's
+            os.kill(pid, signal.SIGKILL)
+            worker.wait(30)
             _gone(pid)
 
             record = instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id]))[0]

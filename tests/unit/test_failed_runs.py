@@ -42,7 +42,7 @@ def test_a_failed_run_is_recorded_in_the_lake_and_the_catalog(tmp_path: Path) ->
     assert described == ("Every failed run: job, failed steps and their errors.",)
 
 
-def test_every_refresh_is_followed_by_publish_and_a_supplier_file_by_the_catalog_only() -> None:
+def test_a_failed_refresh_is_followed_by_publish_and_a_failed_supplier_run_by_the_catalog_only() -> None:
     nightly = publish_request(dg.DagsterRun(job_name="refresh_all", run_id="night-1"))
     assert nightly.asset_selection is None and nightly.run_key == "publish-after-night-1"
     supplier = publish_request(dg.DagsterRun(job_name="supplier_files", run_id="file-1"))
