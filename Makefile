@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: demo test test-unit test-integration ui validate sim query bench-erp bench-files bench-opcua clean
+.PHONY: demo test test-unit test-integration ui validate sim query bench-erp bench-files bench-opcua bench-nights clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-files: $(VENV)/.installed
 # OPC-UA backfill against a plain read_raw_history loop; starts its own simulator
 bench-opcua: $(VENV)/.installed
 	$(BIN)/python benchmarks/opcua_backfill.py
+
+# the real job over 100 simulated nights (PostgreSQL must be running); NIGHTS=20 for a shorter run
+bench-nights: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python benchmarks/nights.py --nights $${NIGHTS:-100}
 
 # make query SQL="select * from gold.machine_hour_features limit 5"
 query: $(VENV)/.installed
