@@ -71,9 +71,10 @@ def refreshed(lake: Lake, key: dg.AssetKey, run_id: str, build: Callable[[], Ste
 
 def materialize(context: dg.AssetExecutionContext, lake: Lake, step: Step, blocking: bool = False) -> dg.MaterializeResult:
     """MaterializeResult with row count, column schema, location, and the GX check if validated."""
+    table = delta.open_table(step.table)
     metadata = {
-        "dagster/row_count": delta.row_count(step.table),
-        "dagster/column_schema": column_schema(delta.schema(step.table)),
+        "dagster/row_count": 0 if table is None else delta.rows_of(table),
+        "dagster/column_schema": column_schema(None if table is None else pa.schema(table.schema().to_arrow())),
         "location": dg.MetadataValue.path(str(step.table)),
         **step.metadata,
     }

@@ -74,9 +74,9 @@ from datetime import datetime
 import dagster as dg
 from pipelines.config import load_config
 from pipelines.factory import build_definitions
-from pipelines.runs import refresh_and_publish
+from pipelines.runs import SILENT, refresh_and_publish
 definitions = build_definitions(load_config(), now=datetime.fromisoformat(sys.argv[1]))
-sys.exit(0 if refresh_and_publish(definitions, dg.DagsterInstance.get()).success else 1)
+sys.exit(0 if refresh_and_publish(definitions, dg.DagsterInstance.get(), SILENT).success else 1)
 """
 
 
@@ -112,7 +112,7 @@ def main() -> None:
     started = time.monotonic()
     with scratch_database(args.erp_url) as erp_url:
         replay = Replay(root, erp_url, days_ago=args.nights - 1, idle_nights=idle,
-                        maintenance_every=args.maintenance_every)  # fmt: skip
+                        maintenance_every=args.maintenance_every, quiet=True)  # fmt: skip
         try:
             for night in range(args.nights - 2):
                 seconds = [report.seconds for report in replay.reports[1:]] or [10.0]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from lake import delta, locks, state
 from lake.drift import SCHEMA_CHANGES
@@ -43,7 +44,7 @@ def freshness(lake: Lake, info: dict[str, TableInfo]) -> dict[str, Freshness]:
     """Per table: stale when its own last refresh failed, or a table it is built from is stale."""
     own: dict[str, Freshness] = {}
     for layer, name, path in lake.tables():
-        kept = state.current(path)
+        kept = state.stored(path) or {}  # refreshes are noted in the state file only
         last, good = kept.get(state.LAST_REFRESH) or {}, kept.get(state.LAST_GOOD_REFRESH)
         failed = last.get("status") == "failed"
         own[f"{layer}.{name}"] = Freshness("stale" if failed else "fresh", last.get("error") if failed else None,
@@ -61,10 +62,7 @@ def freshness(lake: Lake, info: dict[str, TableInfo]) -> dict[str, Freshness]:
     return {name: resolve(name, frozenset()) for name in own}
 
 
-def _last_update(path: Path) -> datetime | None:
-    table = delta.open_table(path)
-    if table is None:
-        return None
+def _last_update(table: DeltaTable) -> datetime | None:
     timestamp = table.history(1)[0].get("timestamp")
     return datetime.fromtimestamp(timestamp / 1000, tz=UTC) if timestamp else None
 
@@ -147,8 +145,9 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> None:
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {delta.quote(layer)}")
             qualified = f"{layer}.{name}"
             view = f"{delta.quote(layer)}.{delta.quote(name)}"
-            schema = delta.schema(path)
-            parquet = delta.files(path)
+            table = delta.open_table(path)  # once: every figure below is of this version
+            schema = pa.schema(table.schema().to_arrow())
+            parquet = table.file_uris()
             if parquet:
                 listing = ", ".join(delta.literal(file) for file in parquet)
                 connection.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
@@ -160,7 +159,7 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> None:
             connection.execute(
                 "INSERT INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [layer, name, qualified, described.source, described.description, columns,
-                 delta.row_count(path), _last_update(path), quality.get(qualified, "not checked"),
+                 delta.rows_of(table), _last_update(table), quality.get(qualified, "not checked"),
                  quarantined.get(qualified, 0), changes.get(qualified, 0), str(path),
                  status.status, status.error, status.last_good_refresh],
             )  # fmt: skip

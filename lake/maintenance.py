@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lake import locks, state
+from lake import delta, locks, state
 from lake.layout import Lake
 
 TARGET_FILE_BYTES = 128 * 1024 * 1024
@@ -56,7 +56,8 @@ def footprint(path: Path) -> Footprint:
 def _log_retention(table: DeltaTable, retention: timedelta) -> None:
     """The log keeps as long as the files do, so every version within the retention can be read."""
     wanted = f"interval {int(retention.total_seconds())} seconds"
-    settings = {"delta.logRetentionDuration": wanted, "delta.deletedFileRetentionDuration": wanted}
+    settings = {"delta.logRetentionDuration": wanted, "delta.deletedFileRetentionDuration": wanted,
+                **delta.TABLE_PROPERTIES}  # tables from before these were set at creation
     if any(table.metadata().configuration.get(key) != value for key, value in settings.items()):
         table.alter.set_table_properties(settings)
 

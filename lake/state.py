@@ -61,11 +61,16 @@ def _from_history(table: Path) -> dict[str, Any]:
 
 def current(table: Path) -> dict[str, Any]:
     """Every state key of the table (empty for a table never written)."""
-    path = state_file(table)
+    kept = stored(table)
+    return _from_history(table) if kept is None else kept
+
+
+def stored(table: Path) -> dict[str, Any] | None:
+    """The state file's keys, or None without a state file (the table's log is not read)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["state"]
+        return json.loads(state_file(table).read_text(encoding="utf-8"))["state"]
     except FileNotFoundError:
-        return _from_history(table)
+        return None
 
 
 def read(table: Path, key: str, *, required: bool = False) -> Any:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+SILENT = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass(frozen=True)

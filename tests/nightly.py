@@ -36,7 +36,7 @@ from lake.deletes import DELETED_AT
 from lake.layout import Lake
 from pipelines.config import PlantlakeConfig, load_config
 from pipelines.factory import build_definitions
-from pipelines.runs import refresh_and_publish
+from pipelines.runs import SILENT, refresh_and_publish
 from simulator.clock import NightChanges, PlantClock, expected_machine_events, expected_material_lots, expected_sensor_readings
 from simulator.process import free_port, wait_for_port
 from erp_compare import silver_rows, source_rows
@@ -90,6 +90,7 @@ class Replay:
     maintenance_every: int = 7
     retention: timedelta = timedelta(days=7)
     reports: list[NightReport] = field(default_factory=list)
+    quiet: bool = False  # Dagster's console log: warnings only
 
     def __post_init__(self) -> None:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -100,10 +101,12 @@ class Replay:
                            "PLANTLAKE_ERP_URL": self.erp_url})  # fmt: skip
         self.config: PlantlakeConfig = self._config(free_port())
         self.lake = Lake(self.config.lake.root)
-        self.home = self.root / "dagster_home"  # a persistent instance through the shipped dagster.yaml, as the demo's
+        # In this process the runs go to an instance in memory; runs in new processes (`runner`) to
+        # the shipped dagster.yaml's instance on disk, as the demo's and the scheduled runs do.
+        self.home = self.root / "dagster_home"
         self.home.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "dagster.yaml", self.home / "dagster.yaml")
-        self.instance = dg.DagsterInstance.from_config(str(self.home))
+        self.instance = dg.DagsterInstance.ephemeral()
         self._next: _Server | None = None
 
     def _config(self, port: int) -> PlantlakeConfig:
@@ -133,22 +136,23 @@ class Replay:
         self.config = self._config(server.port)
         server.ready()
         self._next = self._server(self.clock.night + 1)  # boots while this night runs
-        before = versions(self.lake)
+        before, _ = versions(self.lake)
         try:
             started = time.monotonic()
             if runner is None:
-                success = refresh_and_publish(build_definitions(self.config, now=self.clock.now), self.instance).success
+                definitions = build_definitions(self.config, now=self.clock.now)
+                success = refresh_and_publish(definitions, self.instance, SILENT if self.quiet else None).success
             else:
                 success = runner(self)
             seconds = time.monotonic() - started
         finally:
             server.stop()
         report = NightReport(self.clock.night, changed.changed, seconds, success, in_process=runner is None)
-        after = versions(self.lake)
+        after, files = versions(self.lake)
         report.committed = sorted(name for name, version in after.items() if before.get(name) != version)
         report.mismatches = self.mismatches()
         report.state_missing = missing_state(self.lake)
-        report.files_max = max((len(delta.files(path)) for _, _, path in self.lake.tables()), default=0)
+        report.files_max = max(files.values(), default=0)
         report.stale = stale_tables(self.lake)
         self.reports.append(report)
         if self.maintenance_every and self.clock.night and self.clock.night % self.maintenance_every == 0:
@@ -201,14 +205,16 @@ class Replay:
         }
 
 
-def versions(lake: Lake) -> dict[str, int]:
-    """The version of every table the nightly job writes (meta tables, written by every run, aside)."""
-    found = {}
+def versions(lake: Lake) -> tuple[dict[str, int], dict[str, int]]:
+    """The version of every table the nightly job writes (meta tables, written by every run, aside),
+    and the live files of every table."""
+    found, files = {}, {}
     for layer, name, path in lake.tables():
-        table = delta.open_table(path) if layer in WRITTEN_LAYERS else None
-        if table is not None:
+        table = delta.open_table(path)
+        files[f"{layer}.{name}"] = len(table.file_uris())
+        if layer in WRITTEN_LAYERS:
             found[f"{layer}.{name}"] = table.version()
-    return found
+    return found, files
 
 
 def _difference(expected: pa.Table, actual: pa.Table | None) -> int:

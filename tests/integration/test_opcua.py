@@ -194,3 +194,18 @@ sources:
     readings = delta.read(Lake(config.lake.root).table("bronze", "plant_readings"))
     day_start = datetime.combine(day, datetime.min.time(), UTC)
     assert _observed(readings) == _expected(plant, day_start, day_start + timedelta(days=1) - timedelta(microseconds=1))
+
+
+def test_marks_of_tags_that_left_the_server_are_pruned(opcua_endpoint: str, plant, lake: Lake) -> None:
+    source = OpcuaSource(name="plant", endpoint=opcua_endpoint, roots=["2:Plant"], history_days=2)
+    load_bronze(lake, source, "run-1", now=plant.end - timedelta(hours=2))
+    marks = delta.read_state(lake.table("bronze", "plant_readings"), "read_until")
+    assert len(marks) == len(plant.machines) * (len(TAGS) + 1)
+
+    # the server (as this source sees it) no longer has the Vibration tags: their marks go, the others move on
+    narrowed = source.model_copy(update={"exclude": ["*/Vibration"]})
+    load_bronze(lake, narrowed, "run-2", now=plant.end)
+    marks = delta.read_state(lake.table("bronze", "plant_readings"), "read_until")
+    assert len(marks) == len(plant.machines) * len(TAGS)
+    assert not [node for node in marks if "Vibration" in node]
+    assert set(marks.values()) == {plant.end.isoformat()}
