@@ -96,7 +96,7 @@ def build_silver(lake: Lake, sources: list[OpcuaSource], run_id: str) -> Step:
                                                              ["node_id", "source_timestamp"]) for s in sources}  # fmt: skip
     return merge_validated(lake, path, silver.pending_chunks(path, bronze_tables),
                            lambda work: (transforms.sensor_rows(work.rows), []), suites.sensor_suite,
-                           transforms.SENSOR_KEYS, run_id)  # fmt: skip
+                           transforms.SENSOR_KEYS, run_id, window_key="timestamp")  # fmt: skip
 
 
 def opcua_assets(sources: list[OpcuaSource]) -> list:

@@ -26,11 +26,12 @@ def merge_validated(
     keys: list[str],
     run_id: str,
     source: str | None = None,
+    window_key: str | None = None,
 ) -> Step:
     """Per chunk: `prepare` silver rows (and rows it already rejects), GX on them, failures to
     quarantine, the rest merged on `keys`.
 
-    Quarantine is written before each silver commit: if the commit fails, the rerun rejects
+    `window_key`: see `lake.silver.commit`. Quarantine is written before each silver commit: if the commit fails, the rerun rejects
     the same rows again and the quarantine merge keeps them once.
     """
     totals = {"rows_new": 0, "rows_inserted": 0, "rows_updated": 0, "chunks": 0}
@@ -42,7 +43,7 @@ def merge_validated(
         validation.rejections = rejected_before + validation.rejections
         validation.rows_rejected += len({(r.file, r.row) for r in rejected_before})
         quarantine.write(lake, validation.rejections, run_id)
-        merged = silver.commit(path, validation.accepted, keys, work, first_load)
+        merged = silver.commit(path, validation.accepted, keys, work, first_load, window_key)
         totals["rows_new"] += incoming.num_rows
         totals["rows_inserted"] += merged["inserted"]
         totals["rows_updated"] += merged["updated"]

@@ -105,12 +105,42 @@ def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) ->
     return connection.sql(query).to_arrow_table().cast(table.schema)
 
 
-def commit(silver_path: Path, rows: pa.Table, keys: list[str], work: Pending, first_load: bool = False) -> dict[str, int]:
-    """Upsert `rows` on `keys` and record what bronze was consumed, in one commit.
+def commit(silver_path: Path, rows: pa.Table, keys: list[str], work: Pending, first_load: bool = False,
+           window_key: str | None = None) -> dict[str, int]:  # fmt: skip
+    """Upsert `rows` on `keys` and record what bronze was consumed.
 
     `first_load`: the table did not exist when this run began. Chunks hold disjoint keys,
     so each can be appended; a rerun after a failure finds the table and merges.
+
+    `window_key`: a key column that orders the rows, such as a reading's time. The table's
+    keys between the incoming rows' lowest and highest value of it (files and row groups
+    outside are skipped by their statistics) tell which rows are new: those are appended,
+    only the others merged. A MERGE reads the whole table it merges into, so without this
+    the nightly cost of a table of readings would grow with its age. A run that fails
+    between the append and the merge leaves the mark where it was; the rerun finds the
+    appended rows there and merges them, which changes nothing.
     """
+    state = {CONSUMED: work.consumed}
     if first_load:
-        return delta.append(silver_path, rows, state={CONSUMED: work.consumed})
-    return delta.merge(silver_path, rows, keys, update=True, state={CONSUMED: work.consumed})
+        return delta.append(silver_path, rows, state=state)
+    if window_key is None or rows.num_rows == 0:
+        return delta.merge(silver_path, rows, keys, update=True, state=state)
+    new, existing = _split_new(silver_path, rows, keys, window_key)
+    appended = delta.append(silver_path, new, state=None if existing.num_rows else state)
+    if not existing.num_rows:
+        return appended
+    merged = delta.merge(silver_path, existing, keys, update=True, state=state)
+    return {"inserted": appended["inserted"] + merged["inserted"], "updated": merged["updated"]}
+
+
+def _split_new(path: Path, rows: pa.Table, keys: list[str], window_key: str) -> tuple[pa.Table, pa.Table]:
+    """The rows whose keys the table does not hold yet, and those it does."""
+    low, high = pc.min_max(rows[window_key]).values()
+    window = (ds.field(window_key) >= low) & (ds.field(window_key) <= high)
+    landed = delta.read(path, columns=keys, filter=window)
+    if landed is None or landed.num_rows == 0:
+        return rows, rows.schema.empty_table()
+    landed = landed.cast(pa.schema([rows.schema.field(key) for key in keys]))
+    new = rows.join(landed, keys, join_type="left anti").select(rows.column_names)
+    existing = rows.join(landed, keys, join_type="left semi").select(rows.column_names)
+    return new.cast(rows.schema), existing.cast(rows.schema)

@@ -185,3 +185,22 @@ def test_gold_does_not_change_when_compaction_reorders_the_readings(tmp_path: Pa
     delta.append(shuffled, readings.take(rng.permutation(count)))
     first, second = gold.machine_hour_features({"sensor_readings": ordered}), gold.machine_hour_features({"sensor_readings": shuffled})
     assert first.num_rows == 39 and first.equals(second)
+
+
+def test_silver_appends_readings_it_does_not_hold_and_merges_only_those_it_does(tmp_path: Path) -> None:
+    from lake import silver
+
+    path = tmp_path / "silver" / "readings"
+    keys, work = ["id", "at"], silver.Pending(consumed={"bronze": "night 1"})
+    silver.commit(path, _rows(range(0, 100), "a"), keys, work, first_load=True)
+    version = DeltaTable(str(path)).version()
+    night_two = silver.Pending(consumed={"bronze": "night 2"})
+    fresh = silver.commit(path, _rows(range(100, 150), "b"), keys, night_two, window_key="at")
+    assert fresh == {"inserted": 50, "updated": 0}
+    assert DeltaTable(str(path)).history(1)[0]["operation"] != "MERGE"  # all new: appended, no MERGE
+    mixed = silver.commit(path, _rows(range(140, 160), "c"), keys, silver.Pending(consumed={"bronze": "night 3"}), window_key="at")
+    assert mixed == {"inserted": 10, "updated": 10}
+    table = delta.read(path)
+    assert table.num_rows == 160 and len(set(table.column("id").to_pylist())) == 160
+    assert sorted(table.filter(ds.field("id") >= 140).column("name").to_pylist()) == [f"c{i}" for i in range(140, 160)]
+    assert DeltaTable(str(path)).version() == version + 3 and state.current(path)["consumed"] == {"bronze": "night 3"}
