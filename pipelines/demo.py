@@ -59,7 +59,7 @@ def run_demo(config: PlantlakeConfig) -> bool:
     _say(f"starting the OPC-UA simulator on port {sim.opcua_port}")
     with opcua_simulator(sim.opcua_port, anchor, sim.seed, sim.lines, sim.machines_per_line,
                          sim.history_days, sim.sample_seconds):  # fmt: skip
-        _say("running job refresh_all, then publish (progress below)")
+        _say("running job refresh_all (progress below)")
         night = refresh_and_publish(build_definitions(config), _instance(config))
     _say("OPC-UA simulator stopped")
     _summary(config, night.success, time.monotonic() - started)
