@@ -147,12 +147,7 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> None:
             view = f"{delta.quote(layer)}.{delta.quote(name)}"
             table = delta.open_table(path)  # once: every figure below is of this version
             schema = pa.schema(table.schema().to_arrow())
-            parquet = table.file_uris()
-            if parquet:
-                listing = ", ".join(delta.literal(file) for file in parquet)
-                connection.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
-            else:
-                delta.register_empty(connection, view, schema)
+            delta.create_view(connection, view, table)
             described = info.get(qualified, TableInfo(source="plantlake", description=""))
             columns = json.dumps([{"name": f.name, "type": str(f.type), **column_notes(f)} for f in schema])
             status = fresh.get(qualified, Freshness("fresh", None, None))

@@ -26,7 +26,7 @@ RECONCILED_AT = "reconciled_at"
 
 def due(silver_path: Path, every_hours: float, now: datetime) -> bool:
     """Whether the last reconciliation is at least `every_hours` old (or never ran)."""
-    last = state.read(silver_path, RECONCILED_AT)
+    last = state.current(silver_path).get(RECONCILED_AT)
     return last is None or (now - datetime.fromisoformat(last)).total_seconds() >= every_hours * 3600
 
 

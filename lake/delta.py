@@ -70,8 +70,15 @@ def open_table(path: Path) -> DeltaTable | None:
 
 
 def read_state(path: Path, key: str, *, required: bool = False) -> Any:
-    """The table's state value for `key` (see `lake.state`)."""
-    return state.read(path, key, required=required)
+    """The table's state value for `key` (see `lake.state`), or None.
+
+    `required`: the key must exist whenever the table holds rows; a missing one means the
+    state was lost, and reading everything again would duplicate or reload, so stop instead.
+    """
+    value = state.current(path).get(key)
+    if value is None and required and row_count(path):
+        raise state.missing(path, key)
+    return value
 
 
 def _save_state(path: Path, updates: dict[str, Any] | None) -> None:
@@ -222,11 +229,13 @@ def overwrite(path: Path, data: pa.Table) -> bool:
     the table at its version; returns whether it committed.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    current = read(path)
-    if current is not None and current.schema.equals(data.schema) and current.equals(data):
-        return False
+    table = open_table(path)
+    if table is not None:
+        current = table.to_pyarrow_dataset().to_table()
+        if current.schema.equals(data.schema) and current.equals(data):
+            return False
     write_deltalake(str(path), data, mode="overwrite", schema_mode="overwrite",
-                    configuration=TABLE_PROPERTIES if open_table(path) is None else None)  # fmt: skip
+                    configuration=TABLE_PROPERTIES if table is None else None)  # fmt: skip
     return True
 
 
@@ -276,13 +285,21 @@ def register(connection: duckdb.DuckDBPyConnection, name: str, path: Path) -> bo
     table = open_table(path)
     if table is None:
         return False
+    create_view(connection, quote(name), table)
+    return True
+
+
+def create_view(connection: duckdb.DuckDBPyConnection, identifier: str, table: DeltaTable) -> None:
+    """A DuckDB view over the Parquet files of `table`'s version (an empty table if it has none).
+
+    `identifier` is quoted SQL (`quote`), so it can name a schema too.
+    """
     files = table.file_uris()
     if not files:
-        register_empty(connection, quote(name), pa.schema(table.schema().to_arrow()))
-        return True
+        register_empty(connection, identifier, pa.schema(table.schema().to_arrow()))
+        return
     listing = ", ".join(literal(file) for file in files)
-    connection.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
-    return True
+    connection.execute(f"CREATE OR REPLACE VIEW {identifier} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
 
 
 def register_empty(connection: duckdb.DuckDBPyConnection, identifier: str, schema: pa.Schema) -> None:

@@ -13,8 +13,8 @@ after the table's data commit, under the table's writer lock (`lake.locks`), so:
   rerun reads again from there, and every write is idempotent on its keys (bronze drops
   re-read rows, silver upserts), so nothing is duplicated, only re-read;
 - lakes written before this file existed are read once from commit history, then carry on here;
-- a table that holds rows but has no state stops the run (`StateMissingError`) instead of
-  silently reloading the whole source.
+- a table that holds rows but has no state stops the run (`StateMissingError`, raised by
+  `lake.delta.read_state`) instead of silently reloading the whole source.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
@@ -73,20 +71,13 @@ def stored(table: Path) -> dict[str, Any] | None:
         return None
 
 
-def read(table: Path, key: str, *, required: bool = False) -> Any:
-    """The table's value for `key`, or None.
-
-    `required`: the key must exist whenever the table holds rows; a missing one means the
-    state was lost, and reading everything again would duplicate or reload, so stop instead.
-    """
-    value = current(table).get(key)
-    if value is None and required and _has_rows(table):
-        raise StateMissingError(
-            f"{table.parent.name}.{table.name} holds rows but its state {key!r} is missing "
-            f"(expected in {state_file(table)}). Restore that file from a backup, or, to read the "
-            f"source again from the start, remove the table folder {table} and its state file."
-        )
-    return value
+def missing(table: Path, key: str) -> StateMissingError:
+    """The error for a table that holds rows but whose state `key` is gone: what to do about it."""
+    return StateMissingError(
+        f"{table.parent.name}.{table.name} holds rows but its state {key!r} is missing "
+        f"(expected in {state_file(table)}). Restore that file from a backup, or, to read the "
+        f"source again from the start, remove the table folder {table} and its state file."
+    )
 
 
 def write(table: Path, updates: dict[str, Any]) -> None:
@@ -101,14 +92,6 @@ def write(table: Path, updates: dict[str, Any]) -> None:
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     temporary.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
     os.replace(temporary, path)
-
-
-def _has_rows(table: Path) -> bool:
-    try:
-        actions = pa.table(DeltaTable(str(table)).get_add_actions(flatten=True))
-    except TableNotFoundError:
-        return False
-    return actions.num_rows > 0 and (pc.sum(actions.column("num_records")).as_py() or 0) > 0
 
 
 LAST_REFRESH, LAST_GOOD_REFRESH = "last_refresh", "last_good_refresh"

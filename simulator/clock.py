@@ -34,7 +34,7 @@ from simulator.expected import expected_erp_rows, expected_machine_events, expec
 from simulator.file_nights import Delivery
 from simulator.files import LogEvent, plant_log_events
 from simulator.plant import TAGS, MaterialLot, Plant, build_plant
-from simulator.process import opcua_simulator, serve_command
+from simulator.process import serve_command, serving
 
 __all__ = ["NightChanges", "PlantClock", "expected_erp_rows", "expected_machine_events", "expected_material_lots",
            "expected_sensor_readings"]  # fmt: skip
@@ -189,10 +189,7 @@ class PlantClock:
     @contextmanager
     def opcua_server(self, port: int, timeout_s: float = 60) -> Iterator[str]:
         """A simulator OPC-UA server process serving the history from the start up to `anchor`; yields its endpoint."""
-        plant = self.plant()
-        days = (plant.end - plant.start) / timedelta(days=1)
-        with opcua_simulator(port, plant.end, self.seed, self.lines, self.machines_per_line, days, self.sample_seconds,
-                             timeout_s, self.tags_per_machine, day_by_day=True, idle_days=plant.idle_days) as endpoint:  # fmt: skip
+        with serving(self.serve_command(port), port, timeout_s) as endpoint:
             yield endpoint
 
     def serve_command(self, port: int, night: int | None = None) -> list[str]:

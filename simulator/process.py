@@ -69,8 +69,14 @@ def opcua_simulator(
     """Run `python -m simulator serve` and yield its endpoint; the process is stopped on exit."""
     command = serve_command(port, anchor, seed, lines, machines_per_line, history_days, sample_seconds, tags_per_machine,
                             day_by_day, idle_days)  # fmt: skip
-    process = subprocess.Popen([*command, *(extra_args or [])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, **(env or {})})  # fmt: skip
+    with serving([*command, *(extra_args or [])], port, timeout_s, env) as endpoint:
+        yield endpoint
+
+
+@contextmanager
+def serving(command: list[str], port: int, timeout_s: float = 60, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run a `serve_command` and yield its endpoint once it listens; the process is stopped on exit."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     try:
         wait_for_port(port, process, timeout_s)
         yield f"opc.tcp://127.0.0.1:{port}/plantlake"
