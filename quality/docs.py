@@ -96,30 +96,43 @@ def _kept_report(path: Path, fingerprint: str) -> TableReport | None:
 
 
 def _validate(project_dir: Path, tables: dict[str, DocsTable]) -> list[TableReport]:
-    """Validate `tables` in the file-backed GX project and rebuild its site once."""
-    import great_expectations as gx
+    """Validate `tables` in the GX project on disk and render only their new pages, once.
 
-    context = gx_context(mode="file", project_root_dir=str(project_dir))
+    Results are stored as one run, so the site builder renders that run's pages and the
+    suites' pages only; the pages of runs kept from earlier nights stand as they are.
+    """
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    context = _project(project_dir / "gx")
     source = context.data_sources.add_or_update_pandas("plantlake")
+    run_id = RunIdentifier(run_time=datetime.now(UTC))
     reports = []
     for name, table in sorted(tables.items()):
         frame = table.data.head(SAMPLE_ROWS).to_pandas()
-        asset = source.add_dataframe_asset(name) if name not in source.get_asset_names() else source.get_asset(name)
-        batches = asset.batch_definitions
-        batch = batches[0] if batches else asset.add_batch_definition_whole_dataframe("whole_table")
-        stored_suite = context.suites.add_or_update(gx_suite(name, table.suite, table.data.schema))
-        definition = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=name, data=batch, suite=stored_suite)
-        )
-        # no docs action per table: the site is built once, below, after the old results are pruned
-        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(name=name, validation_definitions=[definition]))
-        result = checkpoint.run(batch_parameters={"dataframe": frame})
-        reports += [_report(name, len(frame), validation) for validation in result.run_results.values()]
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole_table")
+        suite = context.suites.add_or_update(gx_suite(name, table.suite, table.data.schema))
+        definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        reports.append(_report(name, len(frame), definition.run(batch_parameters={"dataframe": frame}, run_id=run_id)))
     site = project_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
     prune_history(project_dir / "gx" / "uncommitted" / "validations", site / "validations", KEEP_RUNS)
-    context.build_data_docs()
+    fresh = [key for key in context.validation_results_store.list_keys() if key.run_id == run_id]
+    context.build_data_docs(resource_identifiers=fresh + [ExpectationSuiteIdentifier(name) for name in tables])
     keep_offline(site)
     return reports
+
+
+def _project(root: Path) -> Any:
+    """The GX project under `root`, its stores on disk, its configuration in memory.
+
+    A file-backed context reads its YAML again on nearly every call (hundreds of times a
+    night); this one keeps the same stores and site layout without doing so.
+    """
+    from great_expectations.data_context.types.base import DataContextConfig, FilesystemStoreBackendDefaults
+
+    config = DataContextConfig(store_backend_defaults=FilesystemStoreBackendDefaults(root_directory=str(root)))
+    return gx_context(mode="ephemeral", project_config=config)
 
 
 def prune_history(results: Path, pages: Path, keep: int) -> int:
