@@ -4,21 +4,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
 import sqlalchemy as sa
 
-from assets.factory import bronze_asset, silver_assets
-from assets.results import Step
-from assets.steps import merge_validated
-from connectors import sql, sql_fast
-from connectors.arrow_types import to_utc
-from lake import bronze, deletes, delta, drift, silver, transforms
-from lake.layout import INGESTION_FIELDS, RUN_ID, SOURCE, Ingestion, Lake
-from pipelines.config import ErpSource, ErpTable
-from quality import invariants, suites
+from plantlake.assets.factory import bronze_asset, silver_assets
+from plantlake.assets.results import Step
+from plantlake.assets.steps import merge_validated
+from plantlake.config import ErpSource, ErpTable
+from plantlake.connectors import sql, sql_fast
+from plantlake.connectors.arrow_types import to_utc
+from plantlake.lake import bronze, deletes, delta, drift, silver, transforms
+from plantlake.lake.layout import INGESTION_FIELDS, RUN_ID, SOURCE, Ingestion, Lake
+from plantlake.quality import invariants, suites
 
 BOOKKEEPING = {field.name for field in INGESTION_FIELDS} | {deletes.DELETED_AT}
 
@@ -40,21 +41,25 @@ def _columns(source_table: sa.Table, table: ErpTable) -> list[str]:
 
 def _source_schema(source_table: sa.Table, source: ErpSource, table: ErpTable) -> pa.Schema:
     schema = sql.source_schema(source_table, _columns(source_table, table), source.timezone)
-    tagged = [f.with_metadata({**f.metadata, b"personal_data": b"true"}) if f.name in table.personal_data else f
-              for f in schema]  # fmt: skip
+    tagged = [
+        f.with_metadata({**f.metadata, b"personal_data": b"true"}) if f.name in table.personal_data else f
+        for f in schema
+    ]
     return pa.schema(tagged)
 
 
-def _lower_bound(watermark: object, table: ErpTable) -> object:
+def _lower_bound(watermark: Any, table: ErpTable) -> Any:
     """Where this run starts reading: the watermark, minus the look-back for late commits."""
     lookback = table.lookback_value()
     if watermark is None or lookback is None:
         return watermark
     try:
-        return watermark - lookback  # type: ignore[operator]
+        return watermark - lookback
     except TypeError:
-        raise TypeError(f"{table.name}.lookback {table.lookback!r} does not fit cursor {table.cursor!r} "
-                        f"(watermark {watermark!r}); use a duration for time cursors, a number otherwise") from None  # fmt: skip
+        raise TypeError(
+            f"{table.name}.lookback {table.lookback!r} does not fit cursor {table.cursor!r} "
+            f"(watermark {watermark!r}); use a duration for time cursors, a number otherwise"
+        ) from None
 
 
 def _window(lower: object, field: pa.Field, timezone: str) -> ds.Expression | None:
@@ -103,9 +108,18 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
         state = {"watermark": bronze.encode_watermark(newest)} if table.cursor else None
         landed = bronze.land(path, batches, change.schema, keys, Ingestion.now(run_id), source.name, state, window)
         reader = sql_fast.reader_name(engine) if source.fast_path and sql_fast.supports(engine) else "sqlalchemy"
-    return Step(path, {"rows_read": landed.rows_read, "rows_inserted": landed.rows_inserted,
-                       "watermark": str(newest), "read_from": str(lower), "schema_drift": change.describe(),
-                       "reader": reader, "source_timezone": source.timezone})  # fmt: skip
+    return Step(
+        path,
+        {
+            "rows_read": landed.rows_read,
+            "rows_inserted": landed.rows_inserted,
+            "watermark": str(newest),
+            "read_from": str(lower),
+            "schema_drift": change.describe(),
+            "reader": reader,
+            "source_timezone": source.timezone,
+        },
+    )
 
 
 def _silver_drift(lake: Lake, name: str, run_id: str) -> drift.Drift:
@@ -122,9 +136,9 @@ def _silver_drift(lake: Lake, name: str, run_id: str) -> drift.Drift:
 
 def _reconcile_deletes(path: Path, source: ErpSource, table: ErpTable, now: datetime) -> dict[str, object]:
     """Compare primary keys with the source when due; mark or remove the rows it no longer has."""
-    if table.deletes is None or delta.open_table(path) is None or not deletes.due(path, table.deletes.every_hours, now):
-        return {"rows_deleted": 0, "deletes_checked": False}
     silver_schema = delta.schema(path)
+    if table.deletes is None or silver_schema is None or not deletes.due(path, table.deletes.every_hours, now):
+        return {"rows_deleted": 0, "deletes_checked": False}
     key_schema = pa.schema([silver_schema.field(key) for key in table.primary_key])
     with _engine(source) as engine:
         read = sql.TableRead(sql.reflect_table(engine, table.name), table.primary_key, _conditions(table))
@@ -140,13 +154,25 @@ def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str, no
     path = lake.table("silver", name)
     change = _silver_drift(lake, name, run_id)
     chunks = silver.pending_chunks(path, {name: silver.BronzeInput(lake.table("bronze", name), keys)})
-    step = merge_validated(lake, path, chunks, lambda work: (transforms.erp_rows(work.rows[name], keys, table.cursor), []),
-                           lambda schema: suites.erp_suite(keys, table.expect, schema), keys, run_id, source.name)  # fmt: skip
-    step.metadata.update(_reconcile_deletes(path, source, table, now or datetime.now(UTC)), schema_drift=change.describe())
+    step = merge_validated(
+        lake,
+        path,
+        chunks,
+        lambda work: (transforms.erp_rows(work.rows[name], keys, table.cursor), []),
+        lambda schema: suites.erp_suite(keys, table.expect, schema),
+        keys,
+        run_id,
+        source.name,
+    )
+    step.metadata.update(
+        _reconcile_deletes(path, source, table, now or datetime.now(UTC)), schema_drift=change.describe()
+    )
     return step
 
 
-def silver_invariants(data: ds.Dataset, lake: Lake, source: ErpSource, table: ErpTable) -> list[invariants.InvariantResult]:
+def silver_invariants(
+    data: ds.Dataset, lake: Lake, source: ErpSource, table: ErpTable
+) -> list[invariants.InvariantResult]:
     """Unique primary key, references to other tables, and the source's row count (rows not deleted)."""
     found = [invariants.unique_keys(data, table.primary_key)]
     for column, target in table.references.items():
@@ -169,12 +195,20 @@ def _table_assets(source: ErpSource, table: ErpTable) -> list:
     name = table_name(source, table)
     bronze_key, silver_key = dg.AssetKey(["bronze", name]), dg.AssetKey(["silver", name])
     return [
-        bronze_asset(bronze_key, "erp", {"sql"},
-                     f"Rows of ERP table {table.name} as landed from {source.name}. {table.description}",
-                     lambda lake, run_id, now: load_bronze(lake, source, table, run_id)),
-        *silver_assets(silver_key, [bronze_key], "erp",
-                       f"ERP table {table.name}, newest version per key. {table.description}",
-                       lambda lake, run_id, now: build_silver(lake, source, table, run_id, now),
-                       lambda data, lake: silver_invariants(data, lake, source, table),
-                       "Unique keys, references, source row count"),
-    ]  # fmt: skip
+        bronze_asset(
+            bronze_key,
+            "erp",
+            {"sql"},
+            f"Rows of ERP table {table.name} as landed from {source.name}. {table.description}",
+            lambda lake, run_id, now: load_bronze(lake, source, table, run_id),
+        ),
+        *silver_assets(
+            silver_key,
+            [bronze_key],
+            "erp",
+            f"ERP table {table.name}, newest version per key. {table.description}",
+            lambda lake, run_id, now: build_silver(lake, source, table, run_id, now),
+            lambda data, lake: silver_invariants(data, lake, source, table),
+            "Unique keys, references, source row count",
+        ),
+    ]

@@ -6,8 +6,8 @@ from datetime import datetime
 import dagster as dg
 import pyarrow.dataset as ds
 
-from assets.resources import PlantlakeResource
-from assets.results import (
+from plantlake.assets.resources import PlantlakeResource
+from plantlake.assets.results import (
     OWNERS,
     Step,
     expectation_spec,
@@ -15,8 +15,8 @@ from assets.results import (
     materialize,
     refreshed,
 )
-from lake.layout import Lake
-from quality.invariants import InvariantResult
+from plantlake.lake.layout import Lake
+from plantlake.quality.invariants import InvariantResult
 
 # (lake, run id, the present the run assumes) -> what the step did
 Build = Callable[[Lake, str, datetime], Step]
@@ -34,12 +34,26 @@ def bronze_asset(key: dg.AssetKey, group: str, kinds: set[str], description: str
     return land
 
 
-def silver_assets(key: dg.AssetKey, deps: list[dg.AssetKey], group: str, description: str, build: Build,
-                  invariants: Invariants, invariants_description: str) -> list:  # fmt: skip
+def silver_assets(
+    key: dg.AssetKey,
+    deps: list[dg.AssetKey],
+    group: str,
+    description: str,
+    build: Build,
+    invariants: Invariants,
+    invariants_description: str,
+) -> list:
     """The silver asset (GX on each new batch as its own check) and its blocking DuckDB invariants check."""
 
-    @dg.asset(key=key, deps=deps, group_name=group, owners=OWNERS, kinds={"delta"},
-              check_specs=[expectation_spec(key)], description=description)  # fmt: skip
+    @dg.asset(
+        key=key,
+        deps=deps,
+        group_name=group,
+        owners=OWNERS,
+        kinds={"delta"},
+        check_specs=[expectation_spec(key)],
+        description=description,
+    )
     def merge(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Validate new bronze rows and merge them into silver."""
         lake, run_id, now = plantlake.lake, context.run.run_id, plantlake.present()

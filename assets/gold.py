@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from assets.resources import PlantlakeResource
-from assets.results import (
+from plantlake.assets.resources import PlantlakeResource
+from plantlake.assets.results import (
     OWNERS,
     Step,
     expectation_spec,
@@ -11,10 +11,10 @@ from assets.results import (
     materialize,
     refreshed,
 )
-from lake import delta, gold
-from lake.layout import Lake
-from pipelines.config import PlantlakeConfig
-from quality import expectations, invariants, suites
+from plantlake.config import PlantlakeConfig
+from plantlake.lake import delta, gold
+from plantlake.lake.layout import Lake
+from plantlake.quality import expectations, invariants, suites
 
 MACHINE_HOUR_FEATURES = dg.AssetKey(["gold", "machine_hour_features"])
 FEATURE_KEYS = ["machine_id", "hour"]
@@ -40,12 +40,25 @@ def build_machine_hour_features(lake: Lake, config: PlantlakeConfig) -> Step:
     path = lake.table("gold", "machine_hour_features")
     inputs = {role: lake.table("silver", name) for role, name in configured_inputs(config).items()}
     features = gold.machine_hour_features(inputs)
-    validation = expectations.validate(features, suites.machine_hour_suite(features.schema), "gold.machine_hour_features")
+    validation = expectations.validate(
+        features, suites.machine_hour_suite(features.schema), "gold.machine_hour_features"
+    )
     committed = delta.overwrite(path, features) if validation.success else False
-    missing = sorted(role for role in ("sensor_readings", "machine_events", "production_orders", "material_lots")
-                     if role not in inputs or delta.open_table(inputs[role]) is None)  # fmt: skip
-    return Step(path, {"rows_computed": features.num_rows, "published": validation.success, "changed": committed,
-                       "inputs_missing": ", ".join(missing) or "none"}, validation)  # fmt: skip
+    missing = sorted(
+        role
+        for role in ("sensor_readings", "machine_events", "production_orders", "material_lots")
+        if role not in inputs or delta.open_table(inputs[role]) is None
+    )
+    return Step(
+        path,
+        {
+            "rows_computed": features.num_rows,
+            "published": validation.success,
+            "changed": committed,
+            "inputs_missing": ", ".join(missing) or "none",
+        },
+        validation,
+    )
 
 
 def gold_assets(config: PlantlakeConfig) -> list:
@@ -55,22 +68,37 @@ def gold_assets(config: PlantlakeConfig) -> list:
         return []
     upstream = [dg.AssetKey(["silver", name]) for name in inputs.values()]
 
-    @dg.asset(key=MACHINE_HOUR_FEATURES, deps=upstream, group_name="gold", owners=OWNERS, kinds={"duckdb", "delta"},
-              check_specs=[expectation_spec(MACHINE_HOUR_FEATURES, blocking=True)],
-              description="Per machine and hour: sensor aggregates, the production order then running, "
-                          "its material lot and supplier, and the alarm count.")  # fmt: skip
+    @dg.asset(
+        key=MACHINE_HOUR_FEATURES,
+        deps=upstream,
+        group_name="gold",
+        owners=OWNERS,
+        kinds={"duckdb", "delta"},
+        check_specs=[expectation_spec(MACHINE_HOUR_FEATURES, blocking=True)],
+        description="Per machine and hour: sensor aggregates, the production order then running, "
+        "its material lot and supplier, and the alarm count.",
+    )
     def machine_hour_features(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Recompute machine-hour features from silver."""
         lake = plantlake.lake
-        step = refreshed(lake, MACHINE_HOUR_FEATURES, context.run.run_id, lambda: build_machine_hour_features(lake, plantlake.config))
+        step = refreshed(
+            lake, MACHINE_HOUR_FEATURES, context.run.run_id, lambda: build_machine_hour_features(lake, plantlake.config)
+        )
         return materialize(context, lake, step, blocking=True)
 
-    @dg.asset_check(asset=MACHINE_HOUR_FEATURES, name="invariants", blocking=True,
-                    description="One row per machine and hour")  # fmt: skip
+    @dg.asset_check(
+        asset=MACHINE_HOUR_FEATURES, name="invariants", blocking=True, description="One row per machine and hour"
+    )
     def feature_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
         """Unique (machine_id, hour) and not empty."""
         path = plantlake.lake.table("gold", "machine_hour_features")
-        return invariants_result(context, plantlake.lake, MACHINE_HOUR_FEATURES, path, lambda data: [
-            invariants.unique_keys(data, FEATURE_KEYS), invariants.not_empty(data)], blocking=True)  # fmt: skip
+        return invariants_result(
+            context,
+            plantlake.lake,
+            MACHINE_HOUR_FEATURES,
+            path,
+            lambda data: [invariants.unique_keys(data, FEATURE_KEYS), invariants.not_empty(data)],
+            blocking=True,
+        )
 
     return [machine_hour_features, feature_invariants]

@@ -9,14 +9,14 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from assets.factory import bronze_asset, silver_assets
-from assets.results import Step
-from assets.steps import merge_validated
-from connectors import log_files, logs
-from lake import bronze, delta, silver, transforms
-from lake.layout import Ingestion, Lake
-from pipelines.config import LogSource
-from quality import invariants, suites
+from plantlake.assets.factory import Build, bronze_asset, silver_assets
+from plantlake.assets.results import Step
+from plantlake.assets.steps import merge_validated
+from plantlake.config import LogSource
+from plantlake.connectors import log_files, logs
+from plantlake.lake import bronze, delta, silver, transforms
+from plantlake.lake.layout import Ingestion, Lake
+from plantlake.quality import invariants, suites
 
 MACHINE_EVENTS = dg.AssetKey(["silver", "machine_events"])
 POSITIONS = "positions"
@@ -30,7 +30,9 @@ def log_format(source: LogSource) -> logs.LogFormat:
     return logs.LogFormat(source.format, source.pattern, source.timestamp_format, source.timezone, source.severity_map)
 
 
-def plan_reads(source: LogSource, known: dict[str, log_files.Position], now: datetime) -> list[tuple[Path, log_files.Position, bool]]:
+def plan_reads(
+    source: LogSource, known: dict[str, log_files.Position], now: datetime
+) -> list[tuple[Path, log_files.Position, bool]]:
     """Which files to read from where: one path per file identity, oldest rotation first.
 
     A file is read to its end (`final`) when it is rotated or has been quiet `settle_seconds`;
@@ -52,7 +54,10 @@ def plan_reads(source: LogSource, known: dict[str, log_files.Position], now: dat
 def load_bronze(lake: Lake, source: LogSource, run_id: str, now: datetime | None = None) -> Step:
     """Parse what is new in each file since the committed positions; rotated files are not read twice."""
     path = lake.table("bronze", f"{source.name}_events")
-    known = {file_id: log_files.Position(**stored) for file_id, stored in (delta.read_state(path, POSITIONS, required=True) or {}).items()}
+    known = {
+        file_id: log_files.Position(**stored)
+        for file_id, stored in (delta.read_state(path, POSITIONS, required=True) or {}).items()
+    }
     plan = plan_reads(source, known, now or datetime.now(UTC))
     positions = dict(known)
     style = log_format(source)
@@ -71,36 +76,69 @@ def load_bronze(lake: Lake, source: LogSource, run_id: str, now: datetime | None
         window = condition if window is None else window | condition
     with bronze.spooled(batches(), logs.EVENTS_SCHEMA, lake.root / "_spool") as spooled:
         state = {POSITIONS: {file_id: asdict(position) for file_id, position in positions.items()}}
-        landed = bronze.land(path, spooled, logs.EVENTS_SCHEMA, ["file_id", "line_number"], Ingestion.now(run_id),
-                             source.name, state, window if window is not None else ds.field("line_number") < 0)  # fmt: skip
-    return Step(path, {"files_read": len(plan), "lines_read": sum(p.lines for p in positions.values()) - sum(p.lines for p in known.values()),
-                       "events_read": landed.rows_read, "events_inserted": landed.rows_inserted})  # fmt: skip
+        landed = bronze.land(
+            path,
+            spooled,
+            logs.EVENTS_SCHEMA,
+            ["file_id", "line_number"],
+            Ingestion.now(run_id),
+            source.name,
+            state,
+            window if window is not None else ds.field("line_number") < 0,
+        )
+    return Step(
+        path,
+        {
+            "files_read": len(plan),
+            "lines_read": sum(p.lines for p in positions.values()) - sum(p.lines for p in known.values()),
+            "events_read": landed.rows_read,
+            "events_inserted": landed.rows_inserted,
+        },
+    )
 
 
 def build_silver(lake: Lake, sources: list[LogSource], run_id: str) -> Step:
     """Events with UTC time, machine id, severity and code; unparseable lines to quarantine."""
     path = lake.table("silver", "machine_events")
-    bronze_tables = {f"{s.name}_events": silver.BronzeInput(lake.table("bronze", f"{s.name}_events"),
-                                                           ["file_id", "line_number"]) for s in sources}  # fmt: skip
+    bronze_tables = {
+        f"{s.name}_events": silver.BronzeInput(lake.table("bronze", f"{s.name}_events"), ["file_id", "line_number"])
+        for s in sources
+    }
     maps = {f"{s.name}_events": s.machine_map for s in sources}
-    return merge_validated(lake, path, silver.pending_chunks(path, bronze_tables),
-                           lambda work: transforms.event_rows(work.rows, maps), suites.event_suite,
-                           transforms.EVENT_KEYS, run_id)  # fmt: skip
+    return merge_validated(
+        lake,
+        path,
+        silver.pending_chunks(path, bronze_tables),
+        lambda work: transforms.event_rows(work.rows, maps),
+        suites.event_suite,
+        transforms.EVENT_KEYS,
+        run_id,
+    )
+
+
+def _landing(source: LogSource) -> Build:
+    return lambda lake, run_id, now: load_bronze(lake, source, run_id, now)
 
 
 def log_assets(sources: list[LogSource]) -> list:
     if not sources:
         return []
     bronze_assets = [
-        bronze_asset(bronze_key(source), "logs", set(),
-                     f"Parsed entries of {source.format} logs {source.glob} in {source.path.name}/, raw text kept.",
-                     lambda lake, run_id, now, source=source: load_bronze(lake, source, run_id, now))  # fmt: skip
+        bronze_asset(
+            bronze_key(source),
+            "logs",
+            set(),
+            f"Parsed entries of {source.format} logs {source.glob} in {source.path.name}/, raw text kept.",
+            _landing(source),
+        )
         for source in sources
     ]
     return bronze_assets + silver_assets(
-        MACHINE_EVENTS, [bronze_key(s) for s in sources], "logs",
+        MACHINE_EVENTS,
+        [bronze_key(s) for s in sources],
+        "logs",
         "Machine and controller log events: UTC time, machine, severity, code, message.",
         lambda lake, run_id, now: build_silver(lake, sources, run_id),
         lambda data, lake: [invariants.unique_keys(data, transforms.EVENT_KEYS)],
         "One event per entry of a log file",
-    )  # fmt: skip
+    )

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from assets.resources import PlantlakeResource
-from assets.results import WRITES_TAG
-from lake import maintenance
+from plantlake.assets.resources import PlantlakeResource
+from plantlake.assets.results import WRITES_TAG
+from plantlake.lake import maintenance
 
 LEFTOVER_MARGIN = timedelta(hours=1)
 
@@ -27,13 +27,27 @@ def maintain_lake(context: dg.OpExecutionContext, plantlake: PlantlakeResource) 
     retention = max(timedelta(days=settings.retention_days), running)
     report = maintenance.maintain_lake(plantlake.lake, retention, settings.target_file_mb * 1024 * 1024)
     leftovers = maintenance.remove_leftovers(plantlake.lake, running + LEFTOVER_MARGIN)
-    totals = {key: sum(table[key] for table in report.values()) for key in
-              ("files_before", "files_after", "bytes_before", "bytes_after", "files_compacted", "files_vacuumed")}  # fmt: skip
+    totals = {
+        key: sum(table[key] for table in report.values())
+        for key in ("files_before", "files_after", "bytes_before", "bytes_after", "files_compacted", "files_vacuumed")
+    }
     context.log.info(f"maintenance of {len(report)} tables: {totals}; {leftovers} leftover files removed")
-    return dg.Output(None, metadata={**totals, "tables": len(report), "retention_hours": retention.total_seconds() / 3600,
-                                     "leftovers_removed": leftovers, "per_table": dg.MetadataValue.json(report)})  # fmt: skip
+    return dg.Output(
+        None,
+        metadata={
+            **totals,
+            "tables": len(report),
+            "retention_hours": retention.total_seconds() / 3600,
+            "leftovers_removed": leftovers,
+            "per_table": dg.MetadataValue.json(report),
+        },
+    )
 
 
-@dg.job(name="maintenance", tags=WRITES_TAG, description="Weekly housekeeping: compaction, checkpoints, log cleanup, vacuum, leftovers.")
+@dg.job(
+    name="maintenance",
+    tags=WRITES_TAG,
+    description="Weekly housekeeping: compaction, checkpoints, log cleanup, vacuum, leftovers.",
+)
 def maintenance_job() -> None:
     maintain_lake()

@@ -7,14 +7,14 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from assets.factory import bronze_asset, silver_assets
-from assets.results import Step
-from assets.steps import merge_validated
-from connectors import opcua, opcua_stream
-from lake import bronze, delta, silver, transforms
-from lake.layout import Ingestion, Lake, constant
-from pipelines.config import OpcuaSource
-from quality import invariants, suites
+from plantlake.assets.factory import Build, bronze_asset, silver_assets
+from plantlake.assets.results import Step
+from plantlake.assets.steps import merge_validated
+from plantlake.config import OpcuaSource
+from plantlake.connectors import opcua, opcua_stream
+from plantlake.lake import bronze, delta, silver, transforms
+from plantlake.lake.layout import Ingestion, Lake, constant
+from plantlake.quality import invariants, suites
 
 SENSOR_READINGS = dg.AssetKey(["silver", "sensor_readings"])
 
@@ -29,8 +29,13 @@ def bronze_path(lake: Lake, source: OpcuaSource) -> Path:
 
 def credentials(source: OpcuaSource) -> opcua_stream.Credentials:
     security = source.security
-    return opcua_stream.Credentials(security.mode if security else None, security.certificate if security else None,
-                                    security.private_key if security else None, source.username, source.password)  # fmt: skip
+    return opcua_stream.Credentials(
+        security.mode if security else None,
+        security.certificate if security else None,
+        security.private_key if security else None,
+        source.username,
+        source.password,
+    )
 
 
 def _window(tags: list[opcua.Tag], earliest: datetime) -> ds.Expression:
@@ -49,7 +54,9 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
     path = bronze_path(lake, source)
     end = now or datetime.now(UTC)
     first_start = (end - timedelta(days=source.history_days)).isoformat()
-    previous = delta.read_state(path, "read_until", required=True)  # per tag; a single time in lakes from before per-tag marks
+    previous = delta.read_state(
+        path, "read_until", required=True
+    )  # per tag; a single time in lakes from before per-tag marks
     ends = previous if isinstance(previous, dict) else {}
     fallback = previous if isinstance(previous, str) else first_start
 
@@ -59,19 +66,52 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
     failures: dict[str, str] = {}
     link_losses: list[str] = []
     tags, batches = opcua_stream.read_history_blocking(
-        source.endpoint, source.roots, start_of, end, source.values_per_request, source.nodes_per_request, source.timeout_s,
-        source.include, source.exclude, failures, source.reconnect_attempts, source.backoff_s, link_losses,
+        source.endpoint,
+        source.roots,
+        start_of,
+        end,
+        source.values_per_request,
+        source.nodes_per_request,
+        source.timeout_s,
+        source.include,
+        source.exclude,
+        failures,
+        source.reconnect_attempts,
+        source.backoff_s,
+        link_losses,
         credentials(source),
     )
     delta.overwrite(lake.table("bronze", f"{source.name}_tags"), opcua.tag_table(tags))
     earliest = min((start_of(tag.node_id) for tag in tags), default=end)
-    with bronze.spooled(batches, opcua.READINGS_SCHEMA, lake.root / "_spool") as spooled:  # failures known after reading
-        marks = {tag.node_id: (ends.get(tag.node_id, fallback) if tag.node_id in failures else end.isoformat()) for tag in tags}
-        landed = bronze.land(path, spooled, opcua.READINGS_SCHEMA, ["node_id", "source_timestamp"], Ingestion.now(run_id),
-                             source.name, {"read_until": marks}, _window(tags, earliest))  # fmt: skip
-    return Step(path, {"tags": len(tags), "read_from": earliest.isoformat(), "read_until": end.isoformat(),
-                       "values_read": landed.rows_read, "values_inserted": landed.rows_inserted,
-                       "tags_failed": dg.MetadataValue.json(failures), "link_losses": len(link_losses)})  # fmt: skip
+    with bronze.spooled(
+        batches, opcua.READINGS_SCHEMA, lake.root / "_spool"
+    ) as spooled:  # failures known after reading
+        marks = {
+            tag.node_id: (ends.get(tag.node_id, fallback) if tag.node_id in failures else end.isoformat())
+            for tag in tags
+        }
+        landed = bronze.land(
+            path,
+            spooled,
+            opcua.READINGS_SCHEMA,
+            ["node_id", "source_timestamp"],
+            Ingestion.now(run_id),
+            source.name,
+            {"read_until": marks},
+            _window(tags, earliest),
+        )
+    return Step(
+        path,
+        {
+            "tags": len(tags),
+            "read_from": earliest.isoformat(),
+            "read_until": end.isoformat(),
+            "values_read": landed.rows_read,
+            "values_inserted": landed.rows_inserted,
+            "tags_failed": dg.MetadataValue.json(failures),
+            "link_losses": len(link_losses),
+        },
+    )
 
 
 def refresh_tag_registry(lake: Lake, sources: list[OpcuaSource]) -> int:
@@ -92,26 +132,47 @@ def build_silver(lake: Lake, sources: list[OpcuaSource], run_id: str) -> Step:
     """Readings of every server in long form: timestamp, machine, tag, value, status; and the tag registry."""
     refresh_tag_registry(lake, sources)
     path = lake.table("silver", "sensor_readings")
-    bronze_tables = {f"{s.name}_readings": silver.BronzeInput(lake.table("bronze", f"{s.name}_readings"),
-                                                             ["node_id", "source_timestamp"]) for s in sources}  # fmt: skip
-    return merge_validated(lake, path, silver.pending_chunks(path, bronze_tables),
-                           lambda work: (transforms.sensor_rows(work.rows), []), suites.sensor_suite,
-                           transforms.SENSOR_KEYS, run_id, window_key="timestamp")  # fmt: skip
+    bronze_tables = {
+        f"{s.name}_readings": silver.BronzeInput(
+            lake.table("bronze", f"{s.name}_readings"), ["node_id", "source_timestamp"]
+        )
+        for s in sources
+    }
+    return merge_validated(
+        lake,
+        path,
+        silver.pending_chunks(path, bronze_tables),
+        lambda work: (transforms.sensor_rows(work.rows), []),
+        suites.sensor_suite,
+        transforms.SENSOR_KEYS,
+        run_id,
+        window_key="timestamp",
+    )
+
+
+def _landing(source: OpcuaSource) -> Build:
+    return lambda lake, run_id, now: load_bronze(lake, source, run_id, now)
 
 
 def opcua_assets(sources: list[OpcuaSource]) -> list:
     if not sources:
         return []
     bronze = [
-        bronze_asset(bronze_key(source), "sensors", {"opcua"},
-                     f"Raw history of every historized variable below {source.roots} on {source.endpoint}.",
-                     lambda lake, run_id, now, source=source: load_bronze(lake, source, run_id, now))  # fmt: skip
+        bronze_asset(
+            bronze_key(source),
+            "sensors",
+            {"opcua"},
+            f"Raw history of every historized variable below {source.roots} on {source.endpoint}.",
+            _landing(source),
+        )
         for source in sources
     ]
     return bronze + silver_assets(
-        SENSOR_READINGS, [bronze_key(s) for s in sources], "sensors",
+        SENSOR_READINGS,
+        [bronze_key(s) for s in sources],
+        "sensors",
         "Sensor history of all OPC-UA servers in long form (timestamp, machine, tag, value, status).",
         lambda lake, run_id, now: build_silver(lake, sources, run_id),
         lambda data, lake: [invariants.unique_keys(data, transforms.SENSOR_KEYS), invariants.not_empty(data)],
         "One reading per tag and timestamp, and not empty",
-    )  # fmt: skip
+    )

@@ -10,13 +10,13 @@ from datetime import UTC, date, datetime, time, timedelta
 import dagster as dg
 import pyarrow.dataset as ds
 
-from assets.opcua import bronze_key, bronze_path, credentials
-from assets.resources import PlantlakeResource
-from assets.results import WRITES_TAG, Step
-from connectors import opcua, opcua_stream
-from lake import bronze, locks
-from lake.layout import Ingestion, Lake
-from pipelines.config import OpcuaSource
+from plantlake.assets.opcua import bronze_key, bronze_path, credentials
+from plantlake.assets.resources import PlantlakeResource
+from plantlake.assets.results import WRITES_TAG, Step
+from plantlake.config import OpcuaSource
+from plantlake.connectors import opcua, opcua_stream
+from plantlake.lake import bronze, locks
+from plantlake.lake.layout import Ingestion, Lake
 
 
 def backfill_day(lake: Lake, source: OpcuaSource, day: date, run_id: str) -> Step:
@@ -26,15 +26,43 @@ def backfill_day(lake: Lake, source: OpcuaSource, day: date, run_id: str) -> Ste
     last = start + timedelta(days=1) - timedelta(microseconds=1)  # raw reads include their end: stop before midnight
     failures: dict[str, str] = {}
     tags, batches = opcua_stream.read_history_blocking(
-        source.endpoint, source.roots, start, last, source.values_per_request, source.nodes_per_request, source.timeout_s,
-        source.include, source.exclude, failures, source.reconnect_attempts, source.backoff_s,
-        credentials=credentials(source), snapshots=False, describe=False,
+        source.endpoint,
+        source.roots,
+        start,
+        last,
+        source.values_per_request,
+        source.nodes_per_request,
+        source.timeout_s,
+        source.include,
+        source.exclude,
+        failures,
+        source.reconnect_attempts,
+        source.backoff_s,
+        credentials=credentials(source),
+        snapshots=False,
+        describe=False,
     )
     window = (ds.field("source_timestamp") >= start) & (ds.field("source_timestamp") <= last)
-    landed = bronze.land(path, batches, opcua.READINGS_SCHEMA, ["node_id", "source_timestamp"], Ingestion.now(run_id),
-                         source.name, None, window)  # fmt: skip
-    return Step(path, {"day": day.isoformat(), "tags": len(tags), "values_read": landed.rows_read,
-                       "values_inserted": landed.rows_inserted, "tags_failed": dg.MetadataValue.json(failures)})  # fmt: skip
+    landed = bronze.land(
+        path,
+        batches,
+        opcua.READINGS_SCHEMA,
+        ["node_id", "source_timestamp"],
+        Ingestion.now(run_id),
+        source.name,
+        None,
+        window,
+    )
+    return Step(
+        path,
+        {
+            "day": day.isoformat(),
+            "tags": len(tags),
+            "values_read": landed.rows_read,
+            "values_inserted": landed.rows_inserted,
+            "tags_failed": dg.MetadataValue.json(failures),
+        },
+    )
 
 
 def backfill_job(source: OpcuaSource) -> dg.JobDefinition:
@@ -48,8 +76,12 @@ def backfill_job(source: OpcuaSource) -> dg.JobDefinition:
             step = backfill_day(plantlake.lake, source, day, context.run.run_id)
         context.log_event(dg.AssetMaterialization(asset_key=bronze_key(source), metadata=step.metadata))
 
-    @dg.job(name=f"{source.name}_backfill", partitions_def=days, tags=WRITES_TAG,
-            description=f"Backfill {source.name}'s sensor history day by day; pick a range of days in the UI.")  # fmt: skip
+    @dg.job(
+        name=f"{source.name}_backfill",
+        partitions_def=days,
+        tags=WRITES_TAG,
+        description=f"Backfill {source.name}'s sensor history day by day; pick a range of days in the UI.",
+    )
     def backfill() -> None:
         land_day()
 

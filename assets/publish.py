@@ -3,35 +3,36 @@
 import dagster as dg
 import pyarrow as pa
 
-from assets.resources import PlantlakeResource
-from assets.results import OWNERS
-from lake import delta, locks
-from lake.catalog import TableInfo, build_catalog
-from lake.layout import Lake
-from pipelines.config import PlantlakeConfig
-from quality import suites
-from quality.docs import DocsTable, build_data_docs
+from plantlake.assets.resources import PlantlakeResource
+from plantlake.assets.results import OWNERS
+from plantlake.config import PlantlakeConfig
+from plantlake.lake import delta, locks
+from plantlake.lake.catalog import TableInfo, build_catalog
+from plantlake.lake.layout import Lake
+from plantlake.quality import suites
+from plantlake.quality.docs import DocsTable, build_data_docs
 
 CATALOG = dg.AssetKey(["catalog"])
 DATA_DOCS = dg.AssetKey(["data_docs"])
 
 
-def table_infos(config: PlantlakeConfig, descriptions: dict[str, str],
-                upstream: dict[str, tuple[str, ...]] | None = None) -> dict[str, TableInfo]:  # fmt: skip
+def table_infos(
+    config: PlantlakeConfig, descriptions: dict[str, str], upstream: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, TableInfo]:
     """Source, description and upstream tables of each table, for the catalog, from the asset definitions."""
     sources: dict[str, str] = {}
     for erp in config.sources.erp:
         for table in erp.tables:
             for layer in ("bronze", "silver"):
                 sources[f"{layer}.{erp.name}_{table.name}"] = f"erp:{erp.name}"
-    for source in config.sources.opcua:
-        sources[f"bronze.{source.name}_readings"] = f"opcua:{source.name}"
-        sources[f"bronze.{source.name}_tags"] = f"opcua:{source.name}"
-    for source in config.sources.logs:
-        sources[f"bronze.{source.name}_events"] = f"logs:{source.name}"
-    for source in config.sources.suppliers:
-        sources[f"bronze.{source.name}_rows"] = f"supplier:{source.name}"
-        sources.setdefault(f"silver.{source.target}", f"supplier:{source.name}")
+    for server in config.sources.opcua:
+        sources[f"bronze.{server.name}_readings"] = f"opcua:{server.name}"
+        sources[f"bronze.{server.name}_tags"] = f"opcua:{server.name}"
+    for log in config.sources.logs:
+        sources[f"bronze.{log.name}_events"] = f"logs:{log.name}"
+    for supplier in config.sources.suppliers:
+        sources[f"bronze.{supplier.name}_rows"] = f"supplier:{supplier.name}"
+        sources.setdefault(f"silver.{supplier.target}", f"supplier:{supplier.name}")
     sources.setdefault("silver.sensor_readings", "opcua")
     sources.setdefault("silver.opcua_tags", "opcua")
     sources.setdefault("silver.machine_events", "logs")
@@ -47,13 +48,15 @@ def table_infos(config: PlantlakeConfig, descriptions: dict[str, str],
         "and skipped, why it was rejected, where it was moved.",
     }
     upstream = upstream or {}
-    return {name: TableInfo(sources.get(name, "plantlake"), descriptions.get(name, ""), upstream.get(name, ()))
-            for name in {*sources, *descriptions, *upstream}}  # fmt: skip
+    return {
+        name: TableInfo(sources.get(name, "plantlake"), descriptions.get(name, ""), upstream.get(name, ()))
+        for name in {*sources, *descriptions, *upstream}
+    }
 
 
 def suite_for(config: PlantlakeConfig, qualified: str, schema: pa.Schema) -> list[suites.Expect]:
     """The row-level suite of a silver or gold table, as used at ingestion."""
-    layer, name = qualified.split(".", 1)
+    _, name = qualified.split(".", 1)
     if qualified == "gold.machine_hour_features":
         return suites.machine_hour_suite(schema)
     if qualified == "silver.sensor_readings":
@@ -74,27 +77,45 @@ def docs_tables(lake: Lake, config: PlantlakeConfig) -> dict[str, DocsTable]:
     tables = {}
     for layer, name, path in lake.tables():
         if layer in ("silver", "gold"):
-            table = delta.open_table(path)
+            table = delta.load(path)
             data = table.to_pyarrow_dataset()
-            tables[f"{layer}.{name}"] = DocsTable(data, table.version(), suite_for(config, f"{layer}.{name}", data.schema))
+            tables[f"{layer}.{name}"] = DocsTable(
+                data, table.version(), suite_for(config, f"{layer}.{name}", data.schema)
+            )
     return tables
 
 
-def publish_assets(config: PlantlakeConfig, tables: list[dg.AssetKey], descriptions: dict[str, str],
-                   upstream: dict[str, tuple[str, ...]]) -> list:  # fmt: skip
+def publish_assets(
+    config: PlantlakeConfig,
+    tables: list[dg.AssetKey],
+    descriptions: dict[str, str],
+    upstream: dict[str, tuple[str, ...]],
+) -> list:
     """The catalog and the Data Docs; the `publish` job runs them after every refresh, failed or not."""
 
-    @dg.asset(key=CATALOG, deps=tables, group_name="publish", owners=OWNERS, kinds={"duckdb"},
-              description="catalog.duckdb at the lake root: every table as bronze.x, silver.x, gold.x, and a catalog table.")  # fmt: skip
+    @dg.asset(
+        key=CATALOG,
+        deps=tables,
+        group_name="publish",
+        owners=OWNERS,
+        kinds={"duckdb"},
+        description="catalog.duckdb at the lake root: every table as bronze.x, silver.x, gold.x, and a catalog table.",
+    )
     def catalog(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Rebuild the DuckDB catalog over the lake's current tables."""
         path = build_catalog(plantlake.lake, table_infos(plantlake.config, descriptions, upstream))
-        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)),
-                                              "tables": sum(1 for _ in plantlake.lake.tables())})  # fmt: skip
+        return dg.MaterializeResult(
+            metadata={"path": dg.MetadataValue.path(str(path)), "tables": sum(1 for _ in plantlake.lake.tables())}
+        )
 
-    @dg.asset(key=DATA_DOCS, deps=[t for t in tables if t.path[0] in ("silver", "gold")], group_name="publish",
-              owners=OWNERS, kinds={"great_expectations"},
-              description="Great Expectations Data Docs for every silver and gold table, under the lake root.")  # fmt: skip
+    @dg.asset(
+        key=DATA_DOCS,
+        deps=[t for t in tables if t.path[0] in ("silver", "gold")],
+        group_name="publish",
+        owners=OWNERS,
+        kinds={"great_expectations"},
+        description="Great Expectations Data Docs for every silver and gold table, under the lake root.",
+    )
     def data_docs(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Validate silver and gold tables and rebuild the Data Docs site."""
         lake = plantlake.lake

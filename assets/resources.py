@@ -8,17 +8,20 @@ from functools import cached_property
 import dagster as dg
 from pydantic import Field
 
-from assets.worker import note_worker
-from lake.layout import Lake
-from pipelines.config import PlantlakeConfig, load_config
+from plantlake.assets.worker import note_worker
+from plantlake.config import PlantlakeConfig, load_config
+from plantlake.lake.layout import Lake
 
 
 class PlantlakeResource(dg.ConfigurableResource):
     """Where the YAML is; the same file the definitions were generated from."""
 
     config_path: str
-    now: str | None = Field(default=None, description="the present a run assumes (ISO 8601 with offset); unset: "
-                            "the clock. For replaying a simulated plant night after night, not for production.")
+    now: str | None = Field(
+        default=None,
+        description="the present a run assumes (ISO 8601 with offset); unset: "
+        "the clock. For replaying a simulated plant night after night, not for production.",
+    )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if context.instance is not None and context.run_id is not None:

@@ -11,12 +11,12 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lake import delta, locks, state
-from lake.catalog import column_notes
-from lake.layout import Lake
-from quality import results
-from quality.expectations import Validation
-from quality.invariants import InvariantResult
+from plantlake.lake import delta, locks, state
+from plantlake.lake.catalog import column_notes
+from plantlake.lake.layout import Lake
+from plantlake.quality import results
+from plantlake.quality.expectations import Validation
+from plantlake.quality.invariants import InvariantResult
 
 OWNERS = ["team:data-engineering"]
 # Every job that writes the lake carries this tag; the shipped dagster.yaml lets one such run
@@ -41,11 +41,11 @@ class Step:
 def column_schema(schema: pa.Schema | None) -> dg.TableSchema:
     """Columns with their type; source type and zone as description, personal data as a tag."""
     columns = []
-    for field in schema or []:
-        notes = column_notes(field)
+    for column in schema or []:
+        notes = column_notes(column)
         tags = {"personal_data": "true"} if notes.pop("personal_data", None) == "true" else {}
         description = ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in notes.items()) or None
-        columns.append(dg.TableColumn(field.name, str(field.type), description=description, tags=tags))
+        columns.append(dg.TableColumn(column.name, str(column.type), description=description, tags=tags))
     return dg.TableSchema(columns=columns)
 
 
@@ -69,7 +69,9 @@ def refreshed(lake: Lake, key: dg.AssetKey, run_id: str, build: Callable[[], Ste
     return step
 
 
-def materialize(context: dg.AssetExecutionContext, lake: Lake, step: Step, blocking: bool = False) -> dg.MaterializeResult:
+def materialize(
+    context: dg.AssetExecutionContext, lake: Lake, step: Step, blocking: bool = False
+) -> dg.MaterializeResult:
     """MaterializeResult with row count, column schema, location, and the GX check if validated."""
     table = delta.open_table(step.table)
     metadata = {
@@ -86,28 +88,49 @@ def materialize(context: dg.AssetExecutionContext, lake: Lake, step: Step, block
     return dg.MaterializeResult(metadata=metadata, check_results=checks or None)
 
 
-def expectation_check(context: dg.AssetExecutionContext, lake: Lake, validation: Validation, blocking: bool) -> dg.AssetCheckResult:
+def expectation_check(
+    context: dg.AssetExecutionContext, lake: Lake, validation: Validation, blocking: bool
+) -> dg.AssetCheckResult:
     name = table_name(context.asset_key)
     failed = {o.expectation: o.unexpected for o in validation.outcomes if not o.success}
-    results.record(lake, name, EXPECTATIONS_CHECK, "gx", validation.success,
-                   {"rows_checked": validation.rows_checked, "rows_quarantined": validation.rows_rejected,
-                    "failed": failed}, context.run.run_id)  # fmt: skip
+    results.record(
+        lake,
+        name,
+        EXPECTATIONS_CHECK,
+        "gx",
+        validation.success,
+        {"rows_checked": validation.rows_checked, "rows_quarantined": validation.rows_rejected, "failed": failed},
+        context.run.run_id,
+    )
     return dg.AssetCheckResult(
         check_name=EXPECTATIONS_CHECK,
         passed=validation.success,
         severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-        metadata={"rows_checked": validation.rows_checked, "rows_quarantined": validation.rows_rejected,
-                  "failed_expectations": dg.MetadataValue.json(failed)},  # fmt: skip
+        metadata={
+            "rows_checked": validation.rows_checked,
+            "rows_quarantined": validation.rows_rejected,
+            "failed_expectations": dg.MetadataValue.json(failed),
+        },
     )
 
 
 def expectation_spec(key: dg.AssetKey, blocking: bool = False) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(EXPECTATIONS_CHECK, asset=key, blocking=blocking,
-                             description="Great Expectations suite on the new batch; failing rows go to quarantine")  # fmt: skip
+    return dg.AssetCheckSpec(
+        EXPECTATIONS_CHECK,
+        asset=key,
+        blocking=blocking,
+        description="Great Expectations suite on the new batch; failing rows go to quarantine",
+    )
 
 
-def invariants_result(context: dg.AssetCheckExecutionContext, lake: Lake, key: dg.AssetKey, path: Path,
-                      build: Callable[[ds.Dataset], list[InvariantResult]], blocking: bool) -> dg.AssetCheckResult:  # fmt: skip
+def invariants_result(
+    context: dg.AssetCheckExecutionContext,
+    lake: Lake,
+    key: dg.AssetKey,
+    path: Path,
+    build: Callable[[ds.Dataset], list[InvariantResult]],
+    blocking: bool,
+) -> dg.AssetCheckResult:
     """Run `build` over the table's current version and report it; a table not yet written fails."""
     data = delta.dataset(path)
     if data is None:
@@ -115,7 +138,9 @@ def invariants_result(context: dg.AssetCheckExecutionContext, lake: Lake, key: d
     else:
         found = build(data)
     passed = all(item.success for item in found)
-    details = {item.name: {"passed": item.success, "observed": item.observed, "detail": item.description} for item in found}
+    details = {
+        item.name: {"passed": item.success, "observed": item.observed, "detail": item.description} for item in found
+    }
     results.record(lake, table_name(key), INVARIANTS_CHECK, "sql", passed, details, context.run.run_id)
     return dg.AssetCheckResult(
         passed=passed,

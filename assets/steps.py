@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from assets.results import Step
-from lake import delta, quarantine, silver
-from lake.layout import Lake
-from lake.quarantine import Rejection
-from quality import expectations
-from quality.suites import Expect
+from plantlake.assets.results import Step
+from plantlake.lake import delta, quarantine, silver
+from plantlake.lake.layout import Lake
+from plantlake.lake.quarantine import Rejection
+from plantlake.quality import expectations
+from plantlake.quality.suites import Expect
 
 Prepare = Callable[[silver.Pending], tuple[pa.Table, list[Rejection]]]
 
@@ -31,8 +31,8 @@ def merge_validated(
     """Per chunk: `prepare` silver rows (and rows it already rejects), GX on them, failures to
     quarantine, the rest merged on `keys`.
 
-    `window_key`: see `lake.silver.commit`. Quarantine is written before each silver commit: if the commit fails, the rerun rejects
-    the same rows again and the quarantine merge keeps them once.
+    `window_key`: see `lake.silver.commit`. Quarantine is written before each silver commit: if the
+    commit fails, the rerun rejects the same rows again and the quarantine merge keeps them once.
     """
     totals = {"rows_new": 0, "rows_inserted": 0, "rows_updated": 0, "chunks": 0}
     validations = []

@@ -6,7 +6,6 @@ with its row counts and moved to the archive (or, if rejected whole, to the reje
 beside a report that says why).
 """
 
-
 import itertools
 import json
 import shutil
@@ -19,21 +18,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from assets.factory import bronze_asset, silver_assets
-from assets.results import Step
-from assets.resources import PlantlakeResource
-from assets.steps import merge_validated
-from connectors import file_formats, files
-from lake import delta, file_registry, mapping, quarantine, silver, transforms
-from lake.file_registry import FileEntry
-from lake.layout import Ingestion, Lake
-from lake.prefetch import prefetched
-from lake.quarantine import Rejection
-from pipelines.config import SupplierSource
-from quality import invariants, suites
+from plantlake.assets.factory import Build, Invariants, bronze_asset, silver_assets
+from plantlake.assets.resources import PlantlakeResource
+from plantlake.assets.results import Step
+from plantlake.assets.steps import merge_validated
+from plantlake.config import SupplierSource
+from plantlake.connectors import file_formats, files
+from plantlake.lake import delta, file_registry, mapping, quarantine, silver, transforms
+from plantlake.lake.file_registry import FileEntry, RowCounts
+from plantlake.lake.layout import Ingestion, Lake
+from plantlake.lake.prefetch import prefetched
+from plantlake.lake.quarantine import Rejection
+from plantlake.quality import invariants, suites
 
-FILE_FIELDS = [pa.field(transforms.FILE, pa.string(), nullable=False), pa.field(transforms.FILE_HASH, pa.string(), nullable=False),
-               pa.field(transforms.FILE_MODIFIED, pa.timestamp("us", tz="UTC"), nullable=False)]  # fmt: skip
+FILE_FIELDS = [
+    pa.field(transforms.FILE, pa.string(), nullable=False),
+    pa.field(transforms.FILE_HASH, pa.string(), nullable=False),
+    pa.field(transforms.FILE_MODIFIED, pa.timestamp("us", tz="UTC"), nullable=False),
+]
 
 
 def bronze_key(source: SupplierSource) -> dg.AssetKey:
@@ -56,9 +58,15 @@ def rows_schema(source: SupplierSource) -> pa.Schema:
 
 
 def _layout(source: SupplierSource) -> files.Layout:
-    return files.Layout(expected=list(source.columns), delimiter=source.csv.delimiter, quote=source.csv.quote,
-                        encoding=source.csv.encoding, sheet=source.sheet, header_row=source.header_row,
-                        summary_rows=source.summary_rows)  # fmt: skip
+    return files.Layout(
+        expected=list(source.columns),
+        delimiter=source.csv.delimiter,
+        quote=source.csv.quote,
+        encoding=source.csv.encoding,
+        sheet=source.sheet,
+        header_row=source.header_row,
+        summary_rows=source.summary_rows,
+    )
 
 
 def _destination(folder: Path, file: Path, digest: str) -> Path:
@@ -101,7 +109,11 @@ class _Ingest:
         for bad in self.opened.tally.bad_rows:
             self.rows_read += 1
             self.quarantined_lines.add(bad.line)
-            self.problems.append(self._rejection("structure", bad.reason, {"line": bad.line, "text": bad.text}, bad.line, None, bad.text[:500]))
+            self.problems.append(
+                self._rejection(
+                    "structure", bad.reason, {"line": bad.line, "text": bad.text}, bad.line, None, bad.text[:500]
+                )
+            )
 
     def constants(self) -> dict[str, pa.Scalar]:
         """The columns with one value for the whole file: where its rows came from, and which run landed them."""
@@ -117,14 +129,25 @@ class _Ingest:
         by_line = {row[files.LINE]: row for row in rows}
         for problem in problems:
             record = {**by_line[problem.line], transforms.FILE_HASH: self.scan.sha256}
-            self.problems.append(self._rejection("mapping", problem.reason, record, problem.line, problem.column, problem.value))
+            self.problems.append(
+                self._rejection("mapping", problem.reason, record, problem.line, problem.column, problem.value)
+            )
         self.quarantined_lines.update(lines)
 
-    def _rejection(self, check: str, reason: str, record: dict, line: int | None, column: str | None,
-                   value: str | None) -> Rejection:  # fmt: skip
-        return Rejection(table_name=f"bronze.{self.source.name}_rows", check=check, reason=reason, record=record,
-                         source=self.source.name, file=str(self.file), row=None if line is None else str(line),
-                         field=column, value=value)  # fmt: skip
+    def _rejection(
+        self, check: str, reason: str, record: dict, line: int | None, column: str | None, value: str | None
+    ) -> Rejection:
+        return Rejection(
+            table_name=f"bronze.{self.source.name}_rows",
+            check=check,
+            reason=reason,
+            record=record,
+            source=self.source.name,
+            file=str(self.file),
+            row=None if line is None else str(line),
+            field=column,
+            value=value,
+        )
 
 
 def _landed_before(path: Path, digest: str) -> bool:
@@ -133,7 +156,9 @@ def _landed_before(path: Path, digest: str) -> bool:
     return data is not None and data.count_rows(filter=ds.field(transforms.FILE_HASH) == digest) > 0
 
 
-def ingest_file(lake: Lake, source: SupplierSource, file: Path, scan: files.Scan, version: int, run_id: str) -> FileEntry:
+def ingest_file(
+    lake: Lake, source: SupplierSource, file: Path, scan: files.Scan, version: int, run_id: str
+) -> FileEntry:
     """Land one new file's good rows in bronze and its bad rows in quarantine; its registry entry."""
     path = lake.table("bronze", f"{source.name}_rows")
     work = _Ingest(source, file, scan, Ingestion.now(run_id))
@@ -143,34 +168,60 @@ def ingest_file(lake: Lake, source: SupplierSource, file: Path, scan: files.Scan
             for _ in work.batches():  # count and quarantine again; the rows are in bronze already
                 pass
         else:
-            delta.append(path, pa.RecordBatchReader.from_batches(rows_schema(source), work.batches()), constants=work.constants())
+            delta.append(
+                path, pa.RecordBatchReader.from_batches(rows_schema(source), work.batches()), constants=work.constants()
+            )
     except Exception as exc:
         if work.failure is None and not isinstance(exc, files.FileRejected):
             raise
         reason = str(work.failure or exc)
     if reason is not None:
-        rejection = Rejection(table_name=f"bronze.{path.name}", check="file", reason=reason, source=source.name,
-                              file=str(file), record={"file": str(file), "sha256": scan.sha256})  # fmt: skip
+        rejection = Rejection(
+            table_name=f"bronze.{path.name}",
+            check="file",
+            reason=reason,
+            source=source.name,
+            file=str(file),
+            record={"file": str(file), "sha256": scan.sha256},
+        )
         quarantine.write(lake, [rejection], run_id)
         status, folder = file_registry.REJECTED, source.rejected_folder
-        counts = {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0, "rows_skipped": 0}
+        counts: RowCounts = {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0, "rows_skipped": 0}
     else:
         quarantine.write(lake, work.problems, run_id)
         quarantined = len(work.quarantined_lines)
         status = file_registry.PARTLY_QUARANTINED if quarantined else file_registry.LOADED
         folder = source.archive_folder
-        counts = {"rows_read": work.rows_read, "rows_loaded": work.rows_loaded, "rows_quarantined": quarantined,
-                  "rows_skipped": work.opened.tally.rows_skipped if work.opened else 0}  # fmt: skip
+        counts = {
+            "rows_read": work.rows_read,
+            "rows_loaded": work.rows_loaded,
+            "rows_quarantined": quarantined,
+            "rows_skipped": work.opened.tally.rows_skipped if work.opened else 0,
+        }
     layout = json.dumps(work.opened.layout) if work.opened else None
-    return FileEntry(sha256=scan.sha256, source=source.name, file_name=file.name, version=version, status=status,
-                     reason=reason, layout=layout, size_bytes=scan.size, modified_at=scan.modified, dropped_as=str(file),
-                     moved_to=str(_destination(folder, file, scan.sha256)), run_id=run_id, **counts)  # fmt: skip
+    return FileEntry(
+        sha256=scan.sha256,
+        source=source.name,
+        file_name=file.name,
+        version=version,
+        status=status,
+        reason=reason,
+        layout=layout,
+        size_bytes=scan.size,
+        modified_at=scan.modified,
+        dropped_as=str(file),
+        moved_to=str(_destination(folder, file, scan.sha256)),
+        run_id=run_id,
+        **counts,
+    )
 
 
 def _report(entry: FileEntry, reason: str) -> str:
-    return (f"file: {entry.file_name}\nsha256: {entry.sha256}\nsource: {entry.source}\nrun: {entry.run_id}\n"
-            f"when: {entry.registered_at.isoformat()}\n\nwhy it was not loaded:\n{reason}\n\n"
-            "what to do: correct the file and drop it again; a corrected file is loaded as a new version.\n")  # fmt: skip
+    return (
+        f"file: {entry.file_name}\nsha256: {entry.sha256}\nsource: {entry.source}\nrun: {entry.run_id}\n"
+        f"when: {entry.registered_at.isoformat()}\n\nwhy it was not loaded:\n{reason}\n\n"
+        "what to do: correct the file and drop it again; a corrected file is loaded as a new version.\n"
+    )
 
 
 def move_aside(file: Path, destination: Path, report: str | None = None) -> None:
@@ -189,8 +240,10 @@ def _known_again(source: SupplierSource, file: Path, entry: FileEntry, scan: fil
     if entry.file_name == file.name:
         move_aside(file, Path(entry.moved_to))
         return "files_already_loaded"
-    reason = (f"same content as {entry.file_name} (version {entry.version}, {entry.status} in run {entry.run_id}); "
-              "not loaded again")  # fmt: skip
+    reason = (
+        f"same content as {entry.file_name} (version {entry.version}, {entry.status} in run {entry.run_id}); "
+        "not loaded again"
+    )
     duplicate = FileEntry(**{**entry.__dict__, "file_name": file.name})
     move_aside(file, _destination(source.rejected_folder, file, scan.sha256), _report(duplicate, reason))
     return "files_duplicate"
@@ -213,9 +266,19 @@ def load_bronze(lake: Lake, source: SupplierSource, run_id: str) -> Step:
         counts["files_rejected" if entry.status == file_registry.REJECTED else "files_loaded"] += 1
         for key in ("rows_read", "rows_loaded", "rows_quarantined", "rows_skipped"):
             counts[key] += getattr(entry, key)
-    metadata = {key: counts.get(key, 0) for key in ("files_loaded", "files_rejected", "files_already_loaded",
-                                                    "files_duplicate", "rows_read", "rows_loaded", "rows_quarantined",
-                                                    "rows_skipped")}  # fmt: skip
+    metadata = {
+        key: counts.get(key, 0)
+        for key in (
+            "files_loaded",
+            "files_rejected",
+            "files_already_loaded",
+            "files_duplicate",
+            "rows_read",
+            "rows_loaded",
+            "rows_quarantined",
+            "rows_skipped",
+        )
+    }
     return Step(path, metadata)
 
 
@@ -224,52 +287,95 @@ def files_accounted(lake: Lake, source: str) -> tuple[bool, dict]:
     registry = delta.read(file_registry.registry_path(lake), filter=ds.field("source") == source)
     if registry is None:
         return True, {"files": 0}
-    off = registry.filter(pc.not_equal(pc.add(registry["rows_loaded"], registry["rows_quarantined"]), registry["rows_read"]))
+    off = registry.filter(
+        pc.not_equal(pc.add(registry["rows_loaded"], registry["rows_quarantined"]), registry["rows_read"])
+    )
     return off.num_rows == 0, {"files": registry.num_rows, "files_not_accounted": off.column("file_name").to_pylist()}
 
 
 def _typed_rows(work: silver.Pending, sources: list[SupplierSource]) -> tuple[pa.Table, list[Rejection]]:
-    parts = [transforms.supplier_rows(work.rows[f"{source.name}_rows"], source.columns, source.name)
-             for source in sources if f"{source.name}_rows" in work.rows]  # fmt: skip
+    parts = [
+        transforms.supplier_rows(work.rows[f"{source.name}_rows"], source.columns, source.name)
+        for source in sources
+        if f"{source.name}_rows" in work.rows
+    ]
     return transforms.combine_suppliers(parts, sources[0].key, transforms.supplier_schema(sources[0].columns)), []
 
 
 def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id: str) -> Step:
     """Rows of all suppliers of `target`, the newest per key (latest file version wins)."""
     path = lake.table("silver", target)
-    bronze_tables = {f"{s.name}_rows": silver.BronzeInput(lake.table("bronze", f"{s.name}_rows"), [transforms.FILE_HASH, files.LINE])
-                     for s in sources}  # fmt: skip
+    bronze_tables = {
+        f"{s.name}_rows": silver.BronzeInput(lake.table("bronze", f"{s.name}_rows"), [transforms.FILE_HASH, files.LINE])
+        for s in sources
+    }
     key = sources[0].key
-    return merge_validated(lake, path, silver.pending_chunks(path, bronze_tables),
-                           lambda work: _typed_rows(work, sources),
-                           lambda schema: suites.supplier_suite(sources[0].columns, key, schema), key, run_id)  # fmt: skip
+    return merge_validated(
+        lake,
+        path,
+        silver.pending_chunks(path, bronze_tables),
+        lambda work: _typed_rows(work, sources),
+        lambda schema: suites.supplier_suite(sources[0].columns, key, schema),
+        key,
+        run_id,
+    )
 
 
 def files_set_aside(lake: Lake, source: str, run_id: str) -> list[dict]:
     """Files of this run that were rejected whole or had rows quarantined."""
-    registry = delta.read(file_registry.registry_path(lake), filter=(ds.field("source") == source) & (ds.field("run_id") == run_id))
+    registry = delta.read(
+        file_registry.registry_path(lake), filter=(ds.field("source") == source) & (ds.field("run_id") == run_id)
+    )
     rows = [] if registry is None else registry.to_pylist()
-    return [{"file": row["file_name"], "status": row["status"], "rows_quarantined": row["rows_quarantined"],
-             "reason": row["reason"]} for row in rows if row["status"] != file_registry.LOADED]  # fmt: skip
+    return [
+        {
+            "file": row["file_name"],
+            "status": row["status"],
+            "rows_quarantined": row["rows_quarantined"],
+            "reason": row["reason"],
+        }
+        for row in rows
+        if row["status"] != file_registry.LOADED
+    ]
 
 
 def _file_checks(source: SupplierSource) -> list[dg.AssetChecksDefinition]:
-    @dg.asset_check(asset=bronze_key(source), name="files_accounted", blocking=True,
-                    description="For every file: rows loaded plus rows quarantined equals rows read.")  # fmt: skip
+    @dg.asset_check(
+        asset=bronze_key(source),
+        name="files_accounted",
+        blocking=True,
+        description="For every file: rows loaded plus rows quarantined equals rows read.",
+    )
     def accounted(plantlake: PlantlakeResource) -> dg.AssetCheckResult:
         """Read the registry of this drop folder's files."""
         passed, metadata = files_accounted(plantlake.lake, source.name)
         return dg.AssetCheckResult(passed=passed, metadata=metadata)
 
-    @dg.asset_check(asset=bronze_key(source), name="files_clean",
-                    description="Warns when a file of this run was rejected or had rows quarantined.")  # fmt: skip
+    @dg.asset_check(
+        asset=bronze_key(source),
+        name="files_clean",
+        description="Warns when a file of this run was rejected or had rows quarantined.",
+    )
     def clean(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
         """Read this run's entries in the registry."""
         aside = files_set_aside(plantlake.lake, source.name, context.run.run_id)
-        return dg.AssetCheckResult(passed=not aside, severity=dg.AssetCheckSeverity.WARN,
-                                   metadata={"files": dg.MetadataValue.json(aside)})  # fmt: skip
+        return dg.AssetCheckResult(
+            passed=not aside, severity=dg.AssetCheckSeverity.WARN, metadata={"files": dg.MetadataValue.json(aside)}
+        )
 
     return [accounted, clean]
+
+
+def _landing(source: SupplierSource) -> Build:
+    return lambda lake, run_id, now: load_bronze(lake, source, run_id)
+
+
+def _merging(target: str, members: list[SupplierSource]) -> Build:
+    return lambda lake, run_id, now: build_silver(lake, target, members, run_id)
+
+
+def _one_row_per_key(key: list[str]) -> Invariants:
+    return lambda data, lake: [invariants.unique_keys(data, key)]
 
 
 def supplier_assets(sources: list[SupplierSource]) -> list:
@@ -278,18 +384,26 @@ def supplier_assets(sources: list[SupplierSource]) -> list:
         by_target[source.target].append(source)
     definitions: list = []
     for source in sources:
-        definitions.append(bronze_asset(bronze_key(source), "suppliers", {source.format},
-                                        f"Rows of {source.format} files {source.glob} dropped by supplier {source.name}, "
-                                        "typed by its mapping; each file once.",
-                                        lambda lake, run_id, now, source=source: load_bronze(lake, source, run_id)))  # fmt: skip
+        definitions.append(
+            bronze_asset(
+                bronze_key(source),
+                "suppliers",
+                {source.format},
+                f"Rows of {source.format} files {source.glob} dropped by supplier {source.name}, "
+                "typed by its mapping; each file once.",
+                _landing(source),
+            )
+        )
         definitions += _file_checks(source)
     for target, members in by_target.items():
         definitions += silver_assets(
-            silver_key(target), [bronze_key(s) for s in members], "suppliers",
-            f"{target} from suppliers {', '.join(s.name for s in members)}, merged on {members[0].key}; newest file wins.",
-            lambda lake, run_id, now, target=target, members=members: build_silver(lake, target, members, run_id),
-            lambda data, lake, members=members: [invariants.unique_keys(data, members[0].key)],
+            silver_key(target),
+            [bronze_key(s) for s in members],
+            "suppliers",
+            f"{target} from suppliers {', '.join(s.name for s in members)}, merged on {members[0].key}; "
+            "newest file wins.",
+            _merging(target, members),
+            _one_row_per_key(members[0].key),
             "One row per key",
-        )  # fmt: skip
+        )
     return definitions
-

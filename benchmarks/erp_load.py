@@ -38,7 +38,9 @@ COLUMNS = (
 
 
 def _admin(server: str) -> sa.Engine:
-    return sa.create_engine(server + ("postgres" if server.startswith("postgresql") else ""), isolation_level="AUTOCOMMIT")
+    return sa.create_engine(
+        server + ("postgres" if server.startswith("postgresql") else ""), isolation_level="AUTOCOMMIT"
+    )
 
 
 def _build(server: str, database: str, create: str, statements: list[str]) -> str:
@@ -53,22 +55,39 @@ def _build(server: str, database: str, create: str, statements: list[str]) -> st
 
 
 def build_postgres(database: str, rows: int) -> str:
-    fill = (f"INSERT INTO {TABLE} SELECT g, 'SO-' || g, g % 5000, 'P-' || (g % 997), (g % 100000) / 7.0, "
-            f"(g % 50000) / 100.0, (ARRAY['draft','sale','done','cancel'])[1 + g % 4], "
-            f"TIMESTAMP '2025-01-01' + g * INTERVAL '1 second', TIMESTAMP '2025-01-01' + g * INTERVAL '1 second', "
-            f"CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END FROM generate_series(1, {rows}) g")  # fmt: skip
-    return _build(PG_SERVER, database, f"CREATE DATABASE {database}",
-                  [f"CREATE TABLE {TABLE} ({COLUMNS.format(ts='TIMESTAMP')})", fill,
-                   f"CREATE INDEX ON {TABLE} (updated_at)", f"VACUUM ANALYZE {TABLE}"])  # fmt: skip
+    fill = (
+        f"INSERT INTO {TABLE} SELECT g, 'SO-' || g, g % 5000, 'P-' || (g % 997), (g % 100000) / 7.0, "
+        f"(g % 50000) / 100.0, (ARRAY['draft','sale','done','cancel'])[1 + g % 4], "
+        f"TIMESTAMP '2025-01-01' + g * INTERVAL '1 second', TIMESTAMP '2025-01-01' + g * INTERVAL '1 second', "
+        f"CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END FROM generate_series(1, {rows}) g"
+    )
+    return _build(
+        PG_SERVER,
+        database,
+        f"CREATE DATABASE {database}",
+        [
+            f"CREATE TABLE {TABLE} ({COLUMNS.format(ts='TIMESTAMP')})",
+            fill,
+            f"CREATE INDEX ON {TABLE} (updated_at)",
+            f"VACUUM ANALYZE {TABLE}",
+        ],
+    )
 
 
 def build_mariadb(database: str, rows: int) -> str:
-    fill = (f"INSERT INTO {TABLE} SELECT seq, concat('SO-', seq), seq % 5000, concat('P-', seq % 997), "
-            f"(seq % 100000) / 7.0, (seq % 50000) / 100.0, elt(1 + seq % 4, 'draft', 'sale', 'done', 'cancel'), "
-            f"TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND, TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND, "
-            f"IF(seq % 3 = 0, NULL, concat('note ', seq)) FROM seq_1_to_{rows}")  # fmt: skip
-    return _build(MYSQL_SERVER, database, f"CREATE DATABASE {database} CHARACTER SET utf8mb4",
-                  [f"CREATE TABLE {TABLE} ({COLUMNS.format(ts='DATETIME(6)')}, INDEX (updated_at))", fill])  # fmt: skip
+    fill = (
+        f"INSERT INTO {TABLE} SELECT seq, concat('SO-', seq), seq % 5000, concat('P-', seq % 997), "
+        f"(seq % 100000) / 7.0, (seq % 50000) / 100.0, elt(1 + seq % 4, 'draft', 'sale', 'done', 'cancel'), "
+        f"TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND, "
+        f"TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND, "
+        f"IF(seq % 3 = 0, NULL, concat('note ', seq)) FROM seq_1_to_{rows}"
+    )
+    return _build(
+        MYSQL_SERVER,
+        database,
+        f"CREATE DATABASE {database} CHARACTER SET utf8mb4",
+        [f"CREATE TABLE {TABLE} ({COLUMNS.format(ts='DATETIME(6)')}, INDEX (updated_at))", fill],
+    )
 
 
 def drop(server: str, database: str) -> None:
@@ -94,18 +113,20 @@ def case_copy(url: str, _: str, __: dict) -> Callable[[], int]:
 
 
 def case_plantlake(url: str, lake_root: str, options: dict) -> Callable[[], int]:
-    from assets.erp import load_bronze
-    from lake.layout import Lake
-    from pipelines.config import ErpSource, ErpTable, RowFilter
-
     import adbc_driver_postgresql.dbapi  # noqa: F401  (a nightly run has its code loaded; so does the dlt case)
-    import connectorx  # noqa: F401
+    import connectorx  # noqa: F401 - the same
 
-    sa.create_engine(url).dialect.loaded_dbapi  # noqa: B018
+    from plantlake.assets.erp import load_bronze
+    from plantlake.config import ErpSource, ErpTable, RowFilter
+    from plantlake.lake.layout import Lake
+
+    sa.create_engine(url).dialect.loaded_dbapi  # noqa: B018 - loads the driver, as a nightly run has
     where = [RowFilter(column="id", op="<=", value=options["limit"])] if options.get("limit") else []
     table = ErpTable(name=TABLE, primary_key=["id"], cursor="updated_at", where=where, deletes=None)
     source = ErpSource(name="bench", url=url, batch_rows=100_000, tables=[table])
-    return lambda: load_bronze(Lake(Path(lake_root)), source, table, options.get("run", "bench")).metadata["rows_inserted"]
+    return lambda: load_bronze(Lake(Path(lake_root)), source, table, options.get("run", "bench")).metadata[
+        "rows_inserted"
+    ]
 
 
 def case_dlt(url: str, lake_root: str, _: dict) -> Callable[[], int]:
@@ -114,8 +135,12 @@ def case_dlt(url: str, lake_root: str, _: dict) -> Callable[[], int]:
     from dlt.sources.sql_database import sql_table
 
     def run() -> int:
-        pipeline = dlt.pipeline(pipeline_name="bench", destination=dlt.destinations.filesystem(Path(lake_root).as_uri()),
-                                dataset_name="bench", pipelines_dir=str(Path(lake_root) / "_dlt"))  # fmt: skip
+        pipeline = dlt.pipeline(
+            pipeline_name="bench",
+            destination=dlt.destinations.filesystem(Path(lake_root).as_uri()),
+            dataset_name="bench",
+            pipelines_dir=str(Path(lake_root) / "_dlt"),
+        )
         source = sql_table(credentials=url, table=TABLE, backend="pyarrow", chunk_size=100_000)
         pipeline.run(source, table_format="delta").raise_on_failed_jobs()
         return int(pipeline.last_trace.last_normalize_info.row_counts.get(TABLE, 0))
@@ -136,34 +161,53 @@ def main() -> None:
     try:
         started = time.perf_counter()
         pg, my = build_postgres(database, args.rows), build_mariadb(database, args.mariadb_rows)
-        print(f"built {args.rows:,} rows in PostgreSQL and {args.mariadb_rows:,} in MariaDB "
-              f"in {time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+        print(
+            f"built {args.rows:,} rows in PostgreSQL and {args.mariadb_rows:,} in MariaDB "
+            f"in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
         copy = run_case(__file__, "raw COPY (pg)", "copy", pg, str(work / "none"), {})
         full = run_case(__file__, "plantlake (pg)", "plantlake", pg, str(work / "pg"), {})
-        half = run_case(__file__, "plantlake (pg, N/2)", "plantlake", pg, str(work / "pg_half"), {"limit": args.rows // 2})
+        half = run_case(
+            __file__, "plantlake (pg, N/2)", "plantlake", pg, str(work / "pg_half"), {"limit": args.rows // 2}
+        )
         dlt_pg = run_case(__file__, "dlt (pg)", "dlt", pg, str(work / "dlt_pg"), {})
         full_my = run_case(__file__, "plantlake (mariadb)", "plantlake", my, str(work / "my"), {})
         dlt_my = run_case(__file__, "dlt (mariadb)", "dlt", my, str(work / "dlt_my"), {})
         with sa.create_engine(pg, isolation_level="AUTOCOMMIT").connect() as connection:
-            changed = connection.execute(sa.text(
-                f"UPDATE {TABLE} SET status = 'changed', updated_at = TIMESTAMP '2026-01-01' + id * INTERVAL '1 microsecond' "
-                f"WHERE id % 100 = 0")).rowcount  # fmt: skip
+            changed = connection.execute(
+                sa.text(
+                    f"UPDATE {TABLE} SET status = 'changed', "
+                    f"updated_at = TIMESTAMP '2026-01-01' + id * INTERVAL '1 microsecond' "
+                    f"WHERE id % 100 = 0"
+                )
+            ).rowcount
             connection.execute(sa.text(f"VACUUM ANALYZE {TABLE}"))  # settled, as after the build, not mid-autovacuum
         runs = []  # the same incremental load three times, each from a copy of the lake after the full load
         for attempt in range(3):
             shutil.copytree(work / "pg", work / f"pg_incr_{attempt}")
-            runs.append(run_case(__file__, f"plantlake incr. (pg) #{attempt + 1}", "plantlake", pg,
-                                 str(work / f"pg_incr_{attempt}"), {"run": "incremental"}))  # fmt: skip
+            runs.append(
+                run_case(
+                    __file__,
+                    f"plantlake incr. (pg) #{attempt + 1}",
+                    "plantlake",
+                    pg,
+                    str(work / f"pg_incr_{attempt}"),
+                    {"run": "incremental"},
+                )
+            )
             assert runs[-1]["rows"] == changed, f"incremental landed {runs[-1]['rows']} rows, {changed} changed"
         incremental = sorted(runs, key=lambda run: run["seconds"])[1]  # the median
     finally:
         for server in (PG_SERVER, MYSQL_SERVER):
             drop(server, database)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"vs_dlt_pg={dlt_pg['seconds'] / full['seconds']:.1f} "
-          f"vs_dlt_mariadb={dlt_my['seconds'] / full_my['seconds']:.1f} "
-          f"vs_copy={full['seconds'] / copy['seconds']:.1f} peak_mb={full['peak_mb']:.0f} "
-          f"peak_mb_half={half['peak_mb']:.0f} incr_share={incremental['seconds'] / full['seconds']:.3f}")  # fmt: skip
+    print(
+        f"vs_dlt_pg={dlt_pg['seconds'] / full['seconds']:.1f} "
+        f"vs_dlt_mariadb={dlt_my['seconds'] / full_my['seconds']:.1f} "
+        f"vs_copy={full['seconds'] / copy['seconds']:.1f} peak_mb={full['peak_mb']:.0f} "
+        f"peak_mb_half={half['peak_mb']:.0f} incr_share={incremental['seconds'] / full['seconds']:.3f}"
+    )
 
 
 if __name__ == "__main__":

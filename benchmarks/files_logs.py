@@ -46,14 +46,18 @@ SUPPLIERS = ["Acme Stahlhandel GmbH", "Stahlwerk Süd AG", "Müller & Söhne KG"
 def write_csv(path: Path, rows: int) -> None:
     with path.open("w", encoding="cp1252", newline="") as handle:
         handle.write(CSV_HEADER + "\r\n")
-        day = datetime(2026, 1, 1)
+        day = datetime(2026, 1, 1, tzinfo=UTC)
         for start in range(0, rows, 100_000):
             lines = []
             for i in range(start, min(rows, start + 100_000)):
-                quantity = f"{(i * 7919) % 100_000_000 / 1000:,.3f}".replace(",", "X").replace(".", ",").replace("X", ".")
+                quantity = (
+                    f"{(i * 7919) % 100_000_000 / 1000:,.3f}".replace(",", "X").replace(".", ",").replace("X", ".")
+                )
                 price = f"{(i * 104_729) % 10_000_000 / 100:.2f}".replace(".", ",")
                 delivered = (day + timedelta(days=i % 365)).strftime("%d.%m.%Y")
-                lines.append(f"LOT-{i:08d};{MATERIALS[i % 5]};{SUPPLIERS[i % 3]};{quantity};{price};{delivered};Z-{i % 9973}\r\n")
+                lines.append(
+                    f"LOT-{i:08d};{MATERIALS[i % 5]};{SUPPLIERS[i % 3]};{quantity};{price};{delivered};Z-{i % 9973}\r\n"
+                )
             handle.write("".join(lines))
 
 
@@ -67,13 +71,20 @@ def write_syslog(path: Path, lines: int) -> None:
                 moment = start + timedelta(milliseconds=250 * i)
                 host = f"cnc-{101 + i % 6}"
                 if i % 10 == 9:
-                    block.append(f"<{128 + i % 8}>{moment:%b %e %H:%M:%S} {host} hydraulics[88]: E-{i % 500} pressure {i}\n")
+                    block.append(
+                        f"<{128 + i % 8}>{moment:%b %e %H:%M:%S} {host} hydraulics[88]: E-{i % 500} pressure {i}\n"
+                    )
                 else:
                     code = f"A-{i % 97}" if i % 7 == 0 else "-"
-                    block.append(f"<{128 + i % 8}>1 {moment:%Y-%m-%dT%H:%M:%S.%f}Z {host} plc {i % 900} {code} - spindle load {i}\n")
+                    block.append(
+                        f"<{128 + i % 8}>1 {moment:%Y-%m-%dT%H:%M:%S.%f}Z {host} plc {i % 900} {code} "
+                        f"- spindle load {i}\n"
+                    )
                 written += 1
                 if i % 50 == 0:
-                    block.append("Traceback (most recent call last):\n  File \"cycle.py\", line 12\nValueError: overload\n")
+                    block.append(
+                        'Traceback (most recent call last):\n  File "cycle.py", line 12\nValueError: overload\n'
+                    )
                     written += 3
                 i += 1
                 if written >= lines:
@@ -85,12 +96,21 @@ def write_syslog(path: Path, lines: int) -> None:
 
 
 def case_csv_plantlake(folder: str, lake_root: str) -> Callable[[], int]:
-    from assets.suppliers import load_bronze
-    from lake.layout import Lake
-    from pipelines.config import SupplierSource
+    from plantlake.assets.suppliers import load_bronze
+    from plantlake.config import SupplierSource
+    from plantlake.lake.layout import Lake
 
-    source = SupplierSource.model_validate({"name": "bench", "path": folder, "glob": "*.csv", "format": "csv",
-                                            "csv": {"date_format": "%d.%m.%Y"}, "key": ["lot_id"], "columns": COLUMNS})  # fmt: skip
+    source = SupplierSource.model_validate(
+        {
+            "name": "bench",
+            "path": folder,
+            "glob": "*.csv",
+            "format": "csv",
+            "csv": {"date_format": "%d.%m.%Y"},
+            "key": ["lot_id"],
+            "columns": COLUMNS,
+        }
+    )
     return lambda: load_bronze(Lake(Path(lake_root)), source, "bench").metadata["rows_loaded"]
 
 
@@ -100,8 +120,16 @@ def case_csv_pandas(folder: str, lake_root: str) -> Callable[[], int]:
 
     def run() -> int:
         [path] = Path(folder).glob("*.csv")
-        frame = pd.read_csv(path, sep=";", decimal=",", thousands=".", encoding="cp1252", parse_dates=["Lieferdatum"],
-                            date_format="%d.%m.%Y", dtype={"Charge": str, "Werkstoff": str, "Lieferant": str, "Zeugnis": str})  # fmt: skip
+        frame = pd.read_csv(
+            path,
+            sep=";",
+            decimal=",",
+            thousands=".",
+            encoding="cp1252",
+            parse_dates=["Lieferdatum"],
+            date_format="%d.%m.%Y",
+            dtype={"Charge": str, "Werkstoff": str, "Lieferant": str, "Zeugnis": str},
+        )
         frame.columns = [COLUMNS[name]["name"] for name in frame.columns]
         write_deltalake(lake_root, frame, mode="append")
         return len(frame)
@@ -110,9 +138,9 @@ def case_csv_pandas(folder: str, lake_root: str) -> Callable[[], int]:
 
 
 def case_logs_plantlake(folder: str, lake_root: str) -> Callable[[], int]:
-    from assets.logs import load_bronze
-    from lake.layout import Lake
-    from pipelines.config import LogSource
+    from plantlake.assets.logs import load_bronze
+    from plantlake.config import LogSource
+    from plantlake.lake.layout import Lake
 
     source = LogSource(name="bench", path=Path(folder), glob="*.log*", format="syslog", settle_seconds=0)
     return lambda: load_bronze(Lake(Path(lake_root)), source, "bench").metadata["lines_read"]
@@ -125,7 +153,7 @@ def case_logs_loop(folder: str, lake_root: str) -> Callable[[], int]:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from connectors.logs import ALARM_CODE, EVENTS_SCHEMA, RFC3164, RFC5424, SYSLOG_SEVERITIES
+    from plantlake.connectors.logs import ALARM_CODE, EVENTS_SCHEMA, RFC3164, RFC5424, SYSLOG_SEVERITIES
 
     modern, legacy, code_pattern = re.compile(RFC5424), re.compile(RFC3164), re.compile(ALARM_CODE)
 
@@ -136,16 +164,32 @@ def case_logs_loop(folder: str, lake_root: str) -> Callable[[], int]:
             for number, line in enumerate(handle, start=1):
                 count += 1
                 line = line.rstrip("\r\n")
-                row = {"file_id": "loop", "source_file": str(path), "line_number": number, "raw": line, "parse_error": None}
+                row = {
+                    "file_id": "loop",
+                    "source_file": str(path),
+                    "line_number": number,
+                    "raw": line,
+                    "parse_error": None,
+                }
                 if match := modern.match(line):
-                    row.update(timestamp=datetime.fromisoformat(match["ts"].replace("Z", "+00:00")), host=match["host"],
-                               severity=SYSLOG_SEVERITIES[int(match["pri"]) % 8], message=match["msg"],
-                               code=None if match["msgid"] == "-" else match["msgid"], extra=json.dumps({"app": match["app"]}))  # fmt: skip
+                    row.update(
+                        timestamp=datetime.fromisoformat(match["ts"].replace("Z", "+00:00")),
+                        host=match["host"],
+                        severity=SYSLOG_SEVERITIES[int(match["pri"]) % 8],
+                        message=match["msg"],
+                        code=None if match["msgid"] == "-" else match["msgid"],
+                        extra=json.dumps({"app": match["app"]}),
+                    )
                 elif match := legacy.match(line):
                     found = code_pattern.search(match["msg"])
-                    row.update(timestamp=datetime.strptime(f"{year} {match['ts']}", "%Y %b %d %H:%M:%S").replace(tzinfo=UTC),
-                               host=match["host"], severity=SYSLOG_SEVERITIES[int(match["pri"]) % 8], message=match["msg"],
-                               code=found and found["code"], extra=json.dumps({"app": match["tag"].strip()}))  # fmt: skip
+                    row.update(
+                        timestamp=datetime.strptime(f"{year} {match['ts']}", "%Y %b %d %H:%M:%S").replace(tzinfo=UTC),
+                        host=match["host"],
+                        severity=SYSLOG_SEVERITIES[int(match["pri"]) % 8],
+                        message=match["msg"],
+                        code=found and found["code"],
+                        extra=json.dumps({"app": match["tag"].strip()}),
+                    )
                 else:
                     row["parse_error"] = f"line {number}: not a syslog line"
                 rows.append(row)
@@ -155,8 +199,12 @@ def case_logs_loop(folder: str, lake_root: str) -> Callable[[], int]:
     return run
 
 
-CASES = {"csv_plantlake": case_csv_plantlake, "csv_pandas": case_csv_pandas,
-         "logs_plantlake": case_logs_plantlake, "logs_loop": case_logs_loop}  # fmt: skip
+CASES = {
+    "csv_plantlake": case_csv_plantlake,
+    "csv_pandas": case_csv_pandas,
+    "logs_plantlake": case_logs_plantlake,
+    "logs_loop": case_logs_loop,
+}
 
 
 def _run(work: Path, label: str, case: str, original: Path) -> dict:
@@ -178,7 +226,9 @@ def _fastest_of(work: Path, repeat: int, cases: list[tuple[str, str, Path]]) -> 
     for _ in range(repeat):
         for done, (label, case, original) in zip(runs, cases, strict=True):
             done.append(_run(work, label, case, original))
-    return [{**min(done, key=lambda run: run["seconds"]), "peak_mb": max(run["peak_mb"] for run in done)} for done in runs]
+    return [
+        {**min(done, key=lambda run: run["seconds"]), "peak_mb": max(run["peak_mb"] for run in done)} for done in runs
+    ]
 
 
 def main() -> None:
@@ -196,23 +246,37 @@ def main() -> None:
         write_csv(csv_half, args.rows // 2)
         write_syslog(log_full, args.lines)
         write_syslog(log_half, args.lines // 2)
-        print(f"wrote {args.rows:,} CSV rows ({csv_full.stat().st_size / 1e6:.0f} MB) and {args.lines:,} syslog lines "
-              f"({log_full.stat().st_size / 1e6:.0f} MB)", flush=True)  # fmt: skip
-        csv, pandas = _fastest_of(work, args.repeat, [("plantlake csv", "csv_plantlake", csv_full),
-                                                      ("pandas + write_deltalake", "csv_pandas", csv_full)])  # fmt: skip
-        logs, loop = _fastest_of(work, args.repeat, [("plantlake logs", "logs_plantlake", log_full),
-                                                     ("plain loop + write", "logs_loop", log_full)])  # fmt: skip
-        [half, logs_half] = _fastest_of(work, 1, [("plantlake csv (N/2)", "csv_plantlake", csv_half),
-                                                  ("plantlake logs (N/2)", "logs_plantlake", log_half)])  # fmt: skip
+        print(
+            f"wrote {args.rows:,} CSV rows ({csv_full.stat().st_size / 1e6:.0f} MB) and {args.lines:,} syslog lines "
+            f"({log_full.stat().st_size / 1e6:.0f} MB)",
+            flush=True,
+        )
+        csv, pandas = _fastest_of(
+            work,
+            args.repeat,
+            [("plantlake csv", "csv_plantlake", csv_full), ("pandas + write_deltalake", "csv_pandas", csv_full)],
+        )
+        logs, loop = _fastest_of(
+            work,
+            args.repeat,
+            [("plantlake logs", "logs_plantlake", log_full), ("plain loop + write", "logs_loop", log_full)],
+        )
+        [half, logs_half] = _fastest_of(
+            work,
+            1,
+            [("plantlake csv (N/2)", "csv_plantlake", csv_half), ("plantlake logs (N/2)", "logs_plantlake", log_half)],
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for label, result in (("plantlake csv", csv), ("pandas", pandas), ("plantlake logs", logs), ("plain loop", loop)):
         print(f"{label:<16} {result['rows'] / result['seconds']:>12,.0f} rows/s")
     peak = max(csv["peak_mb"], logs["peak_mb"])
     peak_half = max(half["peak_mb"], logs_half["peak_mb"])
-    print(f"csv_vs_pandas={pandas['seconds'] / csv['seconds']:.1f} logs_vs_loop={loop['seconds'] / logs['seconds']:.1f} "
-          f"peak_mb={peak:.0f} peak_mb_half={peak_half:.0f} csv_rows_per_s={csv['rows'] / csv['seconds']:.0f} "
-          f"log_lines_per_s={logs['rows'] / logs['seconds']:.0f}")  # fmt: skip
+    print(
+        f"csv_vs_pandas={pandas['seconds'] / csv['seconds']:.1f} logs_vs_loop={loop['seconds'] / logs['seconds']:.1f} "
+        f"peak_mb={peak:.0f} peak_mb_half={peak_half:.0f} csv_rows_per_s={csv['rows'] / csv['seconds']:.0f} "
+        f"log_lines_per_s={logs['rows'] / logs['seconds']:.0f}"
+    )
 
 
 if __name__ == "__main__":

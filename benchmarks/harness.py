@@ -27,8 +27,10 @@ def run_case(script: str, label: str, case: str, *args: Any) -> dict:
         raise SystemExit(f"case {label} failed (status {status}); its output is above")
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_mb"] = usage.ru_maxrss / 1024
-    print(f"{label:<24} {result['seconds']:8.2f} s  {result['rows']:>12,} rows/bytes  peak {result['peak_mb']:7.0f} MB",
-          flush=True)  # fmt: skip
+    print(
+        f"{label:<24} {result['seconds']:8.2f} s  {result['rows']:>12,} rows/bytes  peak {result['peak_mb']:7.0f} MB",
+        flush=True,
+    )
     return result
 
 

@@ -25,9 +25,18 @@ import pyarrow as pa
 
 BATCH = 50_000
 SCHEMA = pa.schema(
-    [("id", pa.int64()), ("updated_at", pa.timestamp("us", tz="UTC")), ("machine_id", pa.string()),
-     ("quantity", pa.decimal128(12, 3)), ("price", pa.float64()), ("status", pa.string()), ("lot", pa.string()),
-     ("count_a", pa.int64()), ("count_b", pa.int64()), ("note", pa.string())]  # fmt: skip
+    [
+        ("id", pa.int64()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("machine_id", pa.string()),
+        ("quantity", pa.decimal128(12, 3)),
+        ("price", pa.float64()),
+        ("status", pa.string()),
+        ("lot", pa.string()),
+        ("count_a", pa.int64()),
+        ("count_b", pa.int64()),
+        ("note", pa.string()),
+    ]
 )
 
 
@@ -69,25 +78,31 @@ def _case(name: str, rows: int, folder: str, results: multiprocessing.Queue) -> 
 def _measure(name: str, rows: int, folder: str) -> tuple[str, int, float, float]:
     from deltalake import write_deltalake
 
-    from lake import bronze
-    from lake.layout import Ingestion, Lake
+    from plantlake.lake import bronze
+    from plantlake.lake.layout import Ingestion, Lake
 
     path = Path(folder) / name
     before = _peak_mb()
     started = time.perf_counter()
     if name.startswith("silver"):
-        from assets.steps import merge_validated
-        from lake import silver, transforms
-        from pipelines.config import TableExpectations
-        from quality.suites import erp_suite
+        from plantlake.assets.steps import merge_validated
+        from plantlake.config import TableExpectations
+        from plantlake.lake import silver, transforms
+        from plantlake.quality.suites import erp_suite
 
         lake_path = Path(folder) / name
         bronze.land(lake_path / "bronze", batches(rows), SCHEMA, ["id", "updated_at"], Ingestion.now("r"), "bench")
         before, started = _peak_mb(), time.perf_counter()
         chunks = silver.pending_chunks(lake_path / "silver", {"t": silver.BronzeInput(lake_path / "bronze", ["id"])})
-        merge_validated(Lake(lake_path), lake_path / "silver", chunks,
-                        lambda work: (transforms.erp_rows(work.rows["t"], ["id"], "updated_at"), []),
-                        lambda schema: erp_suite(["id"], TableExpectations(), schema), ["id"], "r")  # fmt: skip
+        merge_validated(
+            Lake(lake_path),
+            lake_path / "silver",
+            chunks,
+            lambda work: (transforms.erp_rows(work.rows["t"], ["id"], "updated_at"), []),
+            lambda schema: erp_suite(["id"], TableExpectations(), schema),
+            ["id"],
+            "r",
+        )
     elif name == "baseline":
         write_deltalake(str(path), pa.Table.from_batches(list(batches(rows)), schema=SCHEMA))
     else:
@@ -122,16 +137,36 @@ def main() -> None:
         rerun_s, rerun_mb = run("rerun", args.rows, folder)
         silver_s, silver_mb = run("silver", args.rows, folder)
         silver_half_s, silver_half_mb = run("silver_half", args.rows // 2, folder)
-    print(f"baseline write_deltalake of a materialized table: {args.rows:,} rows in {base_s:.2f} s, peak +{base_mb:.0f} MB")
-    print(f"plantlake bronze.land, streamed first load:       {args.rows:,} rows in {land_s:.2f} s, peak +{land_mb:.0f} MB")
-    print(f"plantlake bronze.land, half the rows:             {args.rows // 2:,} rows in {half_s:.2f} s, peak +{half_mb:.0f} MB")
-    print(f"plantlake bronze.land, rerun of the same rows:    {args.rows:,} rows in {rerun_s:.2f} s, peak +{rerun_mb:.0f} MB")
-    print(f"plantlake silver (dedupe, GX, merge):            {args.rows:,} rows in {silver_s:.2f} s, peak +{silver_mb:.0f} MB")
-    print(f"plantlake silver, half the rows:                  {args.rows // 2:,} rows in {silver_half_s:.2f} s, peak +{silver_half_mb:.0f} MB")
-    print(f"land_vs_write={base_s / land_s:.2f} mem_vs_write={land_mb / max(base_mb, 1):.2f} "
-          f"mem_growth_2x_rows={land_mb / max(half_mb, 1):.2f} rerun_vs_first={rerun_s / land_s:.2f} "
-          f"rerun_peak_mb={rerun_mb:.0f} silver_mem_growth_2x_rows={silver_mb / max(silver_half_mb, 1):.2f} "
-          f"silver_rows_per_s={args.rows / silver_s:.0f}")  # fmt: skip
+    print(
+        f"baseline write_deltalake of a materialized table: {args.rows:,} rows in {base_s:.2f} s, "
+        f"peak +{base_mb:.0f} MB"
+    )
+    print(
+        f"plantlake bronze.land, streamed first load:       {args.rows:,} rows in {land_s:.2f} s, "
+        f"peak +{land_mb:.0f} MB"
+    )
+    print(
+        f"plantlake bronze.land, half the rows:             {args.rows // 2:,} rows in {half_s:.2f} s, "
+        f"peak +{half_mb:.0f} MB"
+    )
+    print(
+        f"plantlake bronze.land, rerun of the same rows:    {args.rows:,} rows in {rerun_s:.2f} s, "
+        f"peak +{rerun_mb:.0f} MB"
+    )
+    print(
+        f"plantlake silver (dedupe, GX, merge):            {args.rows:,} rows in {silver_s:.2f} s, "
+        f"peak +{silver_mb:.0f} MB"
+    )
+    print(
+        f"plantlake silver, half the rows:                  {args.rows // 2:,} rows in {silver_half_s:.2f} s, "
+        f"peak +{silver_half_mb:.0f} MB"
+    )
+    print(
+        f"land_vs_write={base_s / land_s:.2f} mem_vs_write={land_mb / max(base_mb, 1):.2f} "
+        f"mem_growth_2x_rows={land_mb / max(half_mb, 1):.2f} rerun_vs_first={rerun_s / land_s:.2f} "
+        f"rerun_peak_mb={rerun_mb:.0f} silver_mem_growth_2x_rows={silver_mb / max(silver_half_mb, 1):.2f} "
+        f"silver_rows_per_s={args.rows / silver_s:.0f}"
+    )
 
 
 if __name__ == "__main__":

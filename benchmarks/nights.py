@@ -5,9 +5,10 @@
 A plant of two machines advances night after night (`simulator.clock`): new, changed and
 deleted ERP rows and a late commit in a scratch PostgreSQL database, a day of OPC-UA history
 served by the simulator, log lines with rotations, new and corrected supplier files. The
-plant stands still at weekends: on two nights of every seven nothing changes. Each night `refresh_all` and `publish` run in this process, as
-the schedule and the sensors run them, and the maintenance job runs every seventh night with
-a retention of seven nights (scaled to the simulation: seven nights' worth of wall time).
+plant stands still at weekends: on two nights of every seven nothing changes. Each night
+`refresh_all` and `publish` run in this process, as the schedule and the sensors run them,
+and the maintenance job runs every seventh night with a retention of seven nights (scaled to
+the simulation: seven nights' worth of wall time).
 After each night silver is compared with the sources and gold with a recompute
 (`tests/nightly.py`).
 
@@ -43,9 +44,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-import sqlalchemy as sa  # noqa: E402
-
-from nightly import Replay  # noqa: E402
+import sqlalchemy as sa  # noqa: E402 - after the path holds the repository and its tests
+from nightly import Replay  # noqa: E402 - the same
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -72,9 +72,9 @@ IN_NEW_PROCESS = """
 import sys
 from datetime import datetime
 import dagster as dg
-from pipelines.config import load_config
-from pipelines.factory import build_definitions
-from pipelines.runs import SILENT, refresh_and_publish
+from plantlake.config import load_config
+from plantlake.pipelines.factory import build_definitions
+from plantlake.pipelines.runs import SILENT, refresh_and_publish
 definitions = build_definitions(load_config(), now=datetime.fromisoformat(sys.argv[1]))
 sys.exit(0 if refresh_and_publish(definitions, dg.DagsterInstance.get(), SILENT).success else 1)
 """
@@ -96,7 +96,7 @@ def demo_runner(replay: Replay) -> bool:
 def scheduled_runner(replay: Replay) -> bool:
     """The night as a scheduled run runs it: `dagster job execute` in a new process (on the real clock)."""
     dagster = str(Path(sys.executable).with_name("dagster"))
-    return _run([dagster, "job", "execute", "-m", "pipelines.definitions", "-j", "refresh_all"], replay)
+    return _run([dagster, "job", "execute", "-m", "plantlake.pipelines.definitions", "-j", "refresh_all"], replay)
 
 
 def main() -> None:
@@ -110,29 +110,47 @@ def main() -> None:
     idle = {night for night in range(1, args.nights) if night % 7 in (5, 6)}  # Saturdays and Sundays
     started = time.monotonic()
     with scratch_database(args.erp_url) as erp_url:
-        replay = Replay(root, erp_url, days_ago=args.nights - 1, idle_nights=idle,
-                        maintenance_every=args.maintenance_every, quiet=True)  # fmt: skip
+        replay = Replay(
+            root,
+            erp_url,
+            days_ago=args.nights - 1,
+            idle_nights=idle,
+            maintenance_every=args.maintenance_every,
+            quiet=True,
+        )
         try:
-            for night in range(args.nights - 2):
+            for _ in range(args.nights - 2):
                 seconds = [report.seconds for report in replay.reports[1:]] or [10.0]
                 replay.retention = timedelta(seconds=7 * statistics.median(seconds))  # seven nights of wall time
                 report = replay.night()
                 status = "ok" if report.success else "FAILED"
-                print(f"night {report.night:>3} {status} {report.seconds:6.1f} s  changed={report.changed!s:<5} "
-                      f"commits={len(report.committed):>2} files_max={report.files_max:>3} "
-                      f"mismatches={sum(report.mismatches.values())} {report.mismatches or ''} "
-                      f"state_missing={report.state_missing or 0}", flush=True)  # fmt: skip
+                print(
+                    f"night {report.night:>3} {status} {report.seconds:6.1f} s  changed={report.changed!s:<5} "
+                    f"commits={len(report.committed):>2} files_max={report.files_max:>3} "
+                    f"mismatches={sum(report.mismatches.values())} {report.mismatches or ''} "
+                    f"state_missing={report.state_missing or 0}",
+                    flush=True,
+                )
             demo = replay.night(runner=demo_runner)
             scheduled = replay.night(runner=scheduled_runner)
-            for report, how in ((demo, "as the demo runs it, in a new process"), (scheduled, "through dagster job execute")):
-                print(f"night {report.night:>3} {'ok' if report.success else 'FAILED'} {report.seconds:6.1f} s  {how}, "
-                      f"mismatches={sum(report.mismatches.values())}")  # fmt: skip
+            for report, how in (
+                (demo, "as the demo runs it, in a new process"),
+                (scheduled, "through dagster job execute"),
+            ):
+                print(
+                    f"night {report.night:>3} {'ok' if report.success else 'FAILED'} {report.seconds:6.1f} s  {how}, "
+                    f"mismatches={sum(report.mismatches.values())}"
+                )
             summary = replay.summary()
         finally:
             replay.close()
     summary["scheduled_vs_inprocess"] = scheduled.seconds / demo.seconds
     print(f"lake {root}: {time.monotonic() - started:.0f} s in all")
-    print(" ".join(f"{key}={value:.2f}" if isinstance(value, float) else f"{key}={value}" for key, value in summary.items()))
+    print(
+        " ".join(
+            f"{key}={value:.2f}" if isinstance(value, float) else f"{key}={value}" for key, value in summary.items()
+        )
+    )
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 

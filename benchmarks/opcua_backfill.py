@@ -27,17 +27,23 @@ from pathlib import Path
 
 from harness import entry_point, run_case
 
-from simulator.plant import default_anchor
-from simulator.process import free_port, serve_command, wait_for_port
+from plantlake.simulator.plant import default_anchor
+from plantlake.simulator.process import free_port, serve_command, wait_for_port
 
 
 def case_plantlake(endpoint: str, lake_root: str, start: str, hours: float) -> Callable[[], int]:
-    from assets.opcua_backfill import backfill_day
-    from lake.layout import Lake
-    from pipelines.config import OpcuaSource
+    from plantlake.assets.opcua_backfill import backfill_day
+    from plantlake.config import OpcuaSource
+    from plantlake.lake.layout import Lake
 
-    source = OpcuaSource(name="bench", endpoint=endpoint, roots=["2:Plant"], exclude=["*/SerialNumber"],
-                         values_per_request=10_000, nodes_per_request=10)  # fmt: skip
+    source = OpcuaSource(
+        name="bench",
+        endpoint=endpoint,
+        roots=["2:Plant"],
+        exclude=["*/SerialNumber"],
+        values_per_request=10_000,
+        nodes_per_request=10,
+    )
     day = datetime.fromisoformat(start).date()
     assert hours == 24, "the backfill reads whole days"
     return lambda: backfill_day(Lake(Path(lake_root)), source, day, "bench").metadata["values_read"]
@@ -50,7 +56,7 @@ def case_loop(endpoint: str, lake_root: str, start: str, hours: float) -> Callab
     from asyncua import Client
     from deltalake import write_deltalake
 
-    from connectors.opcua import READINGS_SCHEMA, _to_batch, discover_tags
+    from plantlake.connectors.opcua import READINGS_SCHEMA, _to_batch, discover_tags
 
     begin = datetime.fromisoformat(start)
     end = begin + timedelta(hours=hours) - timedelta(microseconds=1)
@@ -89,8 +95,16 @@ def main() -> None:
     args = parser.parse_args()
     anchor, port = default_anchor(), free_port()
     start = anchor - timedelta(hours=args.hours)
-    command = serve_command(port, anchor, seed=3, lines=1, machines_per_line=args.machines, history_days=args.hours / 24,
-                            sample_seconds=args.sample_seconds, tags_per_machine=args.tags)  # fmt: skip
+    command = serve_command(
+        port,
+        anchor,
+        seed=3,
+        lines=1,
+        machines_per_line=args.machines,
+        history_days=args.hours / 24,
+        sample_seconds=args.sample_seconds,
+        tags_per_machine=args.tags,
+    )
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     work = Path(tempfile.mkdtemp(prefix="plantlake-opcua-bench-"))
     try:
@@ -109,11 +123,15 @@ def main() -> None:
         server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
     for case, result in results.items():
-        print(f"{case:<10} {result['rows'] / result['seconds']:>12,.0f} values/s  server CPU {result['server_cpu']:.1f} s "
-              f"of {result['seconds']:.1f} s")  # fmt: skip
+        print(
+            f"{case:<10} {result['rows'] / result['seconds']:>12,.0f} values/s  "
+            f"server CPU {result['server_cpu']:.1f} s of {result['seconds']:.1f} s"
+        )
     ours, loop = results["plantlake"], results["loop"]
-    print(f"values_per_s={ours['rows'] / ours['seconds']:.0f} vs_naive={loop['seconds'] / ours['seconds']:.1f} "
-          f"peak_mb={ours['peak_mb']:.0f} server_cpu_share={ours['server_cpu'] / ours['seconds']:.2f}")  # fmt: skip
+    print(
+        f"values_per_s={ours['rows'] / ours['seconds']:.0f} vs_naive={loop['seconds'] / ours['seconds']:.1f} "
+        f"peak_mb={ours['peak_mb']:.0f} server_cpu_share={ours['server_cpu'] / ours['seconds']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from contextlib import nullcontext
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from connectors.transcode import Utf8Reader
-from connectors.files import (
+from plantlake.connectors.files import (
     HEADER_SEARCH_ROWS,
     LINE,
     SAMPLE_BYTES,
@@ -40,13 +39,18 @@ from connectors.files import (
     rows_to_batches,
     text_bytes,
 )
+from plantlake.connectors.transcode import Utf8Reader
 
 
 def read_file(path: Path, file_format: str, layout: Layout, file_scan: Scan) -> TextFile:
     """Open a supplier file of `file_format`; its batches are read as they are consumed."""
     readers: dict[str, Callable[[Path, Layout, Scan], TextFile]] = {
-        "csv": read_csv, "xlsx": read_xlsx, "json": read_json, "jsonl": read_json_lines, "parquet": read_parquet,
-    }  # fmt: skip
+        "csv": read_csv,
+        "xlsx": read_xlsx,
+        "json": read_json,
+        "jsonl": read_json_lines,
+        "parquet": read_parquet,
+    }
     if file_format not in readers:
         raise FileRejected(f"{path}: unknown format {file_format!r}; expected one of {sorted(readers)}")
     if file_scan.size == 0:
@@ -85,18 +89,27 @@ def read_csv(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
     def set_aside(row: pcsv.InvalidRow) -> str:
         shifts.append(row.number)
         if row.text.strip(delimiter + " \t\r\n"):
-            tally.bad_rows.append(BadRow(row.number, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text))
+            tally.bad_rows.append(
+                BadRow(row.number, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text)
+            )
         else:
             tally.rows_skipped += 1
         return "skip"
 
     # Arrow's reader reads up to 32 blocks ahead of the parser: 1 MB blocks keep that at 32 MB
-    read_options = pcsv.ReadOptions(encoding="utf8", skip_rows=header + 1, column_names=names, block_size=1 << 20, use_threads=False)  # fmt: skip
-    parse_options = pcsv.ParseOptions(delimiter=delimiter, quote_char=layout.quote, ignore_empty_lines=False,
-                                      invalid_row_handler=set_aside)  # fmt: skip
+    read_options = pcsv.ReadOptions(
+        encoding="utf8", skip_rows=header + 1, column_names=names, block_size=1 << 20, use_threads=False
+    )
+    parse_options = pcsv.ParseOptions(
+        delimiter=delimiter, quote_char=layout.quote, ignore_empty_lines=False, invalid_row_handler=set_aside
+    )
     utf8 = encoding in ("utf-8", "utf-8-sig")  # else transcoded to UTF-8 by Python's codec: valid, no check needed
-    convert_options = pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string() if utf8 else pa.binary()), strings_can_be_null=True,
-                                          quoted_strings_can_be_null=True, null_values=[""])  # fmt: skip
+    convert_options = pcsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.string() if utf8 else pa.binary()),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        null_values=[""],
+    )
     first_line = header + 2
 
     def numbered(reader: pcsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
@@ -107,19 +120,28 @@ def read_csv(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
             lines = first_line + rows + np.searchsorted(moved, rows, side="right")
             done += batch.num_rows
             cells = [_empty_as_null(_trimmed(column.view(pa.string()))) for column in batch.columns]
-            yield data_rows_only(pa.RecordBatch.from_arrays([*cells, pa.array(lines, pa.int64())], names=[*names, LINE]),
-                                 layout.summary_rows, tally)  # fmt: skip
+            yield data_rows_only(
+                pa.RecordBatch.from_arrays([*cells, pa.array(lines, pa.int64())], names=[*names, LINE]),
+                layout.summary_rows,
+                tally,
+            )
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
             with nullcontext(str(path)) if utf8 else Utf8Reader(path, encoding) as source:
-                reader = pcsv.open_csv(source, read_options=read_options, parse_options=parse_options, convert_options=convert_options)
+                reader = pcsv.open_csv(
+                    source, read_options=read_options, parse_options=parse_options, convert_options=convert_options
+                )
                 yield from numbered(reader)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise FileRejected(f"{path}: not readable as {encoding} CSV with delimiter {delimiter!r}: {exc}; "
-                               "declare csv.encoding or csv.delimiter if they were guessed wrong") from None  # fmt: skip
+            raise FileRejected(
+                f"{path}: not readable as {encoding} CSV with delimiter {delimiter!r}: {exc}; "
+                "declare csv.encoding or csv.delimiter if they were guessed wrong"
+            ) from None
 
-    return TextFile(path, names, batches(), tally, {"encoding": encoding, "delimiter": delimiter, "header_row": header + 1})
+    return TextFile(
+        path, names, batches(), tally, {"encoding": encoding, "delimiter": delimiter, "header_row": header + 1}
+    )
 
 
 # The bytes a UTF-8 value can begin or end with only if it begins or ends with whitespace as
@@ -156,7 +178,7 @@ def read_xlsx(path: Path, layout: Layout, _: Scan) -> TextFile:
     """One sheet (by name, else the first); the header may sit below a title, totals rows are skipped."""
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a broken workbook
+    except Exception as exc:
         raise FileRejected(f"{path}: not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
     if layout.sheet is not None and layout.sheet not in workbook.sheetnames:
         workbook.close()
@@ -172,13 +194,20 @@ def read_xlsx(path: Path, layout: Layout, _: Scan) -> TextFile:
 
     def rows() -> Iterator[tuple[int, list[Any]]]:
         try:
-            for number, values in enumerate(worksheet.iter_rows(min_row=header + 2, values_only=True), start=header + 2):
+            for number, values in enumerate(
+                worksheet.iter_rows(min_row=header + 2, values_only=True), start=header + 2
+            ):
                 yield number, list(values)
         finally:
             workbook.close()
 
-    return TextFile(path, names, rows_to_batches(names, rows(), layout, tally), tally,
-                    {"sheet": worksheet.title, "header_row": header + 1})  # fmt: skip
+    return TextFile(
+        path,
+        names,
+        rows_to_batches(names, rows(), layout, tally),
+        tally,
+        {"sheet": worksheet.title, "header_row": header + 1},
+    )
 
 
 def _records(document: Any, path: Path) -> list[Any]:
@@ -194,7 +223,9 @@ def _records(document: Any, path: Path) -> list[Any]:
 
 def read_json(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
     try:
-        document = json.loads(path.read_text(encoding=file_scan.encoding(layout.encoding) if layout.encoding != "auto" else "utf-8-sig"))
+        document = json.loads(
+            path.read_text(encoding=file_scan.encoding(layout.encoding) if layout.encoding != "auto" else "utf-8-sig")
+        )
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FileRejected(f"{path}: not valid JSON ({exc})") from None
     records = _records(document, path)
@@ -220,10 +251,14 @@ def read_json_lines(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
             if record is not None:
                 yield number, record
 
-    with path.open(encoding=encoding, errors=errors) as handle:  # the sample's blank and bad lines are counted by the stream
+    with path.open(
+        encoding=encoding, errors=errors
+    ) as handle:  # the sample's blank and bad lines are counted by the stream
         sample = list(itertools.islice(records(handle, Tally()), KEY_SAMPLE_RECORDS))
     found = list(dict.fromkeys(key for _, record in sample for key in record))
-    names = [name for name in layout.expected if name in found] + [name for name in found if name not in layout.expected]
+    names = [name for name in layout.expected if name in found] + [
+        name for name in found if name not in layout.expected
+    ]
 
     def rows() -> Iterator[tuple[int, list[Any]]]:
         with path.open(encoding=encoding, errors=errors) as handle:
@@ -250,7 +285,9 @@ def _json_record(number: int, text: str, tally: Tally) -> dict[str, Any] | None:
 def _as_record(number: int, item: Any, tally: Tally) -> dict[str, Any] | None:
     if isinstance(item, dict):
         return item
-    tally.bad_rows.append(BadRow(number, f"expected a JSON object, found {type(item).__name__}", json.dumps(item)[:500]))
+    tally.bad_rows.append(
+        BadRow(number, f"expected a JSON object, found {type(item).__name__}", json.dumps(item)[:500])
+    )
     return None
 
 
@@ -277,7 +314,9 @@ def read_parquet(path: Path, layout: Layout, _: Scan) -> TextFile:
             columns = [_parquet_text(column) for column in batch.columns]
             lines = pa.array(np.arange(done + 1, done + 1 + batch.num_rows), pa.int64())
             done += batch.num_rows
-            yield data_rows_only(pa.RecordBatch.from_arrays([*columns, lines], names=[*names, LINE]), layout.summary_rows, tally)
+            yield data_rows_only(
+                pa.RecordBatch.from_arrays([*columns, lines], names=[*names, LINE]), layout.summary_rows, tally
+            )
 
     return TextFile(path, names, batches(), tally, {"row_groups": parquet.num_row_groups})
 

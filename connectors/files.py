@@ -76,7 +76,13 @@ def scan(path: Path) -> Scan:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             utf8 = False
-    bom = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-16" if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else None
+    bom = (
+        "utf-8-sig"
+        if head.startswith(codecs.BOM_UTF8)
+        else "utf-16"
+        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+        else None
+    )
     modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
     return Scan(digest.hexdigest(), size, modified, utf8, bom, gaps)
 
@@ -144,7 +150,11 @@ def text_bytes(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(1, np.int32), np.zeros(0, np.uint8)
     _, offsets_buffer, data_buffer = text.buffers()
     bounds = np.frombuffer(offsets_buffer, np.int32)[text.offset : text.offset + len(text) + 1]
-    data = np.frombuffer(data_buffer, np.uint8)[bounds[0] : bounds[-1]] if data_buffer is not None else np.zeros(0, np.uint8)
+    data = (
+        np.frombuffer(data_buffer, np.uint8)[bounds[0] : bounds[-1]]
+        if data_buffer is not None
+        else np.zeros(0, np.uint8)
+    )
     return bounds - bounds[0], data
 
 
@@ -152,7 +162,9 @@ def check_header(columns: list[str], expected: list[str], path: Path) -> None:
     """Reject a file whose header lacks mapped columns, listing expected and found."""
     missing = [name for name in expected if name not in columns]
     if missing:
-        raise FileRejected(f"{path}: header does not match the mapping; missing {missing}; expected {expected}; found {columns}")
+        raise FileRejected(
+            f"{path}: header does not match the mapping; missing {missing}; expected {expected}; found {columns}"
+        )
 
 
 # --- header, blank and totals rows --------------------------------------------------------------
@@ -163,7 +175,9 @@ def header_index(rows: list[list[Any]], expected: list[str], declared: int | Non
     if declared is not None:
         return declared - 1
     wanted = set(expected)
-    scores = [sum(1 for cell in row if cell is not None and str(cell).strip() in wanted) for row in rows[:HEADER_SEARCH_ROWS]]
+    scores = [
+        sum(1 for cell in row if cell is not None and str(cell).strip() in wanted) for row in rows[:HEADER_SEARCH_ROWS]
+    ]
     best = max(range(len(scores)), key=lambda index: (scores[index], -index), default=0)
     return best if scores and scores[best] > 0 else 0
 
@@ -199,7 +213,11 @@ def as_text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == datetime.min.time() and value.tzinfo is None else value.isoformat()
+        return (
+            value.date().isoformat()
+            if value.time() == datetime.min.time() and value.tzinfo is None
+            else value.isoformat()
+        )
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, bool):
@@ -210,16 +228,21 @@ def as_text(value: Any) -> str | None:
     return text or None
 
 
-def rows_to_batches(names: list[str], rows: Iterable[tuple[int, list[Any]]], layout: Layout,
-                     tally: Tally) -> Iterator[pa.RecordBatch]:  # fmt: skip
+def rows_to_batches(
+    names: list[str], rows: Iterable[tuple[int, list[Any]]], layout: Layout, tally: Tally
+) -> Iterator[pa.RecordBatch]:
     """(line, values) rows as text batches; a row with values past the header's width is a bad row."""
     pending: list[tuple[int, list[Any]]] = []
 
     def flush() -> pa.RecordBatch:
-        columns = [pa.array([as_text(values[i]) if i < len(values) else None for _, values in pending], pa.string())
-                   for i in range(len(names))]  # fmt: skip
+        columns = [
+            pa.array([as_text(values[i]) if i < len(values) else None for _, values in pending], pa.string())
+            for i in range(len(names))
+        ]
         lines = pa.array([line for line, _ in pending], pa.int64())
-        return data_rows_only(pa.RecordBatch.from_arrays([*columns, lines], names=[*names, LINE]), layout.summary_rows, tally)
+        return data_rows_only(
+            pa.RecordBatch.from_arrays([*columns, lines], names=[*names, LINE]), layout.summary_rows, tally
+        )
 
     for line, values in rows:
         if len(values) > len(names) and any(as_text(v) for v in values[len(names) :]):

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.logs import LogFormat, empty_events, parse_entries
+from plantlake.connectors.logs import LogFormat, empty_events, parse_entries
 
 IDENTITY_BYTES = 1024
 _ROTATED = re.compile(r"\.(\d+|gz)(\.gz)?$")
@@ -44,7 +44,7 @@ def is_rotated(path: Path) -> bool:
     return bool(_ROTATED.search(path.name))
 
 
-def open_content(path: Path) -> IO[bytes]:
+def open_content(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
@@ -75,8 +75,9 @@ def _file_id(head: bytes) -> str:
     return f"{hashlib.sha256(head).hexdigest()[:24]}-{len(head)}"
 
 
-def read_new(path: Path, start: Position, log_format: LogFormat, final: bool, reference: datetime,
-             block_bytes: int = 8 << 20) -> Iterator[tuple[pa.RecordBatch, Position]]:  # fmt: skip
+def read_new(
+    path: Path, start: Position, log_format: LogFormat, final: bool, reference: datetime, block_bytes: int = 8 << 20
+) -> Iterator[tuple[pa.RecordBatch, Position]]:
     """Events after `start`, a block at a time, each with the position after it.
 
     `final`: the file no longer grows (rotated, or quiet), so its last entry and a last line
@@ -96,20 +97,27 @@ def read_new(path: Path, start: Position, log_format: LogFormat, final: bool, re
             if cut == 0 and not end:
                 carry = data
                 continue
-            emitted_bytes, emitted_lines, batch = _parse_block(data[:cut], position, path, log_format, reference, end and final)
+            emitted_bytes, emitted_lines, batch = _parse_block(
+                data[:cut], position, path, log_format, reference, end and final
+            )
             if batch.num_rows:
-                position = replace(position, offset=position.offset + emitted_bytes, lines=position.lines + emitted_lines)
+                position = replace(
+                    position, offset=position.offset + emitted_bytes, lines=position.lines + emitted_lines
+                )
                 yield batch, position
             elif emitted_bytes:  # only blank lines: move past them all the same
-                position = replace(position, offset=position.offset + emitted_bytes, lines=position.lines + emitted_lines)
+                position = replace(
+                    position, offset=position.offset + emitted_bytes, lines=position.lines + emitted_lines
+                )
                 yield empty_events(), position
             carry = data[emitted_bytes:]
             if end:
                 return
 
 
-def _parse_block(data: bytes, position: Position, path: Path, log_format: LogFormat, reference: datetime,
-                 complete: bool) -> tuple[int, int, pa.RecordBatch]:  # fmt: skip
+def _parse_block(
+    data: bytes, position: Position, path: Path, log_format: LogFormat, reference: datetime, complete: bool
+) -> tuple[int, int, pa.RecordBatch]:
     """Events of the complete lines in `data`; the last entry is held back unless `complete`.
     Returns (bytes consumed, lines consumed, events)."""
     if not data:
@@ -123,7 +131,9 @@ def _parse_block(data: bytes, position: Position, path: Path, log_format: LogFor
     lines = pc.utf8_rtrim(lines, characters="\r")
     numbers = np.arange(position.lines + 1, position.lines + 1 + len(lines))
     nonblank = pc.invert(pc.equal(pc.utf8_trim_whitespace(lines), "")).to_numpy(zero_copy_only=False)
-    starts = pc.fill_null(pc.match_substring_regex(lines, log_format.start), False).to_numpy(zero_copy_only=False) & nonblank
+    starts = (
+        pc.fill_null(pc.match_substring_regex(lines, log_format.start), False).to_numpy(zero_copy_only=False) & nonblank
+    )
     keep = len(lines)
     if not complete:
         start_indices = np.flatnonzero(starts)
@@ -132,8 +142,9 @@ def _parse_block(data: bytes, position: Position, path: Path, log_format: LogFor
             return 0, 0, empty_events()
     consumed_bytes = len(data) if keep == len(lines) else int(line_starts[keep])
     selected = nonblank[:keep]
-    entries, entry_lines, orphans = _group_entries(lines.slice(0, keep).filter(pa.array(selected)), numbers[:keep][selected],
-                                                   starts[:keep][selected])  # fmt: skip
+    entries, entry_lines, orphans = _group_entries(
+        lines.slice(0, keep).filter(pa.array(selected)), numbers[:keep][selected], starts[:keep][selected]
+    )
     batch = parse_entries(entries, entry_lines, orphans, path, position.file_id, log_format, reference)
     return consumed_bytes, keep, batch
 
@@ -160,9 +171,9 @@ def _group_entries(lines: pa.Array, numbers: np.ndarray, starts: np.ndarray) -> 
         joined[index].append(text)
     mask = np.zeros(len(entries), dtype=bool)
     mask[list(joined)] = True
-    whole = pc.replace_with_mask(entries, pa.array(mask), pa.array(["\n".join(parts) for _, parts in sorted(joined.items())], pa.string()))
+    whole = pc.replace_with_mask(
+        entries, pa.array(mask), pa.array(["\n".join(parts) for _, parts in sorted(joined.items())], pa.string())
+    )
     orphans = np.zeros(len(entries), dtype=bool)
     orphans[0] = not starts[0]
     return whole, numbers[first_lines], orphans
-
-

@@ -34,12 +34,32 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 SYSLOG_SEVERITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")
-LEVELS = {"ALARM": "error", "FATAL": "critical", "CRIT": "critical", "CRITICAL": "critical", "ERROR": "error",
-          "ERR": "error", "E": "error", "WARN": "warning", "WARNING": "warning", "W": "warning", "INFO": "info",
-          "I": "info", "NOTICE": "notice", "DEBUG": "debug", "D": "debug", "TRACE": "debug"}  # fmt: skip
-RFC5424 = (r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) (?P<msgid>\S+) "
-           r"(?P<sd>-|(?:\[.*?\])+) ?(?P<msg>.*)$")  # fmt: skip
-RFC3164 = r"^<(?P<pri>\d{1,3})>(?P<ts>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) (?P<tag>[^:\[]+)(?:\[\d+\])?: (?P<msg>.*)$"
+LEVELS = {
+    "ALARM": "error",
+    "FATAL": "critical",
+    "CRIT": "critical",
+    "CRITICAL": "critical",
+    "ERROR": "error",
+    "ERR": "error",
+    "E": "error",
+    "WARN": "warning",
+    "WARNING": "warning",
+    "W": "warning",
+    "INFO": "info",
+    "I": "info",
+    "NOTICE": "notice",
+    "DEBUG": "debug",
+    "D": "debug",
+    "TRACE": "debug",
+}
+RFC5424 = (
+    r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) (?P<msgid>\S+) "
+    r"(?P<sd>-|(?:\[.*?\])+) ?(?P<msg>.*)$"
+)
+RFC3164 = (
+    r"^<(?P<pri>\d{1,3})>(?P<ts>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) "
+    r"(?P<tag>[^:\[]+)(?:\[\d+\])?: (?P<msg>.*)$"
+)
 ALARM_CODE = r"\b(?P<code>[A-Z]{1,3}-\d{1,5})\b"
 _ISO = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d(:?\d\d)?)?$"
 _ZONED = r"(Z|[+-]\d\d(:?\d\d)?)$"
@@ -79,7 +99,9 @@ def _extra(fields: dict[str, pa.Array]) -> pa.Array:
     """Other named fields of an entry as one JSON object (fields without a value left out)."""
     if not fields:
         return pa.nulls(0, pa.string())
-    parts = [pc.binary_join_element_wise(f'"{name}": ', _json_text(values), "") for name, values in sorted(fields.items())]
+    parts = [
+        pc.binary_join_element_wise(f'"{name}": ', _json_text(values), "") for name, values in sorted(fields.items())
+    ]
     if all(values.null_count == 0 for values in fields.values()):
         body = pc.binary_join_element_wise(*parts, ", ") if len(parts) > 1 else parts[0]
         return pc.binary_join_element_wise("{", body, "}", "")
@@ -105,8 +127,13 @@ def parse_timestamps(text: pa.Array, timezone: str, timestamp_format: str | None
     naive = pc.and_(iso, pc.invert(zoned))
     try:
         with_zone = pc.cast(pc.if_else(zoned, text, pa.scalar(None, pa.string())), target)
-        without = _local(pc.cast(pc.if_else(naive, pc.replace_substring(text, "T", " "), pa.scalar(None, pa.string())),
-                                 pa.timestamp("us")), timezone)  # fmt: skip
+        without = _local(
+            pc.cast(
+                pc.if_else(naive, pc.replace_substring(text, "T", " "), pa.scalar(None, pa.string())),
+                pa.timestamp("us"),
+            ),
+            timezone,
+        )
     except pa.ArrowInvalid:  # a value shaped like a timestamp but impossible (month 13): one by one
         return pa.array([_one_timestamp(value, timezone) for value in text.to_pylist()], target)
     return pc.coalesce(with_zone, without)
@@ -127,7 +154,9 @@ def _one_timestamp(value: str | None, timezone: str) -> datetime | None:
         return None
     if moment is None:
         return None
-    return moment.replace(tzinfo=ZoneInfo(timezone)).astimezone(UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return (
+        moment.replace(tzinfo=ZoneInfo(timezone)).astimezone(UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    )
 
 
 def _severity(values: pa.Array, severity_map: dict[str, str]) -> pa.Array:
@@ -152,7 +181,9 @@ def _syslog(entries: pa.Array, log_format: LogFormat, reference: datetime) -> di
     is_legacy = pc.fill_null(is_legacy, False)
 
     def pick(modern_field: str, legacy_field: str) -> pa.Array:
-        return pc.coalesce(pc.struct_field(modern, modern_field), _scatter(pc.struct_field(legacy, legacy_field), rest, count))
+        return pc.coalesce(
+            pc.struct_field(modern, modern_field), _scatter(pc.struct_field(legacy, legacy_field), rest, count)
+        )
 
     pri = pc.cast(pick("pri", "pri"), pa.int64())
     severity = pc.take(pa.array(SYSLOG_SEVERITIES), pc.bit_wise_and(pri, 7))
@@ -165,15 +196,27 @@ def _syslog(entries: pa.Array, log_format: LogFormat, reference: datetime) -> di
     timestamp = pc.coalesce(parse_timestamps(pc.struct_field(modern, "ts"), log_format.timezone), legacy_time)
     app = pc.utf8_trim_whitespace(pick("app", "tag"))
     parsed = pc.or_(is_modern, is_legacy)
-    return {"parsed": parsed, "timestamp": timestamp, "host": pick("host", "host"), "severity": severity, "code": code,
-            "message": message, "extra": _extra({"app": app}), "reason": "not a syslog line (RFC 5424 or RFC 3164)"}  # fmt: skip
+    return {
+        "parsed": parsed,
+        "timestamp": timestamp,
+        "host": pick("host", "host"),
+        "severity": severity,
+        "code": code,
+        "message": message,
+        "extra": _extra({"app": app}),
+        "reason": "not a syslog line (RFC 5424 or RFC 3164)",
+    }
 
 
 def _rfc3164_time(text: pa.Array, timezone: str, reference: datetime) -> pa.Array:
     """RFC 3164 has no year: the file's year, or the one before for dates after the file was written."""
     squeezed = pc.replace_substring(text, "  ", " ")
-    this_year = parse_timestamps(pc.binary_join_element_wise(str(reference.year), squeezed, " "), timezone, "%Y %b %d %H:%M:%S")
-    last_year = parse_timestamps(pc.binary_join_element_wise(str(reference.year - 1), squeezed, " "), timezone, "%Y %b %d %H:%M:%S")
+    this_year = parse_timestamps(
+        pc.binary_join_element_wise(str(reference.year), squeezed, " "), timezone, "%Y %b %d %H:%M:%S"
+    )
+    last_year = parse_timestamps(
+        pc.binary_join_element_wise(str(reference.year - 1), squeezed, " "), timezone, "%Y %b %d %H:%M:%S"
+    )
     future = pc.greater(this_year, pa.scalar(reference + timedelta(days=1), pa.timestamp("us", tz="UTC")))
     return pc.if_else(pc.fill_null(future, False), last_year, this_year)
 
@@ -205,14 +248,26 @@ def _json_lines(entries: pa.Array) -> dict[str, pa.Array]:
             rows.append(parse_json_line(text))
         except (ValueError, KeyError, TypeError) as exc:
             rows.append({"error": str(exc)})
-    columns = {name: [row.get(name) for row in rows] for name in ("timestamp", "host", "severity", "code", "message", "extra")}
+    columns = {
+        name: [row.get(name) for row in rows] for name in ("timestamp", "host", "severity", "code", "message", "extra")
+    }
     arrays = {name: pa.array(values, EVENTS_SCHEMA.field(name).type) for name, values in columns.items()}
-    return {**arrays, "parsed": pa.array(["error" not in row for row in rows]),
-            "reason": pa.array([row.get("error") for row in rows], pa.string())}  # fmt: skip
+    return {
+        **arrays,
+        "parsed": pa.array(["error" not in row for row in rows]),
+        "reason": pa.array([row.get("error") for row in rows], pa.string()),
+    }
 
 
-def parse_entries(entries: pa.Array, lines: np.ndarray, orphans: np.ndarray, path: Path, file_id: str,
-                  log_format: LogFormat, reference: datetime) -> pa.RecordBatch:  # fmt: skip
+def parse_entries(
+    entries: pa.Array,
+    lines: np.ndarray,
+    orphans: np.ndarray,
+    path: Path,
+    file_id: str,
+    log_format: LogFormat,
+    reference: datetime,
+) -> pa.RecordBatch:
     """Events of whole entries; an entry that does not parse keeps its raw text and a reason."""
     count = len(entries)
     if count == 0:
@@ -236,12 +291,15 @@ def parse_entries(entries: pa.Array, lines: np.ndarray, orphans: np.ndarray, pat
         return pc.if_else(parsed, values, pa.scalar(None, values.type))
 
     columns = {
-        "file_id": pa.array([file_id] * count, pa.string()), "source_file": pa.array([str(path)] * count, pa.string()),
-        "line_number": numbers, "raw": entries, "timestamp": only_parsed(fields["timestamp"]),
+        "file_id": pa.array([file_id] * count, pa.string()),
+        "source_file": pa.array([str(path)] * count, pa.string()),
+        "line_number": numbers,
+        "raw": entries,
+        "timestamp": only_parsed(fields["timestamp"]),
         **{name: only_parsed(fields[name].cast(pa.string())) for name in ("host", "severity", "code", "message")},
         "extra": only_parsed(fields["extra"] if len(fields["extra"]) == count else pa.nulls(count, pa.string())),
         "parse_error": error,
-    }  # fmt: skip
+    }
     return pa.RecordBatch.from_arrays([columns[field.name] for field in EVENTS_SCHEMA], schema=EVENTS_SCHEMA)
 
 
@@ -257,7 +315,11 @@ def parse_json_line(line: str) -> dict:
     ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     host = record.pop("machine", None) or record.pop("host", None)
     level = str(record.pop("level", None) or record.pop("severity", "") or "info")
-    return {"timestamp": ts, "host": host, "severity": LEVELS.get(level.upper(), level.lower()),
-            "code": None if record.get("code") is None else str(record.pop("code")),
-            "message": record.pop("message", None) or record.pop("msg", None),
-            "extra": json.dumps(record, ensure_ascii=False, sort_keys=True) if record else None}  # fmt: skip
+    return {
+        "timestamp": ts,
+        "host": host,
+        "severity": LEVELS.get(level.upper(), level.lower()),
+        "code": None if record.get("code") is None else str(record.pop("code")),
+        "message": record.pop("message", None) or record.pop("msg", None),
+        "extra": json.dumps(record, ensure_ascii=False, sort_keys=True) if record else None,
+    }

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 from asyncua import Client, Node, ua
 
-from connectors import opcua_decode
+from plantlake.connectors import opcua_decode
 
 READINGS_SCHEMA = pa.schema(
     [
@@ -78,15 +79,21 @@ TAGS_SCHEMA = pa.schema(
 
 def tag_table(tags: list[Tag]) -> pa.Table:
     """The tag registry: one row per historized variable, with what the server says of it."""
-    rows = [{**{f.name: getattr(tag, f.name, None) for f in TAGS_SCHEMA if f.name != "tag"}, "tag": tag.name} for tag in tags]
+    rows = [
+        {**{f.name: getattr(tag, f.name, None) for f in TAGS_SCHEMA if f.name != "tag"}, "tag": tag.name}
+        for tag in tags
+    ]
     return pa.Table.from_pylist(rows, schema=TAGS_SCHEMA)
 
 
 def selected(tags: list[Tag], include: list[str], exclude: list[str]) -> list[Tag]:
     """Tags whose browse path matches an include pattern (all when none) and no exclude pattern."""
-    return [tag for tag in tags
-            if (not include or any(fnmatch.fnmatchcase(tag.browse_path, pattern) for pattern in include))
-            and not any(fnmatch.fnmatchcase(tag.browse_path, pattern) for pattern in exclude)]  # fmt: skip
+    return [
+        tag
+        for tag in tags
+        if (not include or any(fnmatch.fnmatchcase(tag.browse_path, pattern) for pattern in include))
+        and not any(fnmatch.fnmatchcase(tag.browse_path, pattern) for pattern in exclude)
+    ]
 
 
 def status_class(code: int) -> str:
@@ -118,14 +125,22 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-async def _describe(client: Client, variable: Node, data_types: dict[str, str]) -> dict:
+async def _describe(client: Client, variable: Node, data_types: dict[str, str]) -> dict[str, Any]:
     """Display name, data type, description, EngineeringUnits and EURange of a variable."""
-    values = await variable.read_attributes([ua.AttributeIds.DisplayName, ua.AttributeIds.Description, ua.AttributeIds.DataType])
+    values = await variable.read_attributes(
+        [ua.AttributeIds.DisplayName, ua.AttributeIds.Description, ua.AttributeIds.DataType]
+    )
     display, description, data_type = (value.Value.Value if value.Value else None for value in values)
-    type_key = data_type.to_string() if data_type is not None else ""
-    if type_key and type_key not in data_types:
-        data_types[type_key] = (await client.get_node(data_type).read_browse_name()).Name
-    found = {"display_name": _text(display), "description": _text(description), "data_type": data_types.get(type_key)}
+    type_key = ""
+    if data_type is not None:
+        type_key = data_type.to_string()
+        if type_key and type_key not in data_types:
+            data_types[type_key] = (await client.get_node(data_type).read_browse_name()).Name
+    found: dict[str, Any] = {
+        "display_name": _text(display),
+        "description": _text(description),
+        "data_type": data_types.get(type_key),
+    }
     for prop in await variable.get_properties():
         name = (await prop.read_browse_name()).Name
         if name not in ("EngineeringUnits", "EURange"):
@@ -158,8 +173,16 @@ async def discover_tags(client: Client, roots: list[str], describe: bool = True,
                 historized = await _keeps_history(child)
                 if historized or snapshots:
                     details = await _describe(client, child, data_types) if describe else {}
-                    tags.append(Tag(child.nodeid.to_string(), "/".join([*path, name]), path[-1] if path else None, name,
-                                    **details, historized=historized))  # fmt: skip
+                    tags.append(
+                        Tag(
+                            child.nodeid.to_string(),
+                            "/".join([*path, name]),
+                            path[-1] if path else None,
+                            name,
+                            **details,
+                            historized=historized,
+                        )
+                    )
 
     for root in roots:
         node = await _resolve_root(client, root)
@@ -222,7 +245,7 @@ async def read_history(
     values_per_request: int = 5_000,
     nodes_per_request: int = 50,
     failures: dict[str, str] | None = None,
-) -> AsyncIterator[pa.RecordBatch]:
+) -> AsyncGenerator[pa.RecordBatch, None]:
     """Raw history of `tags` in [start, end], one batch per node per server answer.
 
     A node the server answers Bad for is recorded in `failures` (node id -> status) and the
@@ -232,7 +255,7 @@ async def read_history(
         IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=values_per_request, ReturnBounds=False
     )
     for offset in range(0, len(tags), nodes_per_request):
-        pending = [(tag, None) for tag in tags[offset : offset + nodes_per_request]]
+        pending: list[tuple[Tag, bytes | None]] = [(tag, None) for tag in tags[offset : offset + nodes_per_request]]
         try:
             while pending:
                 results = await opcua_decode.history_read(client, _history_params(details, pending, release=False))
@@ -257,16 +280,22 @@ async def read_history(
                     await client.uaclient.history_read(_history_params(details, pending, release=True))
 
 
-async def read_snapshots(client: Client, tags: list[Tag], now: datetime, nodes_per_request: int = 50) -> AsyncIterator[pa.RecordBatch]:
+async def read_snapshots(
+    client: Client, tags: list[Tag], now: datetime, nodes_per_request: int = 50
+) -> AsyncGenerator[pa.RecordBatch, None]:
     """The current value of tags that keep no history, stamped with the server's time (else `now`)."""
     for offset in range(0, len(tags), nodes_per_request):
         group = tags[offset : offset + nodes_per_request]
-        params = ua.ReadParameters(TimestampsToReturn=ua.TimestampsToReturn.Both,
-                                   NodesToRead=[ua.ReadValueId(NodeId=ua.NodeId.from_string(tag.node_id),
-                                                               AttributeId=ua.AttributeIds.Value) for tag in group])  # fmt: skip
+        params = ua.ReadParameters(
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+            NodesToRead=[
+                ua.ReadValueId(NodeId=ua.NodeId.from_string(tag.node_id), AttributeId=ua.AttributeIds.Value)
+                for tag in group
+            ],
+        )
         for tag, value in zip(group, await client.uaclient.read(params), strict=True):
             if value.SourceTimestamp is None and value.ServerTimestamp is None:
-                value.SourceTimestamp = now
+                value.SourceTimestamp = opcua_decode.ua_datetime(now)
             yield _to_batch(tag, [value])
 
 

@@ -8,7 +8,9 @@ one go. Any other body is decoded by asyncua, value by value.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +52,21 @@ async def history_read(client: Client, params: ua.HistoryReadParameters) -> list
     return results
 
 
+def ua_datetime(moment: datetime) -> ua.DateTime:
+    """`moment` unchanged (zone and fold kept) as asyncua's DateTime, the datetime subclass its timestamps declare."""
+    return ua.DateTime(
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+        moment.tzinfo,
+        fold=moment.fold,
+    )
+
+
 def _records(body: bytes) -> np.ndarray | None:
     """The DataValues as a structured array when they are all encoded alike, else None."""
     count = int.from_bytes(body[:4], "little", signed=True) if len(body) >= 4 else 0
@@ -60,8 +77,11 @@ def _records(body: bytes) -> np.ndarray | None:
     if not mask & 0x01 or mask & 0x30 or scalar is None:  # no value, picoseconds, arrays or variable-size types
         return None
     fields = [("mask", "u1"), ("variant", "u1"), ("value", scalar)]
-    fields += [(name, kind) for bit, name, kind in ((0x02, "status", "<u4"), (0x04, "source", "<i8"), (0x08, "server", "<i8"))
-               if mask & bit]  # fmt: skip
+    fields += [
+        (name, kind)
+        for bit, name, kind in ((0x02, "status", "<u4"), (0x04, "source", "<i8"), (0x08, "server", "<i8"))
+        if mask & bit
+    ]
     layout = np.dtype(fields)
     if len(body) != 4 + count * layout.itemsize:
         return None
@@ -75,7 +95,7 @@ def _times(ticks: np.ndarray) -> pa.Array:
     return pa.array((ticks - EPOCH_TICKS) // 10, pa.timestamp("us", tz="UTC"))
 
 
-def decode(body: bytes, columns: dict[str, object], schema: pa.Schema) -> pa.RecordBatch | None:
+def decode(body: bytes, columns: Mapping[str, object], schema: pa.Schema) -> pa.RecordBatch | None:
     """A node's values as a batch of `schema`; `columns` gives the node's constant columns
     (node_id, browse_path, machine_id, tag). None when the fast path does not apply."""
     records = _records(body)
@@ -83,6 +103,8 @@ def decode(body: bytes, columns: dict[str, object], schema: pa.Schema) -> pa.Rec
         return None
     count = records.size
     names = records.dtype.names
+    if names is None:  # `_records` builds a structured dtype, which always has field names
+        raise TypeError(f"expected structured DataValue records, got dtype {records.dtype}")
     kind = records.dtype["value"].kind
     values = records["value"]
     source = _times(records["source"]) if "source" in names else None

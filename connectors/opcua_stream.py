@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +22,8 @@ from asyncua.crypto import cert_gen
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, read_snapshots, selected
+from plantlake.connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, read_snapshots, selected
+
 
 class OpcuaRefused(OpcuaReadError):
     """The server refused the session (user, password, security): trying again will not help."""
@@ -32,8 +33,10 @@ class OpcuaRefused(OpcuaReadError):
 LINK_ERRORS = (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError, asyncio.CancelledError, ua.UaError)
 
 
-def iterate_blocking(async_iterator: AsyncIterator[pa.RecordBatch], runner: asyncio.Runner) -> Iterator[pa.RecordBatch]:
-    """Drive an async iterator from synchronous code, one item at a time."""
+def iterate_blocking(
+    async_iterator: AsyncGenerator[pa.RecordBatch, None], runner: asyncio.Runner
+) -> Iterator[pa.RecordBatch]:
+    """Drive an async generator from synchronous code, one item at a time."""
     while True:
         try:
             yield runner.run(anext(async_iterator))
@@ -63,18 +66,28 @@ async def _apply(client: Client, credentials: Credentials) -> None:
         client.application_uri = CLIENT_URI
         for path in (credentials.certificate, credentials.private_key):
             path.parent.mkdir(parents=True, exist_ok=True)
-        await cert_gen.setup_self_signed_certificate(credentials.private_key, credentials.certificate, CLIENT_URI,
-                                                     socket.gethostname(), [ExtendedKeyUsageOID.CLIENT_AUTH],
-                                                     {"organizationName": "plantlake"})  # fmt: skip
-        await client.set_security(SecurityPolicyBasic256Sha256, str(credentials.certificate), str(credentials.private_key),
-                                  mode=getattr(ua.MessageSecurityMode, credentials.mode))  # fmt: skip
+        await cert_gen.setup_self_signed_certificate(
+            credentials.private_key,
+            credentials.certificate,
+            CLIENT_URI,
+            socket.gethostname(),
+            [ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"organizationName": "plantlake"},
+        )
+        await client.set_security(
+            SecurityPolicyBasic256Sha256,
+            str(credentials.certificate),
+            str(credentials.private_key),
+            mode=getattr(ua.MessageSecurityMode, credentials.mode),
+        )
 
 
 class Session:
     """One client connection, opened again (with back-off) when the link drops."""
 
-    def __init__(self, endpoint: str, timeout_s: float, attempts: int, backoff_s: float,
-                 credentials: Credentials | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, endpoint: str, timeout_s: float, attempts: int, backoff_s: float, credentials: Credentials | None = None
+    ) -> None:
         self.endpoint, self.timeout_s, self.attempts, self.backoff_s = endpoint, timeout_s, attempts, backoff_s
         self.credentials = credentials or Credentials()
         self.runner = asyncio.Runner()
@@ -89,14 +102,20 @@ class Session:
         except ua.UaStatusCodeError as exc:
             name = ua.status_codes.get_name_and_doc(exc.code)[0]
             if name in ("BadUserAccessDenied", "BadIdentityTokenInvalid", "BadIdentityTokenRejected"):
-                raise OpcuaRefused(f"{self.endpoint} refused the user {self.credentials.username!r} ({name}); check the "
-                                   "username and the password given in the environment") from None  # fmt: skip
-            raise OpcuaRefused(f"{self.endpoint} refused the session ({name}); check security mode, certificate and key") from None
+                raise OpcuaRefused(
+                    f"{self.endpoint} refused the user {self.credentials.username!r} ({name}); check the "
+                    "username and the password given in the environment"
+                ) from None
+            raise OpcuaRefused(
+                f"{self.endpoint} refused the session ({name}); check security mode, certificate and key"
+            ) from None
         except ua.UaError as exc:
             wanted = f"Basic256Sha256 {self.credentials.mode}" if self.credentials.mode else "no security"
-            raise OpcuaRefused(f"{self.endpoint} offers no endpoint for {wanted} ({exc}); set `security:` in the YAML "
-                               "to what the server offers") from None  # fmt: skip
-        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+            raise OpcuaRefused(
+                f"{self.endpoint} offers no endpoint for {wanted} ({exc}); set `security:` in the YAML "
+                "to what the server offers"
+            ) from None
+        except (OSError, TimeoutError) as exc:
             raise OpcuaReadError(f"cannot connect to {self.endpoint}: {exc}; is the OPC-UA server running?") from exc
         self.client = client
         return client
@@ -113,8 +132,10 @@ class Session:
             except OpcuaReadError:
                 continue
             return client
-        raise OpcuaReadError(f"lost the connection to {self.endpoint} ({type(cause).__name__}: {cause}) and could not "
-                             f"connect again in {self.attempts} tries; the next run resumes from the committed marks") from cause  # fmt: skip
+        raise OpcuaReadError(
+            f"lost the connection to {self.endpoint} ({type(cause).__name__}: {cause}) and could not "
+            f"connect again in {self.attempts} tries; the next run resumes from the committed marks"
+        ) from cause
 
     def _drop(self) -> None:
         if self.client is not None:
@@ -131,7 +152,9 @@ def _after(batch: pa.RecordBatch, seen: datetime | None) -> pa.RecordBatch:
     """The values of a tag's batch past the last one already delivered (a resumed read repeats its start)."""
     if seen is None:
         return batch
-    return batch.filter(pc.greater(batch.column("source_timestamp"), pa.scalar(seen, batch.schema.field("source_timestamp").type)))
+    return batch.filter(
+        pc.greater(batch.column("source_timestamp"), pa.scalar(seen, batch.schema.field("source_timestamp").type))
+    )
 
 
 def read_history_blocking(
@@ -158,7 +181,11 @@ def read_history_blocking(
     session = Session(endpoint, timeout_s, reconnect_attempts, backoff_s, credentials)
     try:
         client = session.connect()
-        tags = selected(session.runner.run(discover_tags(client, roots, describe=describe, snapshots=snapshots)), include or [], exclude or [])
+        tags = selected(
+            session.runner.run(discover_tags(client, roots, describe=describe, snapshots=snapshots)),
+            include or [],
+            exclude or [],
+        )
     except BaseException:
         session.close()
         raise
@@ -185,8 +212,11 @@ def read_history_blocking(
     def batches() -> Iterator[pa.RecordBatch]:
         client = session.client
         try:
-            yield from iterate_blocking(read_snapshots(client, [t for t in tags if not t.historized], end, nodes_per_request),
-                                        session.runner)  # fmt: skip
+            if client is None:
+                raise OpcuaReadError(f"the session to {endpoint} was closed before its values were read")
+            yield from iterate_blocking(
+                read_snapshots(client, [t for t in tags if not t.historized], end, nodes_per_request), session.runner
+            )
             while True:
                 try:
                     yield from history(client)
@@ -206,4 +236,6 @@ def read_history_blocking(
 def _link_status(error: ua.UaStatusCodeError) -> bool:
     """Status codes that mean the session or the connection is gone, not that the request was wrong."""
     name = ua.status_codes.get_name_and_doc(error.code)[0] if hasattr(error, "code") else ""
-    return any(part in name for part in ("Connection", "Session", "Secure", "Timeout", "Shutdown", "CommunicationError"))
+    return any(
+        part in name for part in ("Connection", "Session", "Secure", "Timeout", "Shutdown", "CommunicationError")
+    )

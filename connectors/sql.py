@@ -23,16 +23,23 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from connectors import sql_fast
-from connectors.arrow_types import conform, unscale
+from plantlake.connectors import sql_fast
+from plantlake.connectors.arrow_types import conform, unscale
 
 # The largest scale connectorx decodes exactly; wider decimals travel as text and are parsed in Arrow.
 _FAST_DECIMAL_SCALE, _DEFAULT_DECIMAL = 10, (38, 10)
 _OPERATORS: dict[str, Callable[[sa.ColumnElement, Any], sa.ColumnElement]] = {
-    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-    "in": lambda column, value: column.in_(value), "not in": lambda column, value: column.not_in(value),
-    "is null": lambda column, _: column.is_(None), "is not null": lambda column, _: column.is_not(None),
-}  # fmt: skip
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "in": lambda column, value: column.in_(value),
+    "not in": lambda column, value: column.not_in(value),
+    "is null": lambda column, _: column.is_(None),
+    "is not null": lambda column, _: column.is_not(None),
+}
 
 Condition = tuple[str, str, Any]
 """(column, operator, value) of a row filter."""
@@ -79,13 +86,17 @@ def _scaled_decimal(column: sa.Column) -> pa.DataType | None:
     """Decimals of up to 18 digits travel as integers scaled by 10**scale: exact, and far cheaper
     to decode than the database's own decimal format. Returns the decimal type they stand for."""
     target = arrow_type(column.type)
-    if pa.types.is_decimal(target) and isinstance(column.type, sa.Numeric) and column.type.precision is not None \
-            and target.precision <= 18:  # fmt: skip
+    if (
+        pa.types.is_decimal(target)
+        and isinstance(column.type, sa.Numeric)
+        and column.type.precision is not None
+        and target.precision <= 18
+    ):
         return target
     return None
 
 
-def _travels_as_text(column: sa.Column) -> bool:
+def _travels_as_text(column: sa.ColumnElement[Any]) -> bool:
     """Types the fast paths cannot decode exactly (JSON, UUID, arrays, wide decimals...) are read as text."""
     target = arrow_type(column.type)
     if pa.types.is_decimal(target):
@@ -123,9 +134,14 @@ class TableRead:
         selected: list[sa.ColumnElement] = [self.column(name) for name in self.columns]
         if fast:
             scaled = self.scaled()
-            selected = [sa.cast(c * 10 ** scaled[c.name].scale, sa.BigInteger).label(c.name) if c.name in scaled
-                        else sa.cast(c, sa.Text).label(c.name) if _travels_as_text(c) else c
-                        for c in selected]  # fmt: skip
+            selected = [
+                sa.cast(c * 10 ** scaled[c.name].scale, sa.BigInteger).label(c.name)
+                if c.name in scaled
+                else sa.cast(c, sa.Text).label(c.name)
+                if _travels_as_text(c)
+                else c
+                for c in selected
+            ]
         query = sa.select(*selected)
         for name, op, value in self.conditions:
             query = query.where(_OPERATORS[op](self.column(name), value))
@@ -171,6 +187,7 @@ def read_batches(
     The cursor's lower bound is inclusive, so rows committed late with the watermark's own
     value are read again; the lake drops rows it already holds.
     """
+    batches: Iterator[pa.RecordBatch]
     if fast and sql_fast.supports(engine):
         query = sql_fast.render(read.select(fast=True), engine)
         batches = (unscale(batch, read.scaled()) for batch in sql_fast.stream(engine, query, batch_rows))
@@ -191,9 +208,14 @@ def _raw_type(values: list[Any], target: pa.DataType) -> pa.DataType:
 
 def _as_text(values: list[Any]) -> list[Any]:
     """Values of text columns as text; JSON documents the driver parsed are written back as JSON."""
-    return [value if value is None or isinstance(value, str)
-            else json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
-            for value in values]  # fmt: skip
+    return [
+        value
+        if value is None or isinstance(value, str)
+        else json.dumps(value, ensure_ascii=False)
+        if isinstance(value, dict | list)
+        else str(value)
+        for value in values
+    ]
 
 
 def _stream_rows(engine: sa.Engine, query: sa.Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:

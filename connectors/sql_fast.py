@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.engine.default import DefaultDialect
 
 # The Delta writer takes in several batches before it flushes: small batches keep that bounded.
 _ADBC_BATCH_BYTES = 4 << 20
@@ -36,7 +37,10 @@ def connection_url(url: sa.URL) -> str:
 
 def render(query: sa.Select, engine: sa.Engine) -> str:
     """The query as SQL text, with identifiers quoted and values escaped by the dialect itself."""
-    dialect = type(engine.dialect)(paramstyle="named")  # no '%' doubling of the pyformat drivers
+    dialect_class = type(engine.dialect)
+    if not issubclass(dialect_class, DefaultDialect):  # every SQLAlchemy dialect is one
+        raise TypeError(f"cannot render SQL for {dialect_class.__qualname__}: not a SQLAlchemy DefaultDialect")
+    dialect = dialect_class(paramstyle="named")  # no '%' doubling of the pyformat drivers
     return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 

@@ -37,7 +37,7 @@ class Utf8Reader(io.RawIOBase):
                 return utf8
         return self._decoder.decode(chunk, final=not chunk).encode("utf-8")
 
-    def read(self, size: int = -1) -> memoryview:  # type: ignore[override]
+    def read(self, size: int = -1) -> memoryview:
         """Up to `size` bytes of UTF-8 (all that is left if `size` < 0), as a view: Arrow takes any
         buffer, so nothing is copied."""
         if size < 0:

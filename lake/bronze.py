@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lake import delta
-from lake.layout import INGESTION_FIELDS, Ingestion
+from plantlake.lake import delta
+from plantlake.lake.layout import INGESTION_FIELDS, Ingestion
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,7 @@ def _not_landed(batches: Iterable[pa.RecordBatch], landed: pa.Table, keys: list[
     """The rows of each batch whose `keys` are not among the `landed` keys."""
     for batch in batches:
         fresh = pa.Table.from_batches([batch]).join(landed, keys=keys, join_type="left anti")
-        for piece in fresh.select(batch.schema.names).cast(batch.schema).to_batches():
-            yield piece
+        yield from fresh.select(batch.schema.names).cast(batch.schema).to_batches()
 
 
 SPOOL_ROWS = 16_384  # read back in small batches: what is held while the rows are written stays small
@@ -130,6 +129,10 @@ def land(
         if landed is not None and landed.num_rows:
             fresh = _not_landed(read, landed.cast(pa.schema([source_schema.field(key) for key in keys])), keys)
     inserted = _Counted(fresh)
-    delta.append(path, pa.RecordBatchReader.from_batches(source_schema, iter(inserted)), state=state,
-                 constants=ingestion.constants(source))  # fmt: skip
+    delta.append(
+        path,
+        pa.RecordBatchReader.from_batches(source_schema, iter(inserted)),
+        state=state,
+        constants=ingestion.constants(source),
+    )
     return Landed(path, read.rows, inserted.rows)

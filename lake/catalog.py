@@ -19,9 +19,9 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lake import delta, locks, state
-from lake.drift import SCHEMA_CHANGES
-from lake.layout import Lake
+from plantlake.lake import delta, locks, state
+from plantlake.lake.drift import SCHEMA_CHANGES
+from plantlake.lake.layout import Lake
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,11 @@ def freshness(lake: Lake, info: dict[str, TableInfo]) -> dict[str, Freshness]:
         kept = state.stored(path) or {}  # refreshes are noted in the state file only
         last, good = kept.get(state.LAST_REFRESH) or {}, kept.get(state.LAST_GOOD_REFRESH)
         failed = last.get("status") == "failed"
-        own[f"{layer}.{name}"] = Freshness("stale" if failed else "fresh", last.get("error") if failed else None,
-                                           datetime.fromisoformat(good) if good else None)  # fmt: skip
+        own[f"{layer}.{name}"] = Freshness(
+            "stale" if failed else "fresh",
+            last.get("error") if failed else None,
+            datetime.fromisoformat(good) if good else None,
+        )
 
     def resolve(name: str, seen: frozenset[str]) -> Freshness:
         mine = own.get(name, Freshness("fresh", None, None))
@@ -94,7 +97,9 @@ def _quarantined_rows(lake: Lake) -> dict[str, int]:
         return {}
     connection = duckdb.connect()
     connection.register("quarantine", rows)
-    query = "SELECT table_name, count(DISTINCT coalesce(file || ':' || row_key, record_hash)) FROM quarantine GROUP BY 1"
+    query = (
+        "SELECT table_name, count(DISTINCT coalesce(file || ':' || row_key, record_hash)) FROM quarantine GROUP BY 1"
+    )
     return dict(connection.execute(query).fetchall())
 
 
@@ -113,8 +118,8 @@ def column_notes(field: pa.Field) -> dict[str, str]:
 
 CATALOG_COLUMNS = (
     "layer VARCHAR, table_name VARCHAR, qualified_name VARCHAR, source VARCHAR, description VARCHAR, columns VARCHAR, "
-    "row_count BIGINT, last_update TIMESTAMPTZ, quality_status VARCHAR, quarantined_rows BIGINT, schema_changes BIGINT, "
-    "location VARCHAR, freshness VARCHAR, last_error VARCHAR, last_good_refresh TIMESTAMPTZ"
+    "row_count BIGINT, last_update TIMESTAMPTZ, quality_status VARCHAR, quarantined_rows BIGINT, "
+    "schema_changes BIGINT, location VARCHAR, freshness VARCHAR, last_error VARCHAR, last_good_refresh TIMESTAMPTZ"
 )
 
 
@@ -145,7 +150,7 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> None:
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {delta.quote(layer)}")
             qualified = f"{layer}.{name}"
             view = f"{delta.quote(layer)}.{delta.quote(name)}"
-            table = delta.open_table(path)  # once: every figure below is of this version
+            table = delta.load(path)  # once: every figure below is of this version
             schema = pa.schema(table.schema().to_arrow())
             delta.create_view(connection, view, table)
             described = info.get(qualified, TableInfo(source="plantlake", description=""))
@@ -153,10 +158,23 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> None:
             status = fresh.get(qualified, Freshness("fresh", None, None))
             connection.execute(
                 "INSERT INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [layer, name, qualified, described.source, described.description, columns,
-                 delta.rows_of(table), _last_update(table), quality.get(qualified, "not checked"),
-                 quarantined.get(qualified, 0), changes.get(qualified, 0), str(path),
-                 status.status, status.error, status.last_good_refresh],
-            )  # fmt: skip
+                [
+                    layer,
+                    name,
+                    qualified,
+                    described.source,
+                    described.description,
+                    columns,
+                    delta.rows_of(table),
+                    _last_update(table),
+                    quality.get(qualified, "not checked"),
+                    quarantined.get(qualified, 0),
+                    changes.get(qualified, 0),
+                    str(path),
+                    status.status,
+                    status.error,
+                    status.last_good_refresh,
+                ],
+            )
     finally:
         connection.close()

@@ -16,8 +16,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lake import delta, state
-from lake.delta import quote
+from plantlake.lake import delta, state
+from plantlake.lake.delta import quote
 
 DELETED_AT = "_deleted_at"
 DELETED_FIELD = pa.field(DELETED_AT, pa.timestamp("us", tz="UTC"))
@@ -30,13 +30,18 @@ def due(silver_path: Path, every_hours: float, now: datetime) -> bool:
     return last is None or (now - datetime.fromisoformat(last)).total_seconds() >= every_hours * 3600
 
 
-def deleted_keys(silver_path: Path, source_keys: Iterator[pa.RecordBatch], schema: pa.Schema, keys: list[str]) -> pa.Table:
+def deleted_keys(
+    silver_path: Path, source_keys: Iterator[pa.RecordBatch], schema: pa.Schema, keys: list[str]
+) -> pa.Table:
     """Keys live in silver that the source no longer has."""
     data = delta.dataset(silver_path)
     if data is None:
         return schema.empty_table()
-    live = data.scanner(columns=keys, filter=ds.field(DELETED_AT).is_null()) if DELETED_AT in data.schema.names \
-        else data.scanner(columns=keys)  # fmt: skip
+    live = (
+        data.scanner(columns=keys, filter=ds.field(DELETED_AT).is_null())
+        if DELETED_AT in data.schema.names
+        else data.scanner(columns=keys)
+    )
     connection = duckdb.connect()
     connection.register("silver_keys", live.to_reader())
     connection.register("source_keys", pa.RecordBatchReader.from_batches(schema, source_keys))
@@ -62,6 +67,10 @@ def apply(silver_path: Path, deleted: pa.Table, keys: list[str], remove: bool, n
             count = int(merger.when_matched_delete().execute()["num_target_rows_deleted"])
         else:
             stamp = delta.literal(now.isoformat())
-            count = int(merger.when_matched_update({quote(DELETED_AT): f"CAST({stamp} AS TIMESTAMP)"}).execute()["num_target_rows_updated"])
+            count = int(
+                merger.when_matched_update({quote(DELETED_AT): f"CAST({stamp} AS TIMESTAMP)"}).execute()[
+                    "num_target_rows_updated"
+                ]
+            )
     state.write(silver_path, {RECONCILED_AT: now.isoformat()})
     return count

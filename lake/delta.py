@@ -31,10 +31,9 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
-
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -44,7 +43,10 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import create_table_with_add_actions
 
-from lake import parquet_files, state
+if TYPE_CHECKING:
+    from deltalake.transaction import AddAction, RemoveAction
+
+from plantlake.lake import parquet_files, state
 
 T = TypeVar("T")
 # Opening a table replays every commit since its last checkpoint; a checkpoint every 10 commits
@@ -63,10 +65,16 @@ def quote(identifier: str) -> str:
 
 
 def open_table(path: Path) -> DeltaTable | None:
+    """The table at `path`, or None if there is none."""
     try:
         return DeltaTable(str(path))
     except TableNotFoundError:
         return None
+
+
+def load(path: Path) -> DeltaTable:
+    """The table at `path`, which must exist (one listed by `Lake.tables`, say)."""
+    return DeltaTable(str(path))
 
 
 def read_state(path: Path, key: str, *, required: bool = False) -> Any:
@@ -162,8 +170,12 @@ def merge(
     return result
 
 
-def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, Any] | None = None,
-           constants: dict[str, pa.Scalar] | None = None) -> dict[str, int]:  # fmt: skip
+def append(
+    path: Path,
+    data: pa.Table | pa.RecordBatchReader,
+    state: dict[str, Any] | None = None,
+    constants: dict[str, pa.Scalar] | None = None,
+) -> dict[str, int]:
     """Add rows without looking for matches in one commit, then save `state`; a reader is written as it streams.
 
     `constants` are columns with one value on every row (who landed the rows, from which
@@ -193,15 +205,20 @@ def append(path: Path, data: pa.Table | pa.RecordBatchReader, state: dict[str, A
 
     def commit() -> None:
         current = open_table(path)
-        missing = [] if current is None else [field for field in added if field.name not in current.schema().to_arrow().names]
-        if missing:  # nullable columns first: harmless to readers if the data commit fails; a retry finds them there
+        missing = (
+            [] if current is None else [field for field in added if field.name not in current.schema().to_arrow().names]
+        )
+        # nullable columns first: harmless to readers if the data commit fails; a retry finds them there
+        if current is not None and missing:
             current.alter.add_columns([DeltaField.from_arrow(field) for field in missing])
             current = open_table(path)
         if current is None:
-            create_table_with_add_actions(str(path), DeltaSchema.from_arrow(target), actions, mode="error",
-                                          configuration=TABLE_PROPERTIES)  # fmt: skip
+            create_table_with_add_actions(
+                str(path), DeltaSchema.from_arrow(target), actions, mode="error", configuration=TABLE_PROPERTIES
+            )
         else:
-            current.create_write_transaction(actions, mode="append", schema=target)
+            changes: list[AddAction | RemoveAction] = [*actions]  # the list the call takes holds both kinds
+            current.create_write_transaction(changes, mode="append", schema=target)
 
     _retry(commit)
     _save_state(path, state)
@@ -234,8 +251,13 @@ def overwrite(path: Path, data: pa.Table) -> bool:
         current = table.to_pyarrow_dataset().to_table()
         if current.schema.equals(data.schema) and current.equals(data):
             return False
-    write_deltalake(str(path), data, mode="overwrite", schema_mode="overwrite",
-                    configuration=TABLE_PROPERTIES if table is None else None)  # fmt: skip
+    write_deltalake(
+        str(path),
+        data,
+        mode="overwrite",
+        schema_mode="overwrite",
+        configuration=TABLE_PROPERTIES if table is None else None,
+    )
     return True
 
 
@@ -249,8 +271,9 @@ def _refuses_predicate(error: pa.ArrowNotImplementedError) -> bool:
     return "string_view" in str(error) or "binary_view" in str(error)
 
 
-def scan(data: ds.Dataset, columns: list[str] | None = None, filter: ds.Expression | None = None,
-         batch_size: int = 64_000) -> Iterator[pa.RecordBatch]:  # fmt: skip
+def scan(
+    data: ds.Dataset, columns: list[str] | None = None, filter: ds.Expression | None = None, batch_size: int = 64_000
+) -> Iterator[pa.RecordBatch]:
     """The dataset's batches, filtered; a predicate the view-typed files refuse is applied after the scan.
 
     The scan casts every batch to the dataset's schema, so the late filter sees `string`.
@@ -299,7 +322,9 @@ def create_view(connection: duckdb.DuckDBPyConnection, identifier: str, table: D
         register_empty(connection, identifier, pa.schema(table.schema().to_arrow()))
         return
     listing = ", ".join(literal(file) for file in files)
-    connection.execute(f"CREATE OR REPLACE VIEW {identifier} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+    connection.execute(
+        f"CREATE OR REPLACE VIEW {identifier} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+    )
 
 
 def register_empty(connection: duckdb.DuckDBPyConnection, identifier: str, schema: pa.Schema) -> None:

@@ -9,14 +9,15 @@ Every change is recorded once in `meta.schema_changes`, which the catalog shows.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 
-from lake import delta
-from lake.layout import Lake
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
 
 SCHEMA_CHANGES = "schema_changes"
 _KEYS = ["table_name", "column_name", "change", "new_type"]
@@ -60,7 +61,9 @@ class Drift:
         return "; ".join(parts) or "none"
 
 
-def compare(lake_schema: pa.Schema | None, source: pa.Schema, table: str, ignore: set[str] = frozenset()) -> Drift:
+def compare(
+    lake_schema: pa.Schema | None, source: pa.Schema, table: str, ignore: AbstractSet[str] = frozenset()
+) -> Drift:
     """The drift from `lake_schema` to `source`; raises SchemaDriftError on an incompatible change."""
     if lake_schema is None:
         return Drift(source)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import TypedDict
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lake import delta
-from lake.layout import Lake
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
 
 LOADED, PARTLY_QUARANTINED, REJECTED = "loaded", "loaded_with_quarantine", "rejected"
 SCHEMA = pa.schema(
@@ -42,6 +43,15 @@ SCHEMA = pa.schema(
 )
 
 
+class RowCounts(TypedDict):
+    """What became of a file's rows."""
+
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_skipped: int
+
+
 @dataclass
 class FileEntry:
     sha256: str
@@ -63,7 +73,7 @@ class FileEntry:
     registered_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def registry_path(lake: Lake):  # noqa: ANN201 - a Path, as every Lake.table
+def registry_path(lake: Lake):
     return lake.table("meta", "supplier_files")
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from lake import delta
+from plantlake.lake import delta
 
 # Means and deviations sum in time order: floating-point sums depend on their order, and the
 # files' row order changes when maintenance compacts silver, which would change the last digit
@@ -73,17 +74,32 @@ ORDER BY s.machine_id, s.hour
 """
 
 _EMPTY = {
-    "sensor_readings": pa.schema([("machine_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC")),
-                                  ("tag", pa.string()), ("value", pa.float64()), ("status", pa.string())]),
-    "machine_events": pa.schema([("machine_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC")),
-                                 ("severity", pa.string())]),
-    "production_orders": pa.schema([("id", pa.int64()), ("machine_id", pa.string()), ("material_lot", pa.string()),
-                                    ("actual_start", pa.timestamp("us", tz="UTC")), ("actual_end", pa.timestamp("us", tz="UTC"))]),
+    "sensor_readings": pa.schema(
+        [
+            ("machine_id", pa.string()),
+            ("timestamp", pa.timestamp("us", tz="UTC")),
+            ("tag", pa.string()),
+            ("value", pa.float64()),
+            ("status", pa.string()),
+        ]
+    ),
+    "machine_events": pa.schema(
+        [("machine_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC")), ("severity", pa.string())]
+    ),
+    "production_orders": pa.schema(
+        [
+            ("id", pa.int64()),
+            ("machine_id", pa.string()),
+            ("material_lot", pa.string()),
+            ("actual_start", pa.timestamp("us", tz="UTC")),
+            ("actual_end", pa.timestamp("us", tz="UTC")),
+        ]
+    ),
     "material_lots": pa.schema([("lot_id", pa.string()), ("supplier", pa.string()), ("material", pa.string())]),
-}  # fmt: skip
+}
 
 
-def machine_hour_features(inputs: dict[str, Path | None]) -> pa.Table:
+def machine_hour_features(inputs: Mapping[str, Path | None]) -> pa.Table:
     """Per machine and hour: sensor aggregates, the order then running, its lot's supplier, alarms.
 
     `inputs` maps sensor_readings, machine_events, production_orders and material_lots to

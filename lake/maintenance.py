@@ -26,8 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lake import delta, locks, state
-from lake.layout import Lake
+from plantlake.lake import delta, locks, state
+from plantlake.lake.layout import Lake
 
 TARGET_FILE_BYTES = 128 * 1024 * 1024
 SMALL_FILE_SHARE = 0.5  # a file under half the target counts as small
@@ -56,8 +56,11 @@ def footprint(path: Path) -> Footprint:
 def _log_retention(table: DeltaTable, retention: timedelta) -> None:
     """The log keeps as long as the files do, so every version within the retention can be read."""
     wanted = f"interval {int(retention.total_seconds())} seconds"
-    settings = {"delta.logRetentionDuration": wanted, "delta.deletedFileRetentionDuration": wanted,
-                **delta.TABLE_PROPERTIES}  # tables from before these were set at creation
+    settings = {
+        "delta.logRetentionDuration": wanted,
+        "delta.deletedFileRetentionDuration": wanted,
+        **delta.TABLE_PROPERTIES,
+    }  # tables from before these were set at creation
     if any(table.metadata().configuration.get(key) != value for key, value in settings.items()):
         table.alter.set_table_properties(settings)
 
@@ -92,9 +95,15 @@ def maintain_table(path: Path, retention: timedelta, target_file_bytes: int = TA
         table.create_checkpoint()
     table.cleanup_metadata()
     after = footprint(path)
-    return {"files_before": before.live_files, "files_after": after.live_files, "bytes_before": before.disk_bytes,
-            "bytes_after": after.disk_bytes, "live_bytes": after.live_bytes, "files_compacted": compacted,
-            "files_vacuumed": len(removed)}  # fmt: skip
+    return {
+        "files_before": before.live_files,
+        "files_after": after.live_files,
+        "bytes_before": before.disk_bytes,
+        "bytes_after": after.disk_bytes,
+        "live_bytes": after.live_bytes,
+        "files_compacted": compacted,
+        "files_vacuumed": len(removed),
+    }
 
 
 def remove_leftovers(lake: Lake, older_than: timedelta) -> int:
@@ -116,7 +125,9 @@ def remove_leftovers(lake: Lake, older_than: timedelta) -> int:
     return removed
 
 
-def maintain_lake(lake: Lake, retention: timedelta, target_file_bytes: int = TARGET_FILE_BYTES) -> dict[str, dict[str, int]]:
+def maintain_lake(
+    lake: Lake, retention: timedelta, target_file_bytes: int = TARGET_FILE_BYTES
+) -> dict[str, dict[str, int]]:
     """Every table, each under its writer lock so no run's commit meets an OPTIMIZE halfway."""
     report = {}
     for layer, name, path in lake.tables():

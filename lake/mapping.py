@@ -10,19 +10,26 @@ reason. Decimals are rounded half away from zero, as in commerce.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.files import LINE, text_bytes
+from plantlake.config import ColumnMapping
+from plantlake.connectors.files import LINE, text_bytes
 
-ARROW_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32(),
-               "timestamp": pa.timestamp("us", tz="UTC")}  # fmt: skip
+ARROW_TYPES = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
 _PATTERNS = {
     "int": r"^[+-]?\d{1,18}(\.0*)?$",
     "decimal": r"^[+-]?\d{1,20}(\.\d{0,18})?$|^[+-]?\.\d{1,18}$",
@@ -30,17 +37,6 @@ _PATTERNS = {
 }
 _COMMA_DECIMALS = r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$|^[+-]?\d+,\d+$"
 _POINT_DECIMALS = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$|^[+-]?\d+\.\d+$"
-
-
-class ColumnSpec(Protocol):
-    """How one source column lands: the config's ColumnMapping has this shape."""
-
-    name: str
-    type: str
-    required: bool
-    scale: int
-    unit: str | None
-    factor: float | None
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ def arrow_type(kind: str, scale: int) -> pa.DataType:
     return pa.decimal128(18, scale) if kind == "decimal" else ARROW_TYPES[kind]
 
 
-def lake_schema(columns: dict[str, ColumnSpec]) -> pa.Schema:
+def lake_schema(columns: Mapping[str, ColumnMapping]) -> pa.Schema:
     """The typed columns under their lake names; each notes its source column and unit."""
     fields = []
     for source_name, spec in columns.items():
@@ -72,8 +68,9 @@ def lake_schema(columns: dict[str, ColumnSpec]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def number_format(decimal: str | None, thousands: str | None, sample: pa.RecordBatch | None,
-                  numeric_columns: list[str]) -> NumberFormat:  # fmt: skip
+def number_format(
+    decimal: str | None, thousands: str | None, sample: pa.RecordBatch | None, numeric_columns: list[str]
+) -> NumberFormat:
     """The declared marks, or the decimal mark most numbers in `sample` are written with."""
     if decimal is None:
         comma = point = 0
@@ -113,8 +110,12 @@ def _bytes_replaced(text: pa.Array, dropped: bytes | None, decimal: bytes) -> pa
         data = data.copy() if dropped is None else data  # a view of Arrow's buffer until then
         data[data == decimal[0]] = ord(".")
     validity = pc.is_valid(text).buffers()[1] if text.null_count else None
-    return pa.Array.from_buffers(pa.string(), len(text), [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)],
-                                 null_count=text.null_count)  # fmt: skip
+    return pa.Array.from_buffers(
+        pa.string(),
+        len(text),
+        [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)],
+        null_count=text.null_count,
+    )
 
 
 def _normalise_number(text: pa.Array, fmt: NumberFormat) -> pa.Array:
@@ -123,20 +124,20 @@ def _normalise_number(text: pa.Array, fmt: NumberFormat) -> pa.Array:
     return _marks_replaced(text, fmt)
 
 
-def _decimals(cleaned: pa.Array, valid: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, pa.Array]:
+def _decimals(cleaned: pa.Array, valid: pa.Array, spec: ColumnMapping) -> tuple[pa.Array, pa.Array]:
     """Decimals of the declared scale; values with more places are rounded half away from zero."""
     target = pa.decimal128(18, spec.scale)
     # 256-bit intermediates: room for 20 digits, 18 places and a unit factor
     wide = pc.cast(pc.if_else(valid, cleaned, pa.scalar(None, pa.string())), pa.decimal256(60, 18))
     if spec.factor is not None:
         factor = Decimal(str(spec.factor))
-        wide = pc.multiply(wide, pa.scalar(factor).cast(pa.decimal256(38, max(0, -factor.as_tuple().exponent))))
+        wide = pc.multiply(wide, pa.scalar(factor).cast(pa.decimal256(38, max(0, -int(factor.as_tuple().exponent)))))
     rounded = pc.round(wide, ndigits=spec.scale, round_mode="half_towards_infinity")
     fits = pc.fill_null(pc.less(pc.abs(rounded), pa.scalar(Decimal(10) ** (18 - spec.scale)).cast(rounded.type)), True)
     return pc.cast(pc.if_else(fits, rounded, pa.scalar(None, rounded.type)), target), pc.and_(valid, fits)
 
 
-def _numbers(text: pa.Array, spec: ColumnSpec, fmt: NumberFormat) -> tuple[pa.Array, pa.Array]:
+def _numbers(text: pa.Array, spec: ColumnMapping, fmt: NumberFormat) -> tuple[pa.Array, pa.Array]:
     if spec.factor is None and spec.type == "decimal":
         try:  # the usual case: every value as written is a number that fits, and Arrow's cast says so
             return pc.cast(_marks_replaced(text, fmt), arrow_type(spec.type, spec.scale)), _none(len(text))
@@ -164,12 +165,16 @@ def _dates(text: pa.Array, date_format: str) -> tuple[pa.Array, pa.Array]:
     return pc.cast(parsed, pa.date32()), pc.and_(pc.is_valid(text), pc.is_null(parsed))
 
 
-def _one_by_one(text: pa.Array, spec: ColumnSpec, fmt: NumberFormat, date_format: str) -> tuple[pa.Array, pa.Array]:
+def _one_by_one(text: pa.Array, spec: ColumnMapping, fmt: NumberFormat, date_format: str) -> tuple[pa.Array, pa.Array]:
     """For types with many spellings (timestamps): each value parsed in Python."""
     values, invalid = [], []
     for item in text.to_pylist():
         try:
-            value = None if item is None else parse_value(item, spec.type, spec.scale, fmt.decimal, date_format, fmt.thousands)
+            value = (
+                None
+                if item is None
+                else parse_value(item, spec.type, spec.scale, fmt.decimal, date_format, fmt.thousands)
+            )
             values.append(_converted(value, spec))
             invalid.append(False)
         except ValueError:
@@ -178,7 +183,7 @@ def _one_by_one(text: pa.Array, spec: ColumnSpec, fmt: NumberFormat, date_format
     return pa.array(values, arrow_type(spec.type, spec.scale)), pa.array(invalid, pa.bool_())
 
 
-def _converted(value: Any, spec: ColumnSpec) -> Any:
+def _converted(value: Any, spec: ColumnMapping) -> Any:
     if value is None or spec.factor is None:
         return value
     if spec.type == "float":
@@ -194,7 +199,7 @@ def _none(count: int) -> pa.Array:
     return _FALSE.slice(0, count) if count <= len(_FALSE) else pa.repeat(pa.scalar(False), count)
 
 
-def type_column(text: pa.Array, spec: ColumnSpec, fmt: NumberFormat, date_format: str) -> tuple[pa.Array, pa.Array]:
+def type_column(text: pa.Array, spec: ColumnMapping, fmt: NumberFormat, date_format: str) -> tuple[pa.Array, pa.Array]:
     """(typed values, mask of values that did not parse)."""
     if spec.type == "string":
         return text, _none(len(text))
@@ -208,8 +213,9 @@ def type_column(text: pa.Array, spec: ColumnSpec, fmt: NumberFormat, date_format
     return _one_by_one(text, spec, fmt, date_format)
 
 
-def type_batch(batch: pa.RecordBatch, columns: dict[str, ColumnSpec], fmt: NumberFormat,
-               date_format: str) -> tuple[pa.RecordBatch, list[Problem]]:  # fmt: skip
+def type_batch(
+    batch: pa.RecordBatch, columns: Mapping[str, ColumnMapping], fmt: NumberFormat, date_format: str
+) -> tuple[pa.RecordBatch, list[Problem]]:
     """The rows whose every mapped value parses, typed under the lake names, and the problems of the others."""
     schema = lake_schema(columns)
     typed, problems = [], []
@@ -225,7 +231,9 @@ def type_batch(batch: pa.RecordBatch, columns: dict[str, ColumnSpec], fmt: Numbe
             continue
         for index in pc.indices_nonzero(failed).to_pylist():
             value = text[index].as_py()
-            problems.append(Problem(lines[index].as_py(), source_name, value, _reason(source_name, value, spec, fmt, date_format)))
+            problems.append(
+                Problem(lines[index].as_py(), source_name, value, _reason(source_name, value, spec, fmt, date_format))
+            )
         bad_rows = pc.or_(bad_rows, failed)
         typed.append(values)
     typed.append(lines)
@@ -233,7 +241,7 @@ def type_batch(batch: pa.RecordBatch, columns: dict[str, ColumnSpec], fmt: Numbe
     return (result.filter(pc.invert(bad_rows)) if problems else result), problems
 
 
-def _reason(column: str, value: str | None, spec: ColumnSpec, fmt: NumberFormat, date_format: str) -> str:
+def _reason(column: str, value: str | None, spec: ColumnMapping, fmt: NumberFormat, date_format: str) -> str:
     if value is None:
         return "required value is missing"
     try:
@@ -254,7 +262,9 @@ def _number(text: str, decimal_mark: str, thousands: str) -> str:
     return cleaned
 
 
-def parse_value(text: str, kind: str, scale: int, decimal_mark: str, date_format: str, thousands: str | None = None) -> Any:
+def parse_value(
+    text: str, kind: str, scale: int, decimal_mark: str, date_format: str, thousands: str | None = None
+) -> Any:
     """One text value as the declared type; raises ValueError naming the value."""
     thousands = ("." if decimal_mark == "," else ",") if thousands is None else thousands
     if kind == "string":
@@ -265,11 +275,17 @@ def parse_value(text: str, kind: str, scale: int, decimal_mark: str, date_format
             raise ValueError(f"{text!r} is not a whole number")
         if kind == "decimal" and abs(number) >= Decimal(10) ** (18 - scale):
             raise ValueError(f"{text!r} does not fit a decimal of 18 digits with {scale} places")
-        return int(number) if kind == "int" else float(number) if kind == "float" else number.quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP)
+        return (
+            int(number)
+            if kind == "int"
+            else float(number)
+            if kind == "float"
+            else number.quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP)
+        )
     if kind == "date":
         for pattern in (date_format, "%Y-%m-%d"):
             try:
-                return datetime.strptime(text, pattern).date()
+                return datetime.strptime(text, pattern).date()  # noqa: DTZ007 - a date has no zone
             except ValueError:
                 continue
         raise ValueError(f"{text!r} is not a date in the form {date_format}")

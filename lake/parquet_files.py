@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from deltalake import Schema
 from deltalake.transaction import AddAction
 
-from lake.prefetch import prefetched
+from plantlake.lake.prefetch import prefetched
 
 # DuckDB's own row group size: small enough that a group of wide text rows stays in tens of
 # MB while it forms and is encoded, large enough for column statistics to prune well.
@@ -54,9 +54,11 @@ def delta_schema(schema: pa.Schema) -> pa.Schema:
         field = field.with_type(kind)
         try:
             Schema.from_arrow(pa.schema([field]))
-        except Exception as exc:  # noqa: BLE001 - delta-rs raises a generic error; name the field
-            raise TypeError(f"column {field.name!r} has type {field.type}, which a Delta table cannot hold; "
-                            "cast it to a Delta type (string, numbers, decimal, date, timestamp) first") from exc  # fmt: skip
+        except Exception as exc:
+            raise TypeError(
+                f"column {field.name!r} has type {field.type}, which a Delta table cannot hold; "
+                "cast it to a Delta type (string, numbers, decimal, date, timestamp) first"
+            ) from exc
         fields.append(field)
     return pa.schema(fields, metadata=schema.metadata)
 
@@ -64,7 +66,9 @@ def delta_schema(schema: pa.Schema) -> pa.Schema:
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """The batch with the columns of `schema`, in its order and types; columns it lacks are null."""
     columns = [
-        batch.column(field.name).cast(field.type) if field.name in batch.schema.names else pa.nulls(batch.num_rows, field.type)
+        batch.column(field.name).cast(field.type)
+        if field.name in batch.schema.names
+        else pa.nulls(batch.num_rows, field.type)
         for field in schema
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
@@ -101,8 +105,12 @@ def _writer_schema(schema: pa.Schema, constants: dict[str, pa.Scalar]) -> pa.Sch
     """`schema` with text constants dictionary-encoded: the Parquet writer then hashes the one
     value and takes its statistics once per row group, not once per row. The file's schema is
     plain text all the same (Parquet has no dictionary type; the Arrow schema is not stored)."""
-    return pa.schema([field.with_type(_TEXT_CONSTANT) if field.name in constants and pa.types.is_string(field.type) else field
-                      for field in schema])  # fmt: skip
+    return pa.schema(
+        [
+            field.with_type(_TEXT_CONSTANT) if field.name in constants and pa.types.is_string(field.type) else field
+            for field in schema
+        ]
+    )
 
 
 def _with_constants(group: pa.Table, constants: dict[str, pa.Scalar], schema: pa.Schema) -> pa.Table:
@@ -114,14 +122,17 @@ def _with_constants(group: pa.Table, constants: dict[str, pa.Scalar], schema: pa
         if field.name not in constants:
             columns.append(group.column(field.name))
         elif field.type == _TEXT_CONSTANT:
-            columns.append(pa.DictionaryArray.from_arrays(first_entry, pa.array([constants[field.name].as_py()], pa.string())))
+            columns.append(
+                pa.DictionaryArray.from_arrays(first_entry, pa.array([constants[field.name].as_py()], pa.string()))
+            )
         else:
             columns.append(pa.repeat(constants[field.name].cast(field.type), rows))
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def write_files(folder: Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema,
-                constants: dict[str, pa.Scalar] | None = None) -> list[AddAction]:  # fmt: skip
+def write_files(
+    folder: Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, constants: dict[str, pa.Scalar] | None = None
+) -> list[AddAction]:
     """Write the batches as Parquet files into the table `folder`; the add actions that would commit them.
 
     `schema` is the table's; its columns named in `constants` hold that one value on every
@@ -134,13 +145,20 @@ def write_files(folder: Path, batches: Iterable[pa.RecordBatch], schema: pa.Sche
     writer_schema = _writer_schema(schema, constants)
     rows_schema = pa.schema([field for field in schema if field.name not in constants])
     actions: list[AddAction] = []
-    grouped = (_with_constants(group, constants, writer_schema) for group in _row_groups(batches, rows_schema, ROW_GROUP_ROWS))
+    grouped = (
+        _with_constants(group, constants, writer_schema) for group in _row_groups(batches, rows_schema, ROW_GROUP_ROWS)
+    )
     groups = prefetched(grouped, depth=1)  # the next row group forms while one is encoded
     for first in groups:
         name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
         with pa.OSFile(str(folder / name), "wb") as sink:
-            writer = pq.ParquetWriter(sink, writer_schema, compression="snappy", store_schema=False,
-                                      use_dictionary=_text_columns(writer_schema))  # fmt: skip
+            writer = pq.ParquetWriter(
+                sink,
+                writer_schema,
+                compression="snappy",
+                store_schema=False,
+                use_dictionary=_text_columns(writer_schema),
+            )
             writer.write_table(first, row_group_size=ROW_GROUP_ROWS)
             while sink.tell() < FILE_BYTES and (group := next(groups, None)) is not None:
                 writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
@@ -191,7 +209,11 @@ def file_stats(metadata: pq.FileMetaData) -> str:
         if binary or "list" in path[1:] or not all(chunk.is_stats_set for chunk in chunks):
             continue
         _put(stats["nullCount"], path, sum(chunk.statistics.null_count for chunk in chunks))
-        valued = [chunk.statistics for chunk, group in zip(chunks, groups) if chunk.statistics.null_count < group.num_rows]
+        valued = [
+            chunk.statistics
+            for chunk, group in zip(chunks, groups, strict=True)
+            if chunk.statistics.null_count < group.num_rows
+        ]
         if not valued or not all(stat.has_min_max for stat in valued):
             continue
         low, high = min(stat.min for stat in valued), max(stat.max for stat in valued)

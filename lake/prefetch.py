@@ -32,7 +32,7 @@ def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
                 if stop.is_set():
                     return
             ready.put(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+        except BaseException as exc:
             ready.put(exc)
 
     worker = threading.Thread(target=produce, name="plantlake-prefetch", daemon=True)

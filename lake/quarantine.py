@@ -15,8 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from lake import delta
-from lake.layout import Lake
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
 
 SCHEMA = pa.schema(
     [

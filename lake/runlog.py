@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from lake import delta
-from lake.layout import Lake
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
 
 SCHEMA = pa.schema(
     [
@@ -24,7 +24,12 @@ SCHEMA = pa.schema(
 
 def record_failure(lake: Lake, run_id: str, job_name: str, step_errors: dict[str, str], message: str) -> None:
     """One row per failed run (merged on run_id, so a repeated report adds nothing)."""
-    row = {"run_id": run_id, "job_name": job_name, "failed_at": datetime.now(UTC),
-           "failed_steps": ", ".join(sorted(step_errors)), "errors": json.dumps(step_errors, ensure_ascii=False),
-           "message": message}  # fmt: skip
+    row = {
+        "run_id": run_id,
+        "job_name": job_name,
+        "failed_at": datetime.now(UTC),
+        "failed_steps": ", ".join(sorted(step_errors)),
+        "errors": json.dumps(step_errors, ensure_ascii=False),
+        "message": message,
+    }
     delta.merge(lake.table("meta", "run_failures"), pa.Table.from_pylist([row], schema=SCHEMA), ["run_id"], update=True)

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lake import delta
-from lake.delta import quote
-from lake.layout import INGESTED_AT
+from plantlake.lake import delta
+from plantlake.lake.delta import quote
+from plantlake.lake.layout import INGESTED_AT
 
 CONSUMED = "consumed"
 CHUNK_ROWS = 250_000
@@ -66,7 +66,9 @@ def _partition(data: ds.Dataset, condition: ds.Expression | None, keys: list[str
     return pa.concat_tables(pieces)
 
 
-def pending_chunks(silver_path: Path, bronze: dict[str, BronzeInput], chunk_rows: int = CHUNK_ROWS) -> Iterator[Pending]:
+def pending_chunks(
+    silver_path: Path, bronze: dict[str, BronzeInput], chunk_rows: int = CHUNK_ROWS
+) -> Iterator[Pending]:
     """New rows of each bronze table since silver last consumed it, in key-hash chunks."""
     marks: dict[str, str] = delta.read_state(silver_path, CONSUMED, required=True) or {}
     consumed, inputs, total = dict(marks), {}, 0
@@ -81,7 +83,7 @@ def pending_chunks(silver_path: Path, bronze: dict[str, BronzeInput], chunk_rows
                 count += batch.num_rows
                 batch_newest = pc.max(batch.column(0)).as_py()
                 newest = batch_newest if newest is None else max(newest, batch_newest)
-        if count:
+        if count and newest is not None:
             inputs[name] = (data, condition, source.keys)
             consumed[name] = newest.isoformat()
             total += count
@@ -89,7 +91,9 @@ def pending_chunks(silver_path: Path, bronze: dict[str, BronzeInput], chunk_rows
         return
     parts = max(1, math.ceil(total / chunk_rows))
     for part in range(parts):
-        rows = {name: _partition(data, condition, keys, part, parts) for name, (data, condition, keys) in inputs.items()}
+        rows = {
+            name: _partition(data, condition, keys, part, parts) for name, (data, condition, keys) in inputs.items()
+        }
         yield Pending(rows=rows, consumed=consumed if part == parts - 1 else dict(marks))
 
 
@@ -105,8 +109,14 @@ def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) ->
     return connection.sql(query).to_arrow_table().cast(table.schema)
 
 
-def commit(silver_path: Path, rows: pa.Table, keys: list[str], work: Pending, first_load: bool = False,
-           window_key: str | None = None) -> dict[str, int]:  # fmt: skip
+def commit(
+    silver_path: Path,
+    rows: pa.Table,
+    keys: list[str],
+    work: Pending,
+    first_load: bool = False,
+    window_key: str | None = None,
+) -> dict[str, int]:
     """Upsert `rows` on `keys` and record what bronze was consumed.
 
     `first_load`: the table did not exist when this run began. Chunks hold disjoint keys,

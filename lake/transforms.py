@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.files import LINE
-from lake.deletes import DELETED_FIELD
-from lake.layout import INGESTED_AT, RUN_ID, SOURCE, constant
-from lake.mapping import ColumnSpec, lake_schema
-from lake.quarantine import Rejection
-from lake.silver import latest_per_key
+from plantlake.config import ColumnMapping
+from plantlake.connectors.files import LINE
+from plantlake.lake.deletes import DELETED_FIELD
+from plantlake.lake.layout import INGESTED_AT, RUN_ID, SOURCE, constant
+from plantlake.lake.mapping import lake_schema
+from plantlake.lake.quarantine import Rejection
+from plantlake.lake.silver import latest_per_key
 
 FILE, FILE_HASH, FILE_MODIFIED = "_file", "_file_hash", "_file_modified"
 
@@ -74,24 +77,36 @@ def sensor_rows(bronze: dict[str, pa.Table]) -> pa.Table:
     return latest_per_key(combined, SENSOR_KEYS, [INGESTED_AT])
 
 
-def event_rows(bronze: dict[str, pa.Table], machine_maps: dict[str, dict[str, str]]) -> tuple[pa.Table, list[Rejection]]:
+def event_rows(
+    bronze: dict[str, pa.Table], machine_maps: dict[str, dict[str, str]]
+) -> tuple[pa.Table, list[Rejection]]:
     """Parsed log events with the machine id the ERP and OPC-UA use; unparsed entries rejected."""
     parts, rejections = [], []
     for name, table in bronze.items():
         failed = pc.is_valid(table["parse_error"])
-        for row in table.filter(failed).select([SOURCE, "source_file", "line_number", "raw", "parse_error"]).to_pylist():
+        for row in (
+            table.filter(failed).select([SOURCE, "source_file", "line_number", "raw", "parse_error"]).to_pylist()
+        ):
             rejections.append(
                 Rejection(
-                    table_name="silver.machine_events", check="parse", reason=row["parse_error"],
-                    record={"raw": row["raw"]}, source=row[SOURCE], file=row["source_file"],
-                    row=str(row["line_number"]), field="raw", value=row["raw"][:500],
-                )  # fmt: skip
+                    table_name="silver.machine_events",
+                    check="parse",
+                    reason=row["parse_error"],
+                    record={"raw": row["raw"]},
+                    source=row[SOURCE],
+                    file=row["source_file"],
+                    row=str(row["line_number"]),
+                    field="raw",
+                    value=row["raw"][:500],
+                )
             )
         good = table.filter(pc.invert(failed))
         mapping = machine_maps.get(name, {})
         hosts = good["host"]
         if mapping:
-            mapped = pc.take(pa.array(list(mapping.values()), pa.string()), pc.index_in(hosts, value_set=pa.array(list(mapping))))
+            mapped = pc.take(
+                pa.array(list(mapping.values()), pa.string()), pc.index_in(hosts, value_set=pa.array(list(mapping)))
+            )
             machine = pc.coalesce(mapped, hosts)
         else:
             machine = hosts
@@ -101,14 +116,20 @@ def event_rows(bronze: dict[str, pa.Table], machine_maps: dict[str, dict[str, st
     return latest_per_key(table, EVENT_KEYS, [INGESTED_AT]), rejections
 
 
-def supplier_schema(columns: dict[str, ColumnSpec]) -> pa.Schema:
+def supplier_schema(columns: Mapping[str, ColumnMapping]) -> pa.Schema:
     return pa.schema(
-        [*lake_schema(columns), pa.field("source", pa.string()), pa.field(FILE, pa.string()), pa.field(LINE, pa.int64()),
-         pa.field(FILE_MODIFIED, pa.timestamp("us", tz="UTC")), pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC"))]  # fmt: skip
+        [
+            *lake_schema(columns),
+            pa.field("source", pa.string()),
+            pa.field(FILE, pa.string()),
+            pa.field(LINE, pa.int64()),
+            pa.field(FILE_MODIFIED, pa.timestamp("us", tz="UTC")),
+            pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC")),
+        ]
     )
 
 
-def supplier_rows(bronze: pa.Table, columns: dict[str, ColumnSpec], source: str) -> pa.Table:
+def supplier_rows(bronze: pa.Table, columns: Mapping[str, ColumnMapping], source: str) -> pa.Table:
     """One supplier's typed bronze rows in the target's columns, named by the supplier."""
     schema = supplier_schema(columns)
     named = bronze.append_column("source", constant(source, pa.string(), bronze.num_rows))

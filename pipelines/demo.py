@@ -1,6 +1,6 @@
 """The demo: generate the bundled plant, serve its OPC-UA history, run every asset once.
 
-    python -m pipelines.demo [--config plantlake.yaml]
+python -m plantlake.pipelines.demo [--config plantlake.yaml]
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines.config import PlantlakeConfig, load_config
-from pipelines.factory import build_definitions
-from pipelines.runs import refresh_and_publish
-from simulator.__main__ import generate_sources
-from simulator.plant import build_plant, default_anchor
-from simulator.process import opcua_simulator
+from plantlake.config import PlantlakeConfig, load_config
+from plantlake.pipelines.factory import build_definitions
+from plantlake.pipelines.runs import refresh_and_publish
+from plantlake.simulator.__main__ import generate_sources
+from plantlake.simulator.plant import build_plant, default_anchor
+from plantlake.simulator.process import opcua_simulator
 
 
 def _say(message: str) -> None:
@@ -52,13 +52,17 @@ def run_demo(config: PlantlakeConfig) -> bool:
     started = time.monotonic()
     anchor = default_anchor()
     plant = build_plant(sim.seed, sim.lines, sim.machines_per_line, sim.history_days, sim.sample_seconds, anchor)
-    _say(f"generating the plant: {len(plant.machines)} machines, {sim.history_days} days up to {anchor:%Y-%m-%d %H:%M} UTC")
+    _say(
+        f"generating the plant: {len(plant.machines)} machines, "
+        f"{sim.history_days} days up to {anchor:%Y-%m-%d %H:%M} UTC"
+    )
     erp_url = config.sources.erp[0].url if config.sources.erp else None
     generate_sources(plant, sim.output, erp_url)
     _require_free_port(sim.opcua_port)
     _say(f"starting the OPC-UA simulator on port {sim.opcua_port}")
-    with opcua_simulator(sim.opcua_port, anchor, sim.seed, sim.lines, sim.machines_per_line,
-                         sim.history_days, sim.sample_seconds):  # fmt: skip
+    with opcua_simulator(
+        sim.opcua_port, anchor, sim.seed, sim.lines, sim.machines_per_line, sim.history_days, sim.sample_seconds
+    ):
         _say("running job refresh_all (progress below)")
         night = refresh_and_publish(build_definitions(config), _instance(config))
     _say("OPC-UA simulator stopped")

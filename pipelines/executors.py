@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.config import ExecutionConfig
+from plantlake.config import ExecutionConfig
 
-PRELOADED = ["pipelines.factory"]
+PRELOADED = ["plantlake.pipelines.factory"]
 
 
 def executor_for(execution: ExecutionConfig) -> dg.ExecutorDefinition:

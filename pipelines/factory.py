@@ -6,20 +6,20 @@ from datetime import datetime
 
 import dagster as dg
 
-from assets.erp import erp_assets
-from assets.gold import gold_assets
-from assets.logs import log_assets
-from assets.maintenance import maintenance_job
-from assets.opcua import opcua_assets
-from assets.opcua_backfill import backfill_job
-from assets.publish import CATALOG, DATA_DOCS, publish_assets
-from assets.resources import PlantlakeResource
-from assets.results import WRITES_TAG
-from assets.suppliers import bronze_key as supplier_bronze_key
-from assets.suppliers import supplier_assets
-from pipelines.config import PlantlakeConfig
-from pipelines.executors import executor_for
-from pipelines.sensors import failed_runs_sensor, supplier_files_sensor
+from plantlake.assets.erp import erp_assets
+from plantlake.assets.gold import gold_assets
+from plantlake.assets.logs import log_assets
+from plantlake.assets.maintenance import maintenance_job
+from plantlake.assets.opcua import opcua_assets
+from plantlake.assets.opcua_backfill import backfill_job
+from plantlake.assets.publish import CATALOG, DATA_DOCS, publish_assets
+from plantlake.assets.resources import PlantlakeResource
+from plantlake.assets.results import WRITES_TAG
+from plantlake.assets.suppliers import bronze_key as supplier_bronze_key
+from plantlake.assets.suppliers import supplier_assets
+from plantlake.config import PlantlakeConfig
+from plantlake.pipelines.executors import executor_for
+from plantlake.pipelines.sensors import failed_runs_sensor, supplier_files_sensor
 
 PUBLISH = dg.AssetSelection.assets(CATALOG, DATA_DOCS)
 
@@ -37,18 +37,33 @@ def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> d
         *supplier_assets(config.sources.suppliers),
         *gold_assets(config),
     ]
-    tables = [d for d in source_assets if isinstance(d, dg.AssetsDefinition) and not isinstance(d, dg.AssetChecksDefinition)]
+    tables = [
+        d for d in source_assets if isinstance(d, dg.AssetsDefinition) and not isinstance(d, dg.AssetChecksDefinition)
+    ]
     keys = [key for definition in tables for key in definition.keys]
-    descriptions = {_qualified(key): definition.descriptions_by_key.get(key, "") for definition in tables for key in definition.keys}
-    upstream = {_qualified(key): tuple(sorted(_qualified(dep) for dep in definition.asset_deps.get(key, ())))
-                for definition in tables for key in definition.keys}  # fmt: skip
+    descriptions = {
+        _qualified(key): definition.descriptions_by_key.get(key, "") for definition in tables for key in definition.keys
+    }
+    upstream = {
+        _qualified(key): tuple(sorted(_qualified(dep) for dep in definition.asset_deps.get(key, ())))
+        for definition in tables
+        for key in definition.keys
+    }
     everything = [*source_assets, *publish_assets(config, keys, descriptions, upstream)]
 
-    refresh_all = dg.define_asset_job("refresh_all", selection=dg.AssetSelection.all(), tags=WRITES_TAG,
-                                      description="Ingest every source, rebuild silver and gold, publish the catalog "
-                                                  "and the Data Docs (after a failure, the publish job does).")  # fmt: skip
-    publish = dg.define_asset_job("publish", selection=PUBLISH, tags=WRITES_TAG,
-                                  description="Rebuild the catalog and the Data Docs from the lake as it is now.")  # fmt: skip
+    refresh_all = dg.define_asset_job(
+        "refresh_all",
+        selection=dg.AssetSelection.all(),
+        tags=WRITES_TAG,
+        description="Ingest every source, rebuild silver and gold, publish the catalog "
+        "and the Data Docs (after a failure, the publish job does).",
+    )
+    publish = dg.define_asset_job(
+        "publish",
+        selection=PUBLISH,
+        tags=WRITES_TAG,
+        description="Rebuild the catalog and the Data Docs from the lake as it is now.",
+    )
     supplier_keys = [supplier_bronze_key(source) for source in config.sources.suppliers]
     supplier_job = dg.define_asset_job(
         "supplier_files",
@@ -58,13 +73,21 @@ def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> d
     )
     refresh_jobs = [refresh_all, *([supplier_job] if supplier_keys else [])]
     schedules = [
-        dg.ScheduleDefinition(name="nightly_refresh", job=refresh_all, cron_schedule=config.schedule.cron,
-                              execution_timezone=config.schedule.timezone,
-                              default_status=dg.DefaultScheduleStatus.RUNNING),
-        dg.ScheduleDefinition(name="weekly_maintenance", job=maintenance_job, cron_schedule=config.maintenance.cron,
-                              execution_timezone=config.schedule.timezone,
-                              default_status=dg.DefaultScheduleStatus.RUNNING),
-    ]  # fmt: skip
+        dg.ScheduleDefinition(
+            name="nightly_refresh",
+            job=refresh_all,
+            cron_schedule=config.schedule.cron,
+            execution_timezone=config.schedule.timezone,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        ),
+        dg.ScheduleDefinition(
+            name="weekly_maintenance",
+            job=maintenance_job,
+            cron_schedule=config.maintenance.cron,
+            execution_timezone=config.schedule.timezone,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        ),
+    ]
     sensors = [failed_runs_sensor(config, publish, refresh_jobs)]
     if config.sources.suppliers:
         sensors.append(supplier_files_sensor(config, supplier_job))

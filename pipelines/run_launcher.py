@@ -15,7 +15,8 @@ import socket
 import dagster as dg
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus  # not re-exported at the top level
 
-from assets.worker import WORKER_TAG, process_started
+from plantlake.assets.worker import WORKER_TAG, process_started
+
 
 def worker_status(tag: str | None) -> WorkerStatus:
     """RUNNING while the noted process lives, FAILED once it is gone, UNKNOWN for another host or no note."""

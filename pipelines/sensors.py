@@ -1,17 +1,22 @@
 """Sensors: start a run when a supplier drops a file; record every failed run in the lake."""
 
+from __future__ import annotations
+
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from assets.publish import CATALOG
-from connectors import files
-from lake import runlog
-from lake.layout import Lake
-from pipelines.config import PlantlakeConfig
+if TYPE_CHECKING:  # the types of what define_asset_job returns and of a step's error; not exported by dagster
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+    from dagster._utils.error import SerializableErrorInfo
 
+from plantlake.assets.publish import CATALOG
+from plantlake.config import PlantlakeConfig
+from plantlake.connectors import files
+from plantlake.lake import runlog
+from plantlake.lake.layout import Lake
 
 AssetJob = Any  # what dg.define_asset_job returns; dagster does not export its type
 
@@ -23,10 +28,14 @@ def _drop_folder_state(config: PlantlakeConfig) -> dict[str, list[int]]:
     return state
 
 
-def supplier_files_sensor(config: PlantlakeConfig, job: dg.JobDefinition | object) -> dg.SensorDefinition:
-    @dg.sensor(name="supplier_files", job=job, minimum_interval_seconds=config.schedule.supplier_sensor_seconds,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Starts the supplier_files job when files appear or change in a drop folder.")  # fmt: skip
+def supplier_files_sensor(config: PlantlakeConfig, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="supplier_files",
+        job=job,
+        minimum_interval_seconds=config.schedule.supplier_sensor_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Starts the supplier_files job when files appear or change in a drop folder.",
+    )
     def watch(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         """Compare the drop folders with what the last evaluation saw."""
         seen = json.loads(context.cursor) if context.cursor else {}
@@ -35,26 +44,36 @@ def supplier_files_sensor(config: PlantlakeConfig, job: dg.JobDefinition | objec
         if not new:
             return dg.SensorResult(skip_reason="no new supplier files", cursor=json.dumps(current))
         run_key = hashlib.sha256(json.dumps({path: current[path] for path in new}).encode()).hexdigest()[:16]
-        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key, tags={"plantlake/new_files": str(len(new))})],
-                               cursor=json.dumps(current))  # fmt: skip
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=run_key, tags={"plantlake/new_files": str(len(new))})],
+            cursor=json.dumps(current),
+        )
 
     return watch
 
 
-def failed_runs_sensor(config: PlantlakeConfig, publish: AssetJob,
-                       refresh_jobs: list[AssetJob]) -> dg.SensorDefinition:  # fmt: skip
+def failed_runs_sensor(config: PlantlakeConfig, publish: AssetJob, refresh_jobs: list[AssetJob]) -> dg.SensorDefinition:
     """Nightly runs nobody watches: every failure lands in meta.run_failures; a failed refresh is published anyway."""
     refresh_names = {job.name for job in refresh_jobs}
 
-    @dg.run_failure_sensor(name="record_failed_runs", default_status=dg.DefaultSensorStatus.RUNNING, request_job=publish,
-                           description="Writes each failed run, its failed steps and errors to meta.run_failures, "
-                                       "and after a failed refresh starts the publish job, which marks what is stale.")  # fmt: skip
+    @dg.run_failure_sensor(
+        name="record_failed_runs",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        request_job=publish,
+        description="Writes each failed run, its failed steps and errors to meta.run_failures, "
+        "and after a failed refresh starts the publish job, which marks what is stale.",
+    )
     def record(context: dg.RunFailureSensorContext) -> dg.RunRequest | None:
         """Record the failed run; rebuild the catalog and Data Docs if it was a refresh."""
-        steps = {event.step_key: _root_cause(event.event_specific_data.error)
-                 for event in context.get_step_failure_events() if event.step_key}  # fmt: skip
+        steps = {
+            event.step_key: _root_cause(event.step_failure_data.error)
+            for event in context.get_step_failure_events()
+            if event.step_key
+        }
         run = context.dagster_run
-        runlog.record_failure(Lake(config.lake.root), run.run_id, run.job_name, steps, context.failure_event.message or "")
+        runlog.record_failure(
+            Lake(config.lake.root), run.run_id, run.job_name, steps, context.failure_event.message or ""
+        )
         return publish_request(run) if run.job_name in refresh_names else None
 
     return record
@@ -67,12 +86,15 @@ def publish_request(run: dg.DagsterRun) -> dg.RunRequest:
     (Dagster skips what depends on a failed step), so this run rebuilds them from the lake as it is.
     """
     selection = None if run.job_name == "refresh_all" else [CATALOG]
-    return dg.RunRequest(run_key=f"publish-after-{run.run_id}", asset_selection=selection,
-                         tags={"plantlake/after_run": run.run_id})  # fmt: skip
+    return dg.RunRequest(
+        run_key=f"publish-after-{run.run_id}", asset_selection=selection, tags={"plantlake/after_run": run.run_id}
+    )
 
 
-def _root_cause(error: object) -> str:
+def _root_cause(error: SerializableErrorInfo | None) -> str:
     """The innermost error (the connector's own message), not Dagster's wrapper around it."""
-    while getattr(error, "cause", None) is not None:
+    if error is None:
+        return ""
+    while error.cause is not None:
         error = error.cause
-    return getattr(error, "message", str(error)).strip()
+    return error.message.strip()

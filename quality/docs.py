@@ -24,8 +24,8 @@ from typing import Any
 
 import pyarrow.dataset as ds
 
-from quality.expectations import gx_context, gx_suite
-from quality.suites import Expect
+from plantlake.quality.expectations import gx_context, gx_suite
+from plantlake.quality.suites import Expect
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 SAMPLE_ROWS = 50_000  # per table and night; every row was validated when it was merged
@@ -80,7 +80,7 @@ def build_data_docs(project_dir: Path, tables: dict[str, DocsTable]) -> Path:
             payload = {"fingerprint": changed[report.table].fingerprint(), "report": asdict(report)}
             (reports_dir / f"{report.table}.json").write_text(json.dumps(payload), encoding="utf-8")
         reports += fresh
-    for stale in set(path.stem for path in reports_dir.glob("*.json")) - set(tables):  # tables no longer in the lake
+    for stale in {path.stem for path in reports_dir.glob("*.json")} - set(tables):  # tables no longer in the lake
         (reports_dir / f"{stale}.json").unlink()
     index = project_dir / "index.html"
     index.write_text(render_index(sorted(reports, key=lambda report: report.table), site), encoding="utf-8")
@@ -113,7 +113,9 @@ def _validate(project_dir: Path, tables: dict[str, DocsTable]) -> list[TableRepo
         frame = table.data.head(SAMPLE_ROWS).to_pandas()
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole_table")
         suite = context.suites.add_or_update(gx_suite(name, table.suite, table.data.schema))
-        definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
         reports.append(_report(name, len(frame), definition.run(batch_parameters={"dataframe": frame}, run_id=run_id)))
     site = project_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
     prune_history(project_dir / "gx" / "uncommitted" / "validations", site / "validations", KEEP_RUNS)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from lake.quarantine import Rejection
-from quality.suites import Expect
+from plantlake.lake.quarantine import Rejection
+from plantlake.quality.suites import Expect
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -45,12 +45,20 @@ class Validation:
         outcomes: dict[str, Outcome] = {}
         for outcome in (o for part in parts for o in part.outcomes):
             seen = outcomes.get(outcome.expectation)
-            outcomes[outcome.expectation] = outcome if seen is None else Outcome(
-                outcome.expectation, seen.success and outcome.success, seen.unexpected + outcome.unexpected
+            outcomes[outcome.expectation] = (
+                outcome
+                if seen is None
+                else Outcome(
+                    outcome.expectation, seen.success and outcome.success, seen.unexpected + outcome.unexpected
+                )
             )
-        return cls(accepted=pa.table({}), rejections=[r for part in parts for r in part.rejections],
-                   outcomes=list(outcomes.values()), rows_checked=sum(p.rows_checked for p in parts),
-                   rows_rejected=sum(p.rows_rejected for p in parts))  # fmt: skip
+        return cls(
+            accepted=pa.table({}),
+            rejections=[r for part in parts for r in part.rejections],
+            outcomes=list(outcomes.values()),
+            rows_checked=sum(p.rows_checked for p in parts),
+            rows_rejected=sum(p.rows_rejected for p in parts),
+        )
 
     @property
     def success(self) -> bool:
@@ -79,8 +87,9 @@ def _batch_definition() -> Any:
 def gx_expectation(expect: Expect) -> Any:
     import great_expectations as gx
 
-    condition = {"row_condition": expect.condition, "condition_parser": "pandas"} if expect.condition else {}
-    condition["meta"] = {"plantlake": expect.name}
+    condition: dict[str, Any] = {"meta": {"plantlake": expect.name}}
+    if expect.condition:
+        condition.update(row_condition=expect.condition, condition_parser="pandas")
     if expect.kind == "not_null":
         return gx.expectations.ExpectColumnValuesToNotBeNull(column=expect.column, **condition)
     if expect.kind == "between":
@@ -94,8 +103,9 @@ def gx_suite(name: str, suite: list[Expect], schema: pa.Schema) -> Any:
     import great_expectations as gx
 
     # built whole: adding expectations one by one makes GX save and reload its config for each
-    return gx.ExpectationSuite(name=name, expectations=[gx_expectation(expect) for expect in suite
-                                                        if expect.column in schema.names])  # fmt: skip
+    return gx.ExpectationSuite(
+        name=name, expectations=[gx_expectation(expect) for expect in suite if expect.column in schema.names]
+    )
 
 
 def _row_key(record: dict[str, Any], key_columns: list[str], index: int) -> str:
@@ -108,8 +118,13 @@ def _row_key(record: dict[str, Any], key_columns: list[str], index: int) -> str:
     return f"batch row {index}"
 
 
-def validate(table: pa.Table, suite: list[Expect], table_name: str, source: str | None = None,
-             key_columns: list[str] | None = None) -> Validation:  # fmt: skip
+def validate(
+    table: pa.Table,
+    suite: list[Expect],
+    table_name: str,
+    source: str | None = None,
+    key_columns: list[str] | None = None,
+) -> Validation:
     """Run `suite` over `table`; failing rows become rejections naming the expectation."""
     if table.num_rows == 0:
         return Validation(accepted=table)
@@ -134,12 +149,16 @@ def validate(table: pa.Table, suite: list[Expect], table_name: str, source: str 
             column = name.split(" ", 1)[0]
             rejections.append(
                 Rejection(
-                    table_name=table_name, check=f"expectation: {name}", reason=f"expected {name}, got {record.get(column)!r}",
-                    record=record, source=source or record.get("source") or record.get("_source"),
+                    table_name=table_name,
+                    check=f"expectation: {name}",
+                    reason=f"expected {name}, got {record.get(column)!r}",
+                    record=record,
+                    source=source or record.get("source") or record.get("_source"),
                     file=record.get("_file") or record.get("source_file"),
-                    row=_row_key(record, key_columns or [], index), field=column,
+                    row=_row_key(record, key_columns or [], index),
+                    field=column,
                     value=None if record.get(column) is None else str(record.get(column)),
-                )  # fmt: skip
+                )
             )
     keep = [index for index in range(table.num_rows) if index not in failed_rows]
     return Validation(table.take(keep), rejections, outcomes, table.num_rows, len(failed_rows))

@@ -16,8 +16,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lake import delta
-from lake.delta import quote
+from plantlake.lake import delta
+from plantlake.lake.delta import quote
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,20 @@ def _connect(**tables: tuple[ds.Dataset, list[str]]) -> duckdb.DuckDBPyConnectio
     return connection
 
 
+def _count(connection: duckdb.DuckDBPyConnection, query: str) -> int:
+    """The single count a `SELECT count(*) ...` query returns."""
+    row = connection.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
 def unique_keys(data: ds.Dataset, keys: list[str]) -> InvariantResult:
     """No two rows share the key."""
     columns = ", ".join(quote(key) for key in keys)
     query = f"SELECT count(*) FROM (SELECT {columns} FROM t GROUP BY ALL HAVING count(*) > 1)"
-    duplicates = _connect(t=(data, keys)).execute(query).fetchone()[0]
-    return InvariantResult(f"unique key ({', '.join(keys)})", duplicates == 0, duplicates,
-                           f"{duplicates} key values occur more than once")  # fmt: skip
+    duplicates = _count(_connect(t=(data, keys)), query)
+    return InvariantResult(
+        f"unique key ({', '.join(keys)})", duplicates == 0, duplicates, f"{duplicates} key values occur more than once"
+    )
 
 
 def references(child: ds.Dataset, column: str, parent: ds.Dataset, parent_column: str, label: str) -> InvariantResult:
@@ -52,16 +59,23 @@ def references(child: ds.Dataset, column: str, parent: ds.Dataset, parent_column
         f"SELECT count(*) FROM child c WHERE c.{quote(column)} IS NOT NULL AND NOT EXISTS "
         f"(SELECT 1 FROM parent p WHERE p.{quote(parent_column)} = c.{quote(column)})"
     )
-    orphans = _connect(child=(child, [column]), parent=(parent, [parent_column])).execute(query).fetchone()[0]
-    return InvariantResult(f"{column} references {label}", orphans == 0, orphans,
-                           f"{orphans} rows name a {parent_column} that {label} does not have")  # fmt: skip
+    orphans = _count(_connect(child=(child, [column]), parent=(parent, [parent_column])), query)
+    return InvariantResult(
+        f"{column} references {label}",
+        orphans == 0,
+        orphans,
+        f"{orphans} rows name a {parent_column} that {label} does not have",
+    )
 
 
-def row_count_matches(data: ds.Dataset, expected: int, label: str, live: ds.Expression | None = None) -> InvariantResult:
+def row_count_matches(
+    data: ds.Dataset, expected: int, label: str, live: ds.Expression | None = None
+) -> InvariantResult:
     """The lake holds as many rows as the source does (counting only `live` rows when given)."""
     actual = data.count_rows() if live is None else sum(batch.num_rows for batch in delta.scan(data, [], live))
-    return InvariantResult(f"row count equals {label}", actual == expected, actual,
-                           f"lake has {actual} rows, {label} has {expected}")  # fmt: skip
+    return InvariantResult(
+        f"row count equals {label}", actual == expected, actual, f"lake has {actual} rows, {label} has {expected}"
+    )
 
 
 def not_empty(data: ds.Dataset) -> InvariantResult:

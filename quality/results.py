@@ -11,8 +11,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from lake import delta
-from lake.layout import Lake
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
 
 SCHEMA = pa.schema(
     [
@@ -27,9 +27,18 @@ SCHEMA = pa.schema(
 )
 
 
-def record(lake: Lake, table_name: str, check_name: str, kind: str, success: bool,
-           details: dict[str, Any], run_id: str) -> None:  # fmt: skip
-    row = {"table_name": table_name, "check_name": check_name, "kind": kind, "success": success,
-           "details": json.dumps(details, default=str), "run_id": run_id, "checked_at": datetime.now(UTC)}  # fmt: skip
-    delta.merge(lake.quality_results, pa.Table.from_pylist([row], schema=SCHEMA),
-                ["table_name", "check_name"], update=True)  # fmt: skip
+def record(
+    lake: Lake, table_name: str, check_name: str, kind: str, success: bool, details: dict[str, Any], run_id: str
+) -> None:
+    row = {
+        "table_name": table_name,
+        "check_name": check_name,
+        "kind": kind,
+        "success": success,
+        "details": json.dumps(details, default=str),
+        "run_id": run_id,
+        "checked_at": datetime.now(UTC),
+    }
+    delta.merge(
+        lake.quality_results, pa.Table.from_pylist([row], schema=SCHEMA), ["table_name", "check_name"], update=True
+    )

@@ -6,11 +6,14 @@ when a batch is validated, so importing this module does not import GX.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import pyarrow as pa
+
+from plantlake.config import ColumnMapping, TableExpectations
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -52,21 +55,7 @@ def timestamps_sane(schema: pa.Schema, now: datetime | None = None) -> list[Expe
     ]
 
 
-class DeclaredExpectations(Protocol):
-    """What the YAML declares for a table (pipelines.config.TableExpectations has this shape)."""
-
-    not_null: list[str]
-    ranges: dict[str, tuple[float | None, float | None]]
-    allowed: dict[str, list[str]]
-
-
-class RequiredColumn(Protocol):
-    name: str
-    type: str
-    required: bool
-
-
-def erp_suite(primary_key: list[str], expect: DeclaredExpectations, schema: pa.Schema) -> list[Expect]:
+def erp_suite(primary_key: list[str], expect: TableExpectations, schema: pa.Schema) -> list[Expect]:
     """Keys and declared columns not null, declared ranges and allowed values, sane timestamps."""
     suite = not_null(*dict.fromkeys([*primary_key, *expect.not_null]))
     suite += [Expect("between", column, low, high) for column, (low, high) in expect.ranges.items()]
@@ -90,12 +79,16 @@ def sensor_suite(schema: pa.Schema) -> list[Expect]:
 def event_suite(schema: pa.Schema) -> list[Expect]:
     suite = not_null("timestamp", "machine_id", "severity")
     suite.append(
-        Expect("in_set", "severity", values=("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"))
+        Expect(
+            "in_set",
+            "severity",
+            values=("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"),
+        )
     )
     return suite + timestamps_sane(schema)
 
 
-def supplier_suite(columns: dict[str, RequiredColumn], key: list[str], schema: pa.Schema) -> list[Expect]:
+def supplier_suite(columns: Mapping[str, ColumnMapping], key: list[str], schema: pa.Schema) -> list[Expect]:
     required = [spec.name for spec in columns.values() if spec.required]
     suite = not_null(*dict.fromkeys([*key, *required]))
     suite += [

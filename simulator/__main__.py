@@ -1,7 +1,7 @@
 """Command line of the plant simulator.
 
-    python -m simulator generate --output data/sources   # ERP SQLite file, logs, supplier files
-    python -m simulator serve --port 48400                # OPC-UA server with the sensor history
+python -m plantlake.simulator generate --output data/sources   # ERP SQLite file, logs, supplier files
+python -m plantlake.simulator serve --port 48400                # OPC-UA server with the sensor history
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import os
 from datetime import date, datetime
 from pathlib import Path
 
-from simulator.erp import create_erp
-from simulator.files import write_machine_logs, write_supplier_files
-from simulator.opcua_server import Security, serve
-from simulator.plant import Plant, build_plant
+from plantlake.simulator.erp import create_erp
+from plantlake.simulator.files import write_machine_logs, write_supplier_files
+from plantlake.simulator.opcua_server import Security, serve
+from plantlake.simulator.plant import Plant, build_plant
 
 
 def _plant_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,12 +24,22 @@ def _plant_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--machines-per-line", type=int, default=3)
     parser.add_argument("--history-days", type=float, default=2)
     parser.add_argument("--sample-seconds", type=int, default=60)
-    parser.add_argument("--tags-per-machine", type=int, default=5, help="5 core tags, then process sensors (Sensor06...)")
+    parser.add_argument(
+        "--tags-per-machine", type=int, default=5, help="5 core tags, then process sensors (Sensor06...)"
+    )
     parser.add_argument("--anchor", type=datetime.fromisoformat, default=None, help="end of history (UTC)")
-    parser.add_argument("--day-by-day", action="store_true",
-                        help="generate history day by day, so a later anchor only adds to it (the plant clock's way)")
-    parser.add_argument("--idle-days", type=_days, default=(), metavar="DAY,DAY",
-                        help="with --day-by-day: UTC days (YYYY-MM-DD) the plant stood still and recorded nothing")
+    parser.add_argument(
+        "--day-by-day",
+        action="store_true",
+        help="generate history day by day, so a later anchor only adds to it (the plant clock's way)",
+    )
+    parser.add_argument(
+        "--idle-days",
+        type=_days,
+        default=(),
+        metavar="DAY,DAY",
+        help="with --day-by-day: UTC days (YYYY-MM-DD) the plant stood still and recorded nothing",
+    )
 
 
 def _days(text: str) -> tuple[date, ...]:
@@ -37,8 +47,17 @@ def _days(text: str) -> tuple[date, ...]:
 
 
 def plant_from_arguments(args: argparse.Namespace) -> Plant:
-    return build_plant(args.seed, args.lines, args.machines_per_line, args.history_days, args.sample_seconds, args.anchor,
-                       args.tags_per_machine, args.day_by_day, frozenset(args.idle_days))  # fmt: skip
+    return build_plant(
+        args.seed,
+        args.lines,
+        args.machines_per_line,
+        args.history_days,
+        args.sample_seconds,
+        args.anchor,
+        args.tags_per_machine,
+        args.day_by_day,
+        frozenset(args.idle_days),
+    )
 
 
 def generate_sources(plant: Plant, output: Path, erp_url: str | None = None) -> dict[str, object]:
@@ -63,10 +82,17 @@ def main(argv: list[str] | None = None) -> None:
     _plant_arguments(server)
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=48400)
-    server.add_argument("--secure-dir", type=Path, default=None,
-                        help="serve Basic256Sha256 (Sign, SignAndEncrypt) only, with the server certificate kept here")
-    server.add_argument("--user", default="plantlake", help="with --secure-dir: the user; the password is read "
-                        "from PLANTLAKE_SIM_PASSWORD")
+    server.add_argument(
+        "--secure-dir",
+        type=Path,
+        default=None,
+        help="serve Basic256Sha256 (Sign, SignAndEncrypt) only, with the server certificate kept here",
+    )
+    server.add_argument(
+        "--user",
+        default="plantlake",
+        help="with --secure-dir: the user; the password is read from PLANTLAKE_SIM_PASSWORD",
+    )
     args = parser.parse_args(argv)
     plant = plant_from_arguments(args)
     if args.command == "generate":

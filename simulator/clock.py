@@ -27,17 +27,28 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator import erp_nights, file_nights
-from simulator.__main__ import generate_sources
-from simulator.erp import erp_rows
-from simulator.expected import expected_erp_rows, expected_machine_events, expected_material_lots, expected_sensor_readings
-from simulator.file_nights import Delivery
-from simulator.files import LogEvent, plant_log_events
-from simulator.plant import TAGS, MaterialLot, Plant, build_plant
-from simulator.process import serve_command, serving
+from plantlake.simulator import erp_nights, file_nights
+from plantlake.simulator.__main__ import generate_sources
+from plantlake.simulator.erp import erp_rows
+from plantlake.simulator.expected import (
+    expected_erp_rows,
+    expected_machine_events,
+    expected_material_lots,
+    expected_sensor_readings,
+)
+from plantlake.simulator.file_nights import Delivery
+from plantlake.simulator.files import LogEvent, plant_log_events
+from plantlake.simulator.plant import TAGS, MaterialLot, Plant, build_plant
+from plantlake.simulator.process import serve_command, serving
 
-__all__ = ["NightChanges", "PlantClock", "expected_erp_rows", "expected_machine_events", "expected_material_lots",
-           "expected_sensor_readings"]  # fmt: skip
+__all__ = [
+    "NightChanges",
+    "PlantClock",
+    "expected_erp_rows",
+    "expected_machine_events",
+    "expected_material_lots",
+    "expected_sensor_readings",
+]
 
 _FILES_STREAM = 0x46494C4553  # seeds the night's supplier files, with the seed and the night
 
@@ -61,8 +72,15 @@ class NightChanges:
 
     @property
     def changed(self) -> bool:
-        return bool(self.erp_inserted or self.erp_updated or self.erp_deleted or self.log_lines or self.rotated_logs
-                    or self.supplier_files or self.sensor_values)  # fmt: skip
+        return bool(
+            self.erp_inserted
+            or self.erp_updated
+            or self.erp_deleted
+            or self.log_lines
+            or self.rotated_logs
+            or self.supplier_files
+            or self.sensor_values
+        )
 
 
 @dataclass
@@ -135,22 +153,36 @@ class PlantClock:
         night = self.night if night is None else night
         end = self._history_end(night)
         idle = frozenset(self.day_of(k).date() for k in self.idle_nights if k <= night)
-        return build_plant(self.seed, self.lines, self.machines_per_line, self.history_days + (end - self.anchor0).days,
-                           self.sample_seconds, end, self.tags_per_machine, day_by_day=True, idle_days=idle)  # fmt: skip
+        return build_plant(
+            self.seed,
+            self.lines,
+            self.machines_per_line,
+            self.history_days + (end - self.anchor0).days,
+            self.sample_seconds,
+            end,
+            self.tags_per_machine,
+            day_by_day=True,
+            idle_days=idle,
+        )
 
     def start(self) -> None:
         """Night 0: write the ERP, logs and supplier files as generate_sources does (and date the files)."""
         if self.night != 0:
             raise RuntimeError(f"the clock is at night {self.night}; start() writes night 0")
-        earlier = [path for folder in ("logs", "suppliers") for path in (self.output / folder).rglob("*") if path.is_file()]
+        earlier = [
+            path for folder in ("logs", "suppliers") for path in (self.output / folder).rglob("*") if path.is_file()
+        ]
         if earlier:  # rotation and re-sends would build on them
-            raise FileExistsError(f"{self.output} holds files of an earlier plant ({earlier[0]}); start on an empty folder")
+            raise FileExistsError(
+                f"{self.output} holds files of an earlier plant ({earlier[0]}); start on an empty folder"
+            )
         plant = self.plant(0)
         generate_sources(plant, self.output, self.erp_url)
         self._sources = _initial(plant)
         for delivery in self._sources.deliveries:  # delivered the day before
-            file_nights.set_modified(self.output / "suppliers" / delivery.supplier / delivery.file_name,
-                                     self.anchor0 - timedelta(hours=12))  # fmt: skip
+            file_nights.set_modified(
+                self.output / "suppliers" / delivery.supplier / delivery.file_name, self.anchor0 - timedelta(hours=12)
+            )
         for kind, suffix in file_nights.LOG_FOLDERS.items():
             for line in sorted({machine.line for machine in plant.machines}):
                 moment = file_nights.last_moment(plant, self._sources.events, line)
@@ -165,11 +197,15 @@ class PlantClock:
             self.idle_nights.add(night)
             self.night = night
             return NightChanges(night, day.date())
+        if self.erp_url is None:  # __post_init__ sets it; only a later assignment clears it
+            raise RuntimeError("PlantClock.erp_url is None; give the ERP database URL")
         plant = self.plant(night)
         work = self._plan(sources, night, plant)
         erp_nights.apply_to_database(self.erp_url, work.erp)
-        written = [file_nights.write_delivery(self.output / "suppliers", delivery, lots, day + timedelta(hours=hour))
-                   for hour, (delivery, lots, _) in enumerate(work.deliveries, start=10)]  # a re-send comes last  # fmt: skip
+        written = [
+            file_nights.write_delivery(self.output / "suppliers", delivery, lots, day + timedelta(hours=hour))
+            for hour, (delivery, lots, _) in enumerate(work.deliveries, start=10)
+        ]  # a re-send comes last
         rotate_at = day + timedelta(hours=12) if work.rotate else None  # the morning's lines go with the rotated file
         rotated = file_nights.append_logs(plant, self.output / "logs", work.events, rotate_at)
         _apply(sources, work)
@@ -178,13 +214,19 @@ class PlantClock:
         samples = plant.timestamps
         in_day = int(np.count_nonzero((samples >= day.timestamp()) & (samples < (day + timedelta(days=1)).timestamp())))
         return NightChanges(
-            night, day.date(), erp_inserted=inserted, erp_updated=updated, erp_deleted=deleted,
-            late_rows=work.erp.late_rows, log_lines={kind: len(work.events) for kind in file_nights.LOG_FOLDERS},
+            night,
+            day.date(),
+            erp_inserted=inserted,
+            erp_updated=updated,
+            erp_deleted=deleted,
+            late_rows=work.erp.late_rows,
+            log_lines={kind: len(work.events) for kind in file_nights.LOG_FOLDERS},
             rotated_logs=tuple(path.relative_to(self.output).as_posix() for path in rotated),
             supplier_files=tuple(path.relative_to(self.output).as_posix() for path in written),
             new_lots=sum(len(lots) for _, lots, corrects in work.deliveries if corrects is None),
-            corrected_lots=tuple(work.corrected_lots), sensor_values=in_day * len(plant.machines) * len(plant.tags),
-        )  # fmt: skip
+            corrected_lots=tuple(work.corrected_lots),
+            sensor_values=in_day * len(plant.machines) * len(plant.tags),
+        )
 
     @contextmanager
     def opcua_server(self, port: int, timeout_s: float = 60) -> Iterator[str]:
@@ -200,8 +242,18 @@ class PlantClock:
         """
         plant = self.plant(night)
         days = (plant.end - plant.start) / timedelta(days=1)
-        return serve_command(port, plant.end, self.seed, self.lines, self.machines_per_line, days, self.sample_seconds,
-                             self.tags_per_machine, day_by_day=True, idle_days=plant.idle_days)  # fmt: skip
+        return serve_command(
+            port,
+            plant.end,
+            self.seed,
+            self.lines,
+            self.machines_per_line,
+            days,
+            self.sample_seconds,
+            self.tags_per_machine,
+            day_by_day=True,
+            idle_days=plant.idle_days,
+        )
 
     def sources(self) -> SourceState:
         """What the sources hold at the current night, replayed in memory if this clock did not write it."""
@@ -234,18 +286,26 @@ class PlantClock:
             deliveries.append((Delivery(night, resent, name, original.lot_ids), lots, original))
         new_ids = [lot_id for delivery, _, corrects in deliveries if corrects is None for lot_id in delivery.lot_ids]
         erp = erp_nights.day_changes(sources.erp, self.seed, night, day, new_ids, sorted(sources.lots))
-        return _Night(erp, deliveries, corrected, file_nights.day_log_events(plant, day), night % self.rotate_every == 0)
+        return _Night(
+            erp, deliveries, corrected, file_nights.day_log_events(plant, day), night % self.rotate_every == 0
+        )
 
 
 def _initial(plant: Plant) -> SourceState:
     """The sources as generate_sources writes them; the bad row of Acme's file never makes a lot."""
     deliveries = [
         Delivery(0, supplier, name, tuple(lot.lot_id for lot in plant.lots if lot.lot_id.startswith(f"LOT-{prefix}-")))
-        for supplier, prefix, name in (("acme", "AC", f"lieferung_{plant.start:%Y%m%d}.csv"),
-                                       ("stahlwerk", "SW", f"deliveries_{plant.start:%Y%m%d}.xlsx"))
-    ]  # fmt: skip
-    return SourceState(erp_nights.erp_state(erp_rows(plant)), {lot.lot_id: lot for lot in plant.lots}, deliveries,
-                       plant_log_events(plant))  # fmt: skip
+        for supplier, prefix, name in (
+            ("acme", "AC", f"lieferung_{plant.start:%Y%m%d}.csv"),
+            ("stahlwerk", "SW", f"deliveries_{plant.start:%Y%m%d}.xlsx"),
+        )
+    ]
+    return SourceState(
+        erp_nights.erp_state(erp_rows(plant)),
+        {lot.lot_id: lot for lot in plant.lots},
+        deliveries,
+        plant_log_events(plant),
+    )
 
 
 def _apply(sources: SourceState, night: _Night) -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
-from simulator.plant import (
+from plantlake.simulator.plant import (
     STATE_FAULT,
     STATE_IDLE,
     STATE_RUNNING,
@@ -56,7 +56,9 @@ def daily_anomalies(plant: Plant) -> list[Anomaly]:
             )
             length = timedelta(minutes=float(rng.integers(15, 45)))
             if plant.start <= begin and begin + length <= plant.end:
-                result.append(Anomaly(machine.machine_id, begin, begin + length, "A-17", "Spindle vibration above limit"))
+                result.append(
+                    Anomaly(machine.machine_id, begin, begin + length, "A-17", "Spindle vibration above limit")
+                )
     return sorted(result, key=lambda anomaly: (anomaly.start, anomaly.machine_id))
 
 
@@ -101,8 +103,13 @@ def daily_signals(plant: Plant, machine: Machine) -> dict[str, tuple[np.ndarray,
     return signals
 
 
-def _day_values(plant: Plant, grid: np.ndarray, rng: np.random.Generator, faults: list[tuple[float, float]],
-                sensors: list[tuple[str, float, float, float]]) -> dict[str, np.ndarray]:  # fmt: skip
+def _day_values(
+    plant: Plant,
+    grid: np.ndarray,
+    rng: np.random.Generator,
+    faults: list[tuple[float, float]],
+    sensors: list[tuple[str, float, float, float]],
+) -> dict[str, np.ndarray]:
     """One day's values on its whole grid; the part counter as increments."""
     hour = (grid % DAY_SECONDS) // 3_600
     running = (hour >= 6) & (hour < 22)  # two shifts; the machine stops at night

@@ -8,7 +8,7 @@ from decimal import Decimal
 import numpy as np
 import sqlalchemy as sa
 
-from simulator.plant import Plant
+from plantlake.simulator.plant import Plant
 
 metadata = sa.MetaData()
 
@@ -127,20 +127,31 @@ def erp_rows(plant: Plant) -> dict[str, list[dict]]:
                 "updated_at": _naive(order.end),
             }
         )
-        work, move = order_children(rows["production_orders"][-1], len(rows["work_orders"]) + 1, order.order_id,
-                                    Decimal(f"{-rng.uniform(10, 300):.3f}"))  # fmt: skip
+        work, move = order_children(
+            rows["production_orders"][-1],
+            len(rows["work_orders"]) + 1,
+            order.order_id,
+            Decimal(f"{-rng.uniform(10, 300):.3f}"),
+        )
         rows["work_orders"] += work
         rows["stock_moves"].append(move)
     if plant.day_by_day:  # a plant that advances night by night (simulator.clock) has tomorrow planned
         rows["production_orders"] += planned_orders(
-            np.random.default_rng([plant.seed, PLAN_STREAM, 0]), [m.machine_id for m in plant.machines],
-            [lot.lot_id for lot in plant.lots], [row["id"] for row in rows["customers"]],
-            [row["id"] for row in rows["products"]], plant.end, len(plant.orders) + 1, plant.end - timedelta(hours=8),
-        )  # fmt: skip
+            np.random.default_rng([plant.seed, PLAN_STREAM, 0]),
+            [m.machine_id for m in plant.machines],
+            [lot.lot_id for lot in plant.lots],
+            [row["id"] for row in rows["customers"]],
+            [row["id"] for row in rows["products"]],
+            plant.end,
+            len(plant.orders) + 1,
+            plant.end - timedelta(hours=8),
+        )
     return rows
 
 
-def order_children(order: dict, first_work_order_id: int, stock_move_id: int, quantity_kg: Decimal) -> tuple[list[dict], dict]:
+def order_children(
+    order: dict, first_work_order_id: int, stock_move_id: int, quantity_kg: Decimal
+) -> tuple[list[dict], dict]:
     """The work orders (one per operation, splitting the order's time) and the material issue of an order that ran."""
     start, end = order["actual_start"], order["actual_end"]
     step = (end - start) / len(_OPERATIONS)
@@ -157,13 +168,27 @@ def order_children(order: dict, first_work_order_id: int, stock_move_id: int, qu
         }
         for position, operation in enumerate(_OPERATIONS)
     ]
-    move = {"id": stock_move_id, "production_order_id": order["id"], "lot": order["material_lot"],
-            "quantity_kg": quantity_kg, "moved_at": start, "updated_at": start}  # fmt: skip
+    move = {
+        "id": stock_move_id,
+        "production_order_id": order["id"],
+        "lot": order["material_lot"],
+        "quantity_kg": quantity_kg,
+        "moved_at": start,
+        "updated_at": start,
+    }
     return work, move
 
 
-def planned_orders(rng: np.random.Generator, machine_ids: list[str], lot_ids: list[str], customer_ids: list[int],
-                   product_ids: list[int], day: datetime, first_id: int, entered_at: datetime) -> list[dict]:  # fmt: skip
+def planned_orders(
+    rng: np.random.Generator,
+    machine_ids: list[str],
+    lot_ids: list[str],
+    customer_ids: list[int],
+    product_ids: list[int],
+    day: datetime,
+    first_id: int,
+    entered_at: datetime,
+) -> list[dict]:
     """The production orders of `day` as the planner enters them the day before: status planned,
     the planned window in actual_start/actual_end (jobs of 4 to 10 hours from 06:00 on each
     machine), no work orders or stock moves yet. Some are cancelled, and deleted, before they run."""

@@ -21,13 +21,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from simulator.erp import _COUNTRIES, _OPERATIONS, _naive, metadata, order_children, planned_orders
+from plantlake.simulator.erp import _COUNTRIES, _OPERATIONS, _naive, metadata, order_children, planned_orders
 
-ErpState = dict[str, dict[object, dict]]  # table -> primary key -> row
+ErpState = dict[str, dict[Any, dict[str, Any]]]  # table -> primary key -> row
 _NIGHT_STREAM = 0x4E49474854  # seeds the night's random stream, with the seed and the night
 
 
@@ -44,9 +45,9 @@ def erp_state(rows: dict[str, list[dict]]) -> ErpState:
 class ErpChanges:
     """What one day books: whole new rows, whole changed rows (by key), deleted keys."""
 
-    inserted: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
-    updated: dict[str, dict[object, dict]] = field(default_factory=lambda: defaultdict(dict))
-    deleted: dict[str, list[object]] = field(default_factory=lambda: defaultdict(list))
+    inserted: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    updated: dict[str, dict[Any, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
+    deleted: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     late_rows: int = 0
 
     def update(self, table: str, row: dict) -> None:
@@ -54,13 +55,16 @@ class ErpChanges:
 
     def counts(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         """Rows inserted, updated and deleted per table."""
-        return ({name: len(rows) for name, rows in self.inserted.items() if rows},
-                {name: len(rows) for name, rows in self.updated.items() if rows},
-                {name: len(keys) for name, keys in self.deleted.items() if keys})  # fmt: skip
+        return (
+            {name: len(rows) for name, rows in self.inserted.items() if rows},
+            {name: len(rows) for name, rows in self.updated.items() if rows},
+            {name: len(keys) for name, keys in self.deleted.items() if keys},
+        )
 
 
-def day_changes(state: ErpState, seed: int, night: int, day: datetime, new_lots: list[str],
-                known_lots: list[str]) -> ErpChanges:  # fmt: skip
+def day_changes(
+    state: ErpState, seed: int, night: int, day: datetime, new_lots: list[str], known_lots: list[str]
+) -> ErpChanges:
     """The bookings of the UTC day starting at `day`, from a random stream of (seed, night).
     `new_lots`: delivered today, tomorrow's plan uses them; `known_lots`: delivered before."""
     rng = np.random.default_rng([seed, _NIGHT_STREAM, night])
@@ -75,17 +79,27 @@ def day_changes(state: ErpState, seed: int, night: int, day: datetime, new_lots:
 
     for order_id in sorted(key for key, row in orders.items() if row["status"] == "in_progress"):
         finished = start + timedelta(minutes=int(rng.integers(15, 300)))
-        changes.update("production_orders", {**orders[order_id], "status": "done", "actual_end": finished,
-                                             "updated_at": finished})  # fmt: skip
+        changes.update(
+            "production_orders", {**orders[order_id], "status": "done", "actual_end": finished, "updated_at": finished}
+        )
         for work in work_of[order_id]:
             last = work["operation"] == _OPERATIONS[-1]
-            changes.update("work_orders", {**work, "status": "done", "updated_at": finished,
-                                           "finished_at": finished if last else work["finished_at"]})  # fmt: skip
+            changes.update(
+                "work_orders",
+                {
+                    **work,
+                    "status": "done",
+                    "updated_at": finished,
+                    "finished_at": finished if last else work["finished_at"],
+                },
+            )
 
     planned = sorted(key for key, row in orders.items() if row["status"] == "planned")
     cancelled: set[int] = set()
     if planned:
-        cancelled = {int(key) for key in rng.choice(planned, size=min(len(planned), int(rng.integers(1, 3))), replace=False)}
+        cancelled = {
+            int(key) for key in rng.choice(planned, size=min(len(planned), int(rng.integers(1, 3))), replace=False)
+        }
     changes.deleted["production_orders"] = sorted(cancelled)
     cursors: dict[str, datetime] = {}
     for order_id in (key for key in planned if key not in cancelled):
@@ -94,24 +108,37 @@ def day_changes(state: ErpState, seed: int, night: int, day: datetime, new_lots:
         length = row["actual_end"] - row["actual_start"]
         cursors[row["machine_id"]] = begin + length
         finish = min(begin + length, end)
-        ran = {**row, "status": "in_progress" if finish == end else "done", "actual_start": begin, "actual_end": finish,
-               "updated_at": finish}  # fmt: skip
+        ran = {
+            **row,
+            "status": "in_progress" if finish == end else "done",
+            "actual_start": begin,
+            "actual_end": finish,
+            "updated_at": finish,
+        }
         changes.update("production_orders", ran)
         issued = Decimal(f"{-rng.uniform(10, 300):.3f}")
-        work, move = order_children(ran, next_id["work_orders"], next_id["stock_moves"], issued)
-        next_id["work_orders"] += len(work)
+        work_orders, move = order_children(ran, next_id["work_orders"], next_id["stock_moves"], issued)
+        next_id["work_orders"] += len(work_orders)
         next_id["stock_moves"] += 1
-        changes.inserted["work_orders"] += work
+        changes.inserted["work_orders"] += work_orders
         changes.inserted["stock_moves"].append(move)
 
     committed = newest_before - timedelta(minutes=int(rng.integers(1, 31)))
     machine_ids = sorted(state["machines"])
     changes.inserted["production_orders"].append(
-        {"id": next_id["production_orders"], "product_id": int(rng.choice(sorted(state["products"]))),
-         "customer_id": int(rng.choice(sorted(state["customers"]))), "machine_id": str(rng.choice(machine_ids)),
-         "material_lot": str(rng.choice(known_lots)), "quantity": int(rng.integers(1, 20)), "status": "done",
-         "actual_start": committed - timedelta(minutes=90), "actual_end": committed, "updated_at": committed}
-    )  # fmt: skip
+        {
+            "id": next_id["production_orders"],
+            "product_id": int(rng.choice(sorted(state["products"]))),
+            "customer_id": int(rng.choice(sorted(state["customers"]))),
+            "machine_id": str(rng.choice(machine_ids)),
+            "material_lot": str(rng.choice(known_lots)),
+            "quantity": int(rng.integers(1, 20)),
+            "status": "done",
+            "actual_start": committed - timedelta(minutes=90),
+            "actual_end": committed,
+            "updated_at": committed,
+        }
+    )
     next_id["production_orders"] += 1
     changes.late_rows = 1
 
@@ -120,18 +147,27 @@ def day_changes(state: ErpState, seed: int, night: int, day: datetime, new_lots:
     if moves:
         move = state["stock_moves"][int(rng.choice(moves))]
         corrected = (move["quantity_kg"] + Decimal(f"{rng.uniform(-5, 5):.3f}")).quantize(Decimal("0.001"))
-        changes.update("stock_moves", {**move, "quantity_kg": corrected, "updated_at": start + timedelta(hours=7, minutes=30)})
+        changes.update(
+            "stock_moves", {**move, "quantity_kg": corrected, "updated_at": start + timedelta(hours=7, minutes=30)}
+        )
 
     customers = sorted(state["customers"]) + [row["id"] for row in changes.inserted["customers"]]
     changes.inserted["production_orders"] += planned_orders(
-        rng, machine_ids, new_lots or known_lots, customers, sorted(state["products"]), day + timedelta(days=1),
-        next_id["production_orders"], day + timedelta(hours=15),
-    )  # fmt: skip
+        rng,
+        machine_ids,
+        new_lots or known_lots,
+        customers,
+        sorted(state["products"]),
+        day + timedelta(days=1),
+        next_id["production_orders"],
+        day + timedelta(hours=15),
+    )
     return changes
 
 
-def _master_data(changes: ErpChanges, state: ErpState, rng: np.random.Generator, night: int, next_id: dict[str, int],
-                 stamp: datetime) -> None:  # fmt: skip
+def _master_data(
+    changes: ErpChanges, state: ErpState, rng: np.random.Generator, night: int, next_id: dict[str, int], stamp: datetime
+) -> None:
     """Odd nights a customer moves abroad, even nights a product's price changes; every 4th a new customer."""
     if night % 2:
         customer = state["customers"][int(rng.choice(sorted(state["customers"])))]
@@ -143,16 +179,22 @@ def _master_data(changes: ErpChanges, state: ErpState, rng: np.random.Generator,
         changes.update("products", {**product, "unit_price": price, "updated_at": stamp})
     if night % 4 == 0:
         number = next_id["customers"]
-        changes.inserted["customers"].append({"id": number, "name": f"Kunde {number:03d} GmbH",
-                                              "country": _COUNTRIES[number % len(_COUNTRIES)], "updated_at": stamp})  # fmt: skip
+        changes.inserted["customers"].append(
+            {
+                "id": number,
+                "name": f"Kunde {number:03d} GmbH",
+                "country": _COUNTRIES[number % len(_COUNTRIES)],
+                "updated_at": stamp,
+            }
+        )
 
 
 def apply_to_state(state: ErpState, changes: ErpChanges) -> None:
     for table, keys in changes.deleted.items():
         for key in keys:
             del state[table][key]
-    for table, rows in changes.updated.items():
-        state[table].update(rows)
+    for table, by_key in changes.updated.items():
+        state[table].update(by_key)
     for table, rows in changes.inserted.items():
         state[table].update({row[primary_key(table)]: row for row in rows})
 
@@ -166,9 +208,9 @@ def apply_to_database(url: str, changes: ErpChanges) -> None:
                 if keys:
                     table = metadata.tables[name]
                     connection.execute(table.delete().where(table.c[primary_key(name)].in_(keys)))
-            for name, rows in changes.updated.items():
+            for name, by_key in changes.updated.items():
                 table, key = metadata.tables[name], primary_key(name)
-                for row in rows.values():
+                for row in by_key.values():
                     values = {column: value for column, value in row.items() if column != key}
                     connection.execute(table.update().where(table.c[key] == row[key]).values(values))
             for name, rows in changes.inserted.items():

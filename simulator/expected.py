@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from simulator.clock import PlantClock
+    from plantlake.simulator.clock import PlantClock
 
 _MOMENT = pa.timestamp("us", tz="UTC")
 
@@ -26,13 +26,17 @@ def expected_sensor_readings(clock: PlantClock) -> pa.Table:
     parts = []
     for machine in plant.machines:
         for tag, (values, status) in plant.signals(machine).items():
-            parts.append(pa.table({
-                "machine_id": pa.array([machine.machine_id] * len(moments), pa.string()),
-                "tag": pa.array([tag] * len(moments), pa.string()),
-                "timestamp": moments,
-                "value": pa.array(np.asarray(values, dtype=np.float64)),
-                "status_code": pa.array(np.asarray(status, dtype=np.int64)),
-            }))  # fmt: skip
+            parts.append(
+                pa.table(
+                    {
+                        "machine_id": pa.array([machine.machine_id] * len(moments), pa.string()),
+                        "tag": pa.array([tag] * len(moments), pa.string()),
+                        "timestamp": moments,
+                        "value": pa.array(np.asarray(values, dtype=np.float64)),
+                        "status_code": pa.array(np.asarray(status, dtype=np.int64)),
+                    }
+                )
+            )
     return pa.concat_tables(parts)
 
 

@@ -23,8 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.files import LogEvent, alarm_events, log_lines, shift_events, write_acme_csv, write_stahlwerk_xlsx
-from simulator.plant import MATERIALS, MaterialLot, Plant
+from plantlake.simulator.files import (
+    LogEvent,
+    alarm_events,
+    log_lines,
+    shift_events,
+    write_acme_csv,
+    write_stahlwerk_xlsx,
+)
+from plantlake.simulator.plant import MATERIALS, MaterialLot, Plant
 
 LOG_FOLDERS = {"plc": ".log", "cnc": ".jsonl"}  # folder under logs/ and the suffix of its live files
 SUPPLIERS = {"acme": ("Acme Stahlhandel GmbH", "AC"), "stahlwerk": ("Stahlwerk Süd AG", "SW")}
@@ -43,7 +50,9 @@ def append_logs(plant: Plant, folder: Path, events: list[LogEvent], rotate_at: d
     early = [event for event in events if rotate_at is not None and event.moment < rotate_at]
     late = [event for event in events if rotate_at is None or event.moment >= rotate_at]
     rotated = []
-    for (kind, suffix), before, after in zip(LOG_FOLDERS.items(), log_lines(plant, early), log_lines(plant, late), strict=True):
+    for (kind, suffix), before, after in zip(
+        LOG_FOLDERS.items(), log_lines(plant, early), log_lines(plant, late), strict=True
+    ):
         for line in sorted({machine.line for machine in plant.machines}):
             live = folder / kind / f"{line.lower()}{suffix}"
             _append(live, before.get(line, []), last_moment(plant, early, line))
@@ -106,8 +115,9 @@ def delivery_name(supplier: str, day: datetime, corrects: Delivery | None = None
     return f"lieferung_{day:%Y%m%d}.csv" if supplier == "acme" else f"deliveries_{day:%Y%m%d}.xlsx"
 
 
-def new_lots(rng: np.random.Generator, known: dict[str, MaterialLot], supplier: str, count: int,
-             day: datetime) -> list[MaterialLot]:  # fmt: skip
+def new_lots(
+    rng: np.random.Generator, known: dict[str, MaterialLot], supplier: str, count: int, day: datetime
+) -> list[MaterialLot]:
     """`count` lots numbered on from the supplier's highest lot number, delivered on `day`."""
     name, prefix = SUPPLIERS[supplier]
     numbers = [int(lot_id.rsplit("-", 1)[1]) for lot_id in known if lot_id.startswith(f"LOT-{prefix}-")]
@@ -137,7 +147,9 @@ def write_delivery(folder: Path, delivery: Delivery, lots: list[MaterialLot], ar
     """Drop a delivery file as its supplier writes it, modified when it `arrived`; never over an existing file."""
     path = folder / delivery.supplier / delivery.file_name
     if path.exists():
-        raise FileExistsError(f"{path} exists; the plant clock writes new files only, start it on an empty output folder")
+        raise FileExistsError(
+            f"{path} exists; the plant clock writes new files only, start it on an empty output folder"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     if delivery.supplier == "acme":
         write_acme_csv(lots, path)

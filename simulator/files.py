@@ -11,7 +11,7 @@ from pathlib import Path
 
 import openpyxl
 
-from simulator.plant import Anomaly, MaterialLot, Plant
+from plantlake.simulator.plant import Anomaly, MaterialLot, Plant
 
 # syslog priority = facility * 8 + severity; facility 16 (local0) as PLCs commonly use
 _LOCAL0 = 16
@@ -51,7 +51,9 @@ def alarm_events(anomalies: list[Anomaly]) -> list[LogEvent]:
     events = []
     for anomaly in anomalies:
         events.append(LogEvent(anomaly.machine_id, anomaly.start, "error", anomaly.code, anomaly.message))
-        events.append(LogEvent(anomaly.machine_id, anomaly.end, "notice", "A-17C", "Alarm cleared: spindle vibration normal"))
+        events.append(
+            LogEvent(anomaly.machine_id, anomaly.end, "notice", "A-17C", "Alarm cleared: spindle vibration normal")
+        )
     return events
 
 
@@ -83,8 +85,10 @@ def log_lines(plant: Plant, events: list[LogEvent]) -> tuple[dict[str, list[str]
             "controller": "Sinumerik 840D",
         }
         json_lines.setdefault(machine.line, []).append((event.moment, json.dumps(record, ensure_ascii=False)))
-    return ({line: [text for _, text in sorted(entries)] for line, entries in syslog_lines.items()},
-            {line: [text for _, text in sorted(entries)] for line, entries in json_lines.items()})  # fmt: skip
+    return (
+        {line: [text for _, text in sorted(entries)] for line, entries in syslog_lines.items()},
+        {line: [text for _, text in sorted(entries)] for line, entries in json_lines.items()},
+    )
 
 
 def write_machine_logs(plant: Plant, folder: Path) -> list[Path]:
@@ -147,7 +151,7 @@ def write_acme_csv(lots: list[MaterialLot], path: Path, bad_row: bool = False) -
 def write_stahlwerk_xlsx(lots: list[MaterialLot], path: Path) -> None:
     """Stahlwerk Süd's delivery workbook, one sheet "Lots"; the same lots give the same bytes."""
     workbook = openpyxl.Workbook()
-    sheet = workbook.active
+    sheet = workbook.worksheets[0]  # the new workbook's one sheet
     sheet.title = "Lots"
     sheet.append(["Lot", "Material", "Supplier", "Quantity (kg)", "Delivered", "Certificate"])
     for lot in lots:

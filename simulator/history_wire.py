@@ -17,7 +17,7 @@ from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua import ua_binary
 
-from connectors.opcua_decode import EPOCH_TICKS
+from plantlake.connectors.opcua_decode import EPOCH_TICKS
 
 _VALUES = {ua.VariantType.Double: "<f8", ua.VariantType.Int32: "<i4", ua.VariantType.Int64: "<i8"}
 _ALL_FIELDS = 0x0F  # value, status code, source and server timestamps
@@ -27,12 +27,21 @@ class EncodedHistoryData(ua.HistoryData):
     """HistoryData whose body (the DataValues array) is already encoded."""
 
     __slots__ = ("encoded",)
+    encoded: bytes
 
 
 def encode_series(seconds: np.ndarray, values: np.ndarray, status: np.ndarray, variant: ua.VariantType) -> np.ndarray:
     """One packed DataValue record per sample."""
-    layout = np.dtype([("mask", "u1"), ("variant", "u1"), ("value", _VALUES[variant]), ("status", "<u4"),
-                       ("source", "<i8"), ("server", "<i8")])  # fmt: skip
+    layout = np.dtype(
+        [
+            ("mask", "u1"),
+            ("variant", "u1"),
+            ("value", _VALUES[variant]),
+            ("status", "<u4"),
+            ("source", "<i8"),
+            ("server", "<i8"),
+        ]
+    )
     records = np.empty(seconds.size, dtype=layout)
     ticks = seconds.astype(np.int64) * 10_000_000 + EPOCH_TICKS
     records["mask"], records["variant"] = _ALL_FIELDS, variant.value
@@ -40,7 +49,9 @@ def encode_series(seconds: np.ndarray, values: np.ndarray, status: np.ndarray, v
     return records
 
 
-def page(seconds: np.ndarray, start: datetime | None, end: datetime | None, nb_values: int, limit: int) -> tuple[int, int, int]:
+def page(
+    seconds: np.ndarray, start: datetime | None, end: datetime | None, nb_values: int, limit: int
+) -> tuple[int, int, int]:
     """(first, past-last) index of the values to send for a raw read of [start, end], and the
     past-last index of the whole range: values remain for a continuation point when they differ."""
     epoch = ua.get_win_epoch()
@@ -51,19 +62,22 @@ def page(seconds: np.ndarray, start: datetime | None, end: datetime | None, nb_v
     return low, min(high, low + limit), high
 
 
-def moment(seconds: float | np.integer) -> datetime:
-    return datetime.fromtimestamp(int(seconds), tz=UTC)
+def moment(seconds: float | np.integer) -> ua.DateTime:
+    return ua.DateTime.fromtimestamp(int(seconds), tz=UTC)
 
 
-def answer(records: np.ndarray, seconds: np.ndarray, details: ua.ReadRawModifiedDetails, continuation: bytes | None,
-           limit: int) -> ua.HistoryReadResult:  # fmt: skip
+def answer(
+    records: np.ndarray, seconds: np.ndarray, details: ua.ReadRawModifiedDetails, continuation: bytes | None, limit: int
+) -> ua.HistoryReadResult:
     """The page of values in the request's range, and a continuation point if values remain."""
     start = ua_binary.Primitives.DateTime.unpack(Buffer(continuation)) if continuation else details.StartTime
     low, page_end, high = page(seconds, start, details.EndTime, details.NumValuesPerNode, limit)
     data = EncodedHistoryData()
     data.encoded = struct.pack("<i", max(0, page_end - low)) + records[low:page_end].tobytes()
     point = ua_binary.Primitives.DateTime.pack(moment(seconds[page_end])) if page_end < high else None
-    return ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.Good), ContinuationPoint=point, HistoryData=data)
+    return ua.HistoryReadResult(
+        StatusCode=ua.StatusCode(ua.UInt32(ua.StatusCodes.Good)), ContinuationPoint=point, HistoryData=data
+    )
 
 
 def _seconds(when: datetime) -> float:
@@ -79,5 +93,5 @@ def install() -> None:
     def struct_to_binary(obj: object) -> bytes:
         return obj.encoded if isinstance(obj, EncodedHistoryData) else encode(obj)
 
-    struct_to_binary.passes_encoded = True  # type: ignore[attr-defined]
+    struct_to_binary.passes_encoded = True  # type: ignore[attr-defined]  # marks asyncua's encoder as patched
     ua_binary.struct_to_binary = struct_to_binary

@@ -13,17 +13,20 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from asyncua import Server, ua
 from asyncua.crypto import cert_gen
-from asyncua.server.history import HistoryStorageInterface
-from asyncua.server.user_managers import UserManager
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.history import HistoryManager, HistoryStorageInterface
+from asyncua.server.internal_server import InternalServer
+from asyncua.server.user_managers import UserManager
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from simulator import history_wire
-from simulator.plant import Plant
+from plantlake.connectors.opcua_decode import ua_datetime
+from plantlake.simulator import history_wire
+from plantlake.simulator.plant import Plant
 
 NAMESPACE = "urn:plantlake:simulator"
 SERVER_URI = "urn:plantlake:simulator:server"
@@ -64,10 +67,10 @@ class ArrayHistory(HistoryStorageInterface):
     async def init(self) -> None:
         return None
 
-    async def new_historized_node(self, node_id, period, count=0) -> None:  # noqa: ANN001
+    async def new_historized_node(self, node_id, period, count=0) -> None:
         return None
 
-    async def save_node_value(self, node_id, datavalue) -> None:  # noqa: ANN001
+    async def save_node_value(self, node_id, datavalue) -> None:
         return None
 
     async def read_node_history(
@@ -82,7 +85,7 @@ class ArrayHistory(HistoryStorageInterface):
         page = [
             ua.DataValue(
                 Value=ua.Variant(python_value(values[i]), variant),
-                StatusCode=ua.StatusCode(int(status[i])),
+                StatusCode=ua.StatusCode(ua.UInt32(status[i])),
                 SourceTimestamp=history_wire.moment(seconds[i]),
                 ServerTimestamp=history_wire.moment(seconds[i]),
             )
@@ -91,40 +94,53 @@ class ArrayHistory(HistoryStorageInterface):
         # the spec asks for a continuation point whenever values remain in the range
         return page, (history_wire.moment(seconds[page_end]) if page_end < high else None)
 
-    async def new_historized_event(self, source_id, evtypes, period, count=0) -> None:  # noqa: ANN001
+    async def new_historized_event(self, source_id, evtypes, period, count=0) -> None:
         return None
 
-    async def save_event(self, event) -> None:  # noqa: ANN001
+    async def save_event(self, event) -> None:
         return None
 
-    async def read_event_history(self, source_id, start, end, nb_values, evfilter):  # noqa: ANN001, ANN201
+    async def read_event_history(self, source_id, start, end, nb_values, evfilter):
         return [], None
 
     async def stop(self) -> None:
         return None
 
 
-def _serve_history(server: Server, storage: ArrayHistory) -> None:
+class _ArrayHistoryManager(HistoryManager):
     """Raw history answered from the pre-encoded records (see `history_wire`), and, as historians
     do, a Bad status for a node that keeps no history (asyncua's own manager answers Good, empty)."""
-    history_wire.install()
-    manager = server.iserver.history_manager
-    read_one = manager._read_history
 
-    async def read_history(details: object, request: ua.HistoryReadValueId) -> ua.HistoryReadResult:
+    def __init__(self, iserver: InternalServer, storage: ArrayHistory) -> None:
+        super().__init__(iserver)
+        self.set_storage(storage)
+        self.arrays = storage
+
+    async def _read_history(self, details: Any, rv: ua.HistoryReadValueId) -> ua.HistoryReadResult:
         if isinstance(details, ua.ReadRawModifiedDetails) and not details.IsReadModified:
-            if request.NodeId not in storage.series:
-                return ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadHistoryOperationUnsupported))
-            seconds, records, _ = storage.series[request.NodeId]
-            return history_wire.answer(records, seconds, details, request.ContinuationPoint,
-                                       storage.max_history_data_response_size)  # fmt: skip
-        return await read_one(details, request)
+            if rv.NodeId not in self.arrays.series:
+                return ua.HistoryReadResult(
+                    StatusCode=ua.StatusCode(ua.UInt32(ua.StatusCodes.BadHistoryOperationUnsupported))
+                )
+            seconds, records, _ = self.arrays.series[rv.NodeId]
+            return history_wire.answer(
+                records, seconds, details, rv.ContinuationPoint, self.arrays.max_history_data_response_size
+            )
+        return await super()._read_history(details, rv)
 
-    manager._read_history = read_history
+
+def _serve_history(server: Server, storage: ArrayHistory) -> None:
+    """History of `storage` served by `_ArrayHistoryManager`, in place of asyncua's own manager."""
+    history_wire.install()
+    server.iserver.history_manager = _ArrayHistoryManager(server.iserver, storage)
 
 
 def node_id_for(line: str, machine_id: str, tag: str, namespace_index: int) -> ua.NodeId:
-    return ua.NodeId(f"Plant.{line}.{machine_id}.{tag}", namespace_index)
+    return _string_node_id(f"Plant.{line}.{machine_id}.{tag}", namespace_index)
+
+
+def _string_node_id(name: str, namespace_index: int) -> ua.NodeId:
+    return ua.NodeId(ua.String(name), ua.Int16(namespace_index))
 
 
 @dataclass(frozen=True)
@@ -140,7 +156,7 @@ class _OneUser(UserManager):
     def __init__(self, username: str, password: str) -> None:
         self.username, self.password = username, password
 
-    def get_user(self, iserver, username=None, password=None, certificate=None) -> User | None:  # noqa: ANN001
+    def get_user(self, iserver, username=None, password=None, certificate=None) -> User | None:
         if username == self.username and password == self.password:
             return User(role=UserRole.User)
         return None  # the client is told BadUserAccessDenied
@@ -149,15 +165,25 @@ class _OneUser(UserManager):
 async def _secure(server: Server, security: Security) -> None:
     security.folder.mkdir(parents=True, exist_ok=True)
     key, cert = security.folder / "server_key.pem", security.folder / "server_cert.der"
-    await cert_gen.setup_self_signed_certificate(key, cert, SERVER_URI, socket.gethostname(),
-                                                 [ExtendedKeyUsageOID.SERVER_AUTH], {"organizationName": "plantlake"})  # fmt: skip
+    await cert_gen.setup_self_signed_certificate(
+        key,
+        cert,
+        SERVER_URI,
+        socket.gethostname(),
+        [ExtendedKeyUsageOID.SERVER_AUTH],
+        {"organizationName": "plantlake"},
+    )
     await server.load_certificate(str(cert))
     await server.load_private_key(str(key))
-    server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_Sign, ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+    server.set_security_policy(
+        [ua.SecurityPolicyType.Basic256Sha256_Sign, ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt]
+    )
     server.set_identity_tokens([ua.UserNameIdentityToken])
 
 
-async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400, security: Security | None = None) -> Server:
+async def build_server(
+    plant: Plant, host: str = "127.0.0.1", port: int = 48400, security: Security | None = None
+) -> Server:
     """A ready, not yet started server; historized tags plus one non-historized serial number each."""
     server = Server(user_manager=_OneUser(security.username, security.password) if security else None)
     await server.init()
@@ -170,27 +196,33 @@ async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400,
         await _secure(server, security)
     idx = await server.register_namespace(NAMESPACE)
     storage = ArrayHistory()
-    server.iserver.history_manager.set_storage(storage)
     _serve_history(server, storage)
-    root = await server.nodes.objects.add_object(ua.NodeId("Plant", idx), ua.QualifiedName("Plant", idx))
+    root = await server.nodes.objects.add_object(_string_node_id("Plant", idx), ua.QualifiedName("Plant", idx))
     lines = {}
     seconds = plant.timestamps
+    commissioned = ua_datetime(plant.start)
     for machine in plant.machines:
         if machine.line not in lines:
             lines[machine.line] = await root.add_object(
-                ua.NodeId(f"Plant.{machine.line}", idx), ua.QualifiedName(machine.line, idx)
+                _string_node_id(f"Plant.{machine.line}", idx), ua.QualifiedName(machine.line, idx)
             )
         folder = await lines[machine.line].add_object(
-            ua.NodeId(f"Plant.{machine.line}.{machine.machine_id}", idx), ua.QualifiedName(machine.machine_id, idx)
+            _string_node_id(f"Plant.{machine.line}.{machine.machine_id}", idx),
+            ua.QualifiedName(machine.machine_id, idx),
         )
         serial = await folder.add_variable(
-            ua.NodeId(f"Plant.{machine.line}.{machine.machine_id}.SerialNumber", idx),
+            _string_node_id(f"Plant.{machine.line}.{machine.machine_id}.SerialNumber", idx),
             ua.QualifiedName("SerialNumber", idx),
             ua.Variant(f"SN-{machine.machine_id}", ua.VariantType.String),
         )
         # set once when the machine was commissioned: the same source timestamp whenever the server restarts
-        await serial.write_value(ua.DataValue(ua.Variant(f"SN-{machine.machine_id}", ua.VariantType.String),
-                                              SourceTimestamp=plant.start, ServerTimestamp=plant.start))  # fmt: skip
+        await serial.write_value(
+            ua.DataValue(
+                ua.Variant(f"SN-{machine.machine_id}", ua.VariantType.String),
+                SourceTimestamp=commissioned,
+                ServerTimestamp=commissioned,
+            )
+        )
         signals = plant.signals(machine)
         for tag in plant.tags:
             node_id = node_id_for(machine.line, machine.machine_id, tag, idx)
@@ -208,19 +240,30 @@ async def build_server(plant: Plant, host: str = "127.0.0.1", port: int = 48400,
     return server
 
 
-async def _describe(variable, tag: str) -> None:  # noqa: ANN001
+async def _describe(variable, tag: str) -> None:
     """Description, EngineeringUnits (EUInformation) and EURange properties, as OPC-UA analog items carry."""
-    unit_id, symbol, name, low, high, description = _UNITS.get(tag, (4932940, "bar", "bar", 0.0, 400.0, f"Process sensor {tag}"))
+    unit_id, symbol, name, low, high, description = _UNITS.get(
+        tag, (4932940, "bar", "bar", 0.0, 400.0, f"Process sensor {tag}")
+    )
     await variable.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(description))))
     if unit_id is not None:
-        units = ua.EUInformation(NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact", UnitId=unit_id,
-                                 DisplayName=ua.LocalizedText(symbol), Description=ua.LocalizedText(name))  # fmt: skip
+        units = ua.EUInformation(
+            NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact",
+            UnitId=unit_id,
+            DisplayName=ua.LocalizedText(symbol),
+            Description=ua.LocalizedText(name),
+        )
         await variable.add_property(0, "EngineeringUnits", ua.Variant(units, ua.VariantType.ExtensionObject))
     await variable.add_property(0, "EURange", ua.Variant(ua.Range(Low=low, High=high), ua.VariantType.ExtensionObject))
 
 
-async def serve(plant: Plant, host: str = "127.0.0.1", port: int = 48400, ready: asyncio.Event | None = None,
-                security: Security | None = None) -> None:  # fmt: skip
+async def serve(
+    plant: Plant,
+    host: str = "127.0.0.1",
+    port: int = 48400,
+    ready: asyncio.Event | None = None,
+    security: Security | None = None,
+) -> None:
     """Run the server until cancelled."""
     logging.getLogger("asyncua").setLevel(logging.WARNING)
     server = await build_server(plant, host, port, security)

@@ -90,7 +90,7 @@ class Plant:
     def signals(self, machine: Machine) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per tag: (values, status codes) aligned with `timestamps`."""
         if self.day_by_day:
-            from simulator.daily import daily_signals  # daily builds on this module's types
+            from plantlake.simulator.daily import daily_signals  # daily builds on this module's types
 
             return daily_signals(self, machine)
         return _signals(self, machine)
@@ -128,12 +128,20 @@ def build_plant(
             (line, slot) for line in range(1, lines + 1) for slot in range(1, machines_per_line + 1)
         )
     ]
-    plant = Plant(seed, start, end, sample_seconds, machines, extra_tags=max(0, tags_per_machine - len(TAGS)),
-                  day_by_day=day_by_day, idle_days=frozenset(idle_days))  # fmt: skip
+    plant = Plant(
+        seed,
+        start,
+        end,
+        sample_seconds,
+        machines,
+        extra_tags=max(0, tags_per_machine - len(TAGS)),
+        day_by_day=day_by_day,
+        idle_days=frozenset(idle_days),
+    )
     rng = np.random.default_rng(seed)
     plant.lots = _lots(rng, start)
     if day_by_day:
-        from simulator.daily import daily_anomalies
+        from plantlake.simulator.daily import daily_anomalies
 
         plant.anomalies = daily_anomalies(plant)
     else:
@@ -234,6 +242,11 @@ def _signals(plant: Plant, machine: Machine) -> dict[str, tuple[np.ndarray, np.n
     }
     for name in plant.tags[len(TAGS) :]:  # process sensors: a level per state, slow drift, noise, a jump in a fault
         level, spread = rng.uniform(10, 200), rng.uniform(0.5, 5)
-        values = level * (0.6 + 0.4 * active) + rng.uniform(-1, 1) * drift + rng.normal(0, spread * 0.1, ts.size) + spread * 4 * fault
+        values = (
+            level * (0.6 + 0.4 * active)
+            + rng.uniform(-1, 1) * drift
+            + rng.normal(0, spread * 0.1, ts.size)
+            + spread * 4 * fault
+        )
         signals[name] = (np.round(values, 3), good)
     return signals

@@ -31,17 +31,41 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float) -> Non
     raise TimeoutError(f"the OPC-UA simulator did not listen on port {port} within {timeout_s:.0f} s")
 
 
-def serve_command(port: int, anchor: datetime, seed: int = 42, lines: int = 2, machines_per_line: int = 3,
-                  history_days: float = 2, sample_seconds: int = 60, tags_per_machine: int = 5,
-                  day_by_day: bool = False, idle_days: Iterable[date] = ()) -> list[str]:  # fmt: skip
-    """The command line of `python -m simulator serve` for this plant (see `build_plant` for the last two)."""
+def serve_command(
+    port: int,
+    anchor: datetime,
+    seed: int = 42,
+    lines: int = 2,
+    machines_per_line: int = 3,
+    history_days: float = 2,
+    sample_seconds: int = 60,
+    tags_per_machine: int = 5,
+    day_by_day: bool = False,
+    idle_days: Iterable[date] = (),
+) -> list[str]:
+    """The command line of `python -m plantlake.simulator serve` for this plant (see `build_plant` for the last two)."""
     command = [
-        sys.executable, "-m", "simulator", "serve",
-        "--port", str(port), "--seed", str(seed), "--lines", str(lines),
-        "--machines-per-line", str(machines_per_line), "--history-days", str(history_days),
-        "--sample-seconds", str(sample_seconds), "--anchor", anchor.isoformat(),
-        "--tags-per-machine", str(tags_per_machine),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "plantlake.simulator",
+        "serve",
+        "--port",
+        str(port),
+        "--seed",
+        str(seed),
+        "--lines",
+        str(lines),
+        "--machines-per-line",
+        str(machines_per_line),
+        "--history-days",
+        str(history_days),
+        "--sample-seconds",
+        str(sample_seconds),
+        "--anchor",
+        anchor.isoformat(),
+        "--tags-per-machine",
+        str(tags_per_machine),
+    ]
     if day_by_day:
         command.append("--day-by-day")
     idle = sorted(idle_days)
@@ -66,9 +90,19 @@ def opcua_simulator(
     day_by_day: bool = False,
     idle_days: Iterable[date] = (),
 ) -> Iterator[str]:
-    """Run `python -m simulator serve` and yield its endpoint; the process is stopped on exit."""
-    command = serve_command(port, anchor, seed, lines, machines_per_line, history_days, sample_seconds, tags_per_machine,
-                            day_by_day, idle_days)  # fmt: skip
+    """Run `python -m plantlake.simulator serve` and yield its endpoint; the process is stopped on exit."""
+    command = serve_command(
+        port,
+        anchor,
+        seed,
+        lines,
+        machines_per_line,
+        history_days,
+        sample_seconds,
+        tags_per_machine,
+        day_by_day,
+        idle_days,
+    )
     with serving([*command, *(extra_args or [])], port, timeout_s, env) as endpoint:
         yield endpoint
 
@@ -76,7 +110,9 @@ def opcua_simulator(
 @contextmanager
 def serving(command: list[str], port: int, timeout_s: float = 60, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run a `serve_command` and yield its endpoint once it listens; the process is stopped on exit."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
     try:
         wait_for_port(port, process, timeout_s)
         yield f"opc.tcp://127.0.0.1:{port}/plantlake"

@@ -15,15 +15,23 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lake.layout import Lake
-from simulator.plant import Plant, build_plant, default_anchor
-from simulator.process import free_port, opcua_simulator
+from plantlake.lake.layout import Lake
+from plantlake.simulator.plant import Plant, build_plant, default_anchor
+from plantlake.simulator.process import free_port, opcua_simulator
 
 # history ends at midnight UTC today, so the demo config's "last days" windows see it; fixed within a day
 ANCHOR = default_anchor()
 SERVICES = {
-    "PostgreSQL": ("127.0.0.1", 5432, "start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"),
-    "MariaDB": ("127.0.0.1", 3306, "start it: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"),
+    "PostgreSQL": (
+        "127.0.0.1",
+        5432,
+        "start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    ),
+    "MariaDB": (
+        "127.0.0.1",
+        3306,
+        "start it: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+    ),
 }
 SERVER_URLS = {
     "PostgreSQL": "postgresql+psycopg://postgres@127.0.0.1:5432/",
@@ -82,7 +90,9 @@ def plant() -> Plant:
 @pytest.fixture(scope="session")
 def opcua_endpoint() -> Iterator[str]:
     """The simulator's OPC-UA server for `plant`, as a separate process over TCP."""
-    with opcua_simulator(free_port(), ANCHOR, seed=7, lines=1, machines_per_line=2, history_days=1, sample_seconds=60) as endpoint:
+    with opcua_simulator(
+        free_port(), ANCHOR, seed=7, lines=1, machines_per_line=2, history_days=1, sample_seconds=60
+    ) as endpoint:
         yield endpoint
 
 

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from assets.erp import BOOKKEEPING, build_silver, load_bronze, table_name
-from lake import delta
-from lake.deletes import DELETED_AT
-from lake.layout import Lake
-from pipelines.config import ErpSource, ErpTable
+from plantlake.assets.erp import BOOKKEEPING, build_silver, load_bronze, table_name
+from plantlake.config import ErpSource, ErpTable
+from plantlake.lake import delta
+from plantlake.lake.deletes import DELETED_AT
+from plantlake.lake.layout import Lake
 
 
 def sync(lake: Lake, source: ErpSource, run_id: str, tables: list[ErpTable] | None = None) -> dict[str, dict]:
@@ -36,8 +36,14 @@ def source_rows(engine: sa.Engine, source: ErpSource, table: ErpTable) -> list[d
     reflected = sa.Table(table.name, sa.MetaData(), autoload_with=engine)
     columns = [c for c in (table.include or reflected.c.keys()) if c not in table.exclude]
     # floats as the driver's float, not the Decimal SQLAlchemy makes of MySQL's DOUBLE
-    query = sa.select(*[sa.type_coerce(reflected.c[c], sa.Double(asdecimal=False)).label(c)
-                        if isinstance(reflected.c[c].type, sa.Float) else reflected.c[c] for c in columns])  # fmt: skip
+    query = sa.select(
+        *[
+            sa.type_coerce(reflected.c[c], sa.Double(asdecimal=False)).label(c)
+            if isinstance(reflected.c[c].type, sa.Float)
+            else reflected.c[c]
+            for c in columns
+        ]
+    )
     for condition in table.where:
         column = reflected.c[condition.column]
         query = query.where(column.in_(condition.value) if condition.op == "in" else column == condition.value)
@@ -62,6 +68,8 @@ def assert_silver_equals_source(lake: Lake, source: ErpSource, tables: list[ErpT
             expected, actual = source_rows(engine, source, table), silver_rows(lake, source, table)
             assert len(actual) == len(expected), f"{table.name}: silver has {len(actual)} rows, source {len(expected)}"
             for lake_row, source_row in zip(actual, expected, strict=True):
-                assert lake_row == source_row, f"{table.name}: silver row {lake_row} differs from the source {source_row}"
+                assert lake_row == source_row, (
+                    f"{table.name}: silver row {lake_row} differs from the source {source_row}"
+                )
     finally:
         engine.dispose()

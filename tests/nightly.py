@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,18 +28,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import sqlalchemy as sa
-
-from assets.erp import table_name
-from assets.gold import configured_inputs
-from lake import delta, gold, maintenance, state
-from lake.deletes import DELETED_AT
-from lake.layout import Lake
-from pipelines.config import PlantlakeConfig, load_config
-from pipelines.factory import build_definitions
-from pipelines.runs import SILENT, refresh_and_publish
-from simulator.clock import NightChanges, PlantClock, expected_machine_events, expected_material_lots, expected_sensor_readings
-from simulator.process import free_port, wait_for_port
 from erp_compare import silver_rows, source_rows
+
+from plantlake.assets.erp import table_name
+from plantlake.assets.gold import configured_inputs
+from plantlake.config import PlantlakeConfig, load_config
+from plantlake.lake import delta, gold, maintenance, state
+from plantlake.lake.deletes import DELETED_AT
+from plantlake.lake.layout import Lake
+from plantlake.pipelines.factory import build_definitions
+from plantlake.pipelines.runs import SILENT, refresh_and_publish
+from plantlake.simulator.clock import (
+    NightChanges,
+    PlantClock,
+    expected_machine_events,
+    expected_material_lots,
+    expected_sensor_readings,
+)
+from plantlake.simulator.process import free_port, wait_for_port
 
 REPO = Path(__file__).parents[1]
 WRITTEN_LAYERS = ("bronze", "silver", "gold", "quarantine")
@@ -94,11 +100,24 @@ class Replay:
 
     def __post_init__(self) -> None:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        self.clock = PlantClock(seed=7, lines=1, machines_per_line=2, history_days=1, sample_seconds=60,
-                                anchor0=today - timedelta(days=self.days_ago), output=self.root / "sources",
-                                erp_url=self.erp_url, idle_nights=set(self.idle_nights))  # fmt: skip
-        os.environ.update({"PLANTLAKE_LAKE_ROOT": str(self.root / "lake"), "PLANTLAKE_SOURCES": str(self.root / "sources"),
-                           "PLANTLAKE_ERP_URL": self.erp_url})  # fmt: skip
+        self.clock = PlantClock(
+            seed=7,
+            lines=1,
+            machines_per_line=2,
+            history_days=1,
+            sample_seconds=60,
+            anchor0=today - timedelta(days=self.days_ago),
+            output=self.root / "sources",
+            erp_url=self.erp_url,
+            idle_nights=set(self.idle_nights),
+        )
+        os.environ.update(
+            {
+                "PLANTLAKE_LAKE_ROOT": str(self.root / "lake"),
+                "PLANTLAKE_SOURCES": str(self.root / "sources"),
+                "PLANTLAKE_ERP_URL": self.erp_url,
+            }
+        )
         self.config: PlantlakeConfig = self._config(free_port())
         self.lake = Lake(self.config.lake.root)
         # In this process each night's runs go to an instance in memory of its own (one that held
@@ -111,7 +130,9 @@ class Replay:
         self._next: _Server | None = None
 
     def _config(self, port: int) -> PlantlakeConfig:
-        os.environ.update({"PLANTLAKE_OPCUA_PORT": str(port), "PLANTLAKE_OPCUA_ENDPOINT": f"opc.tcp://127.0.0.1:{port}/plantlake"})
+        os.environ.update(
+            {"PLANTLAKE_OPCUA_PORT": str(port), "PLANTLAKE_OPCUA_ENDPOINT": f"opc.tcp://127.0.0.1:{port}/plantlake"}
+        )
         return load_config(REPO / "plantlake.yaml")
 
     def _server(self, night: int) -> _Server:
@@ -168,27 +189,39 @@ class Replay:
 
     def mismatches(self) -> dict[str, int]:
         """Per check, how many rows differ: silver against the sources, gold against a recompute."""
-        found = {**erp_mismatches(self.lake, self.config), "silver.sensor_readings": self._sensors(),
-                 "silver.machine_events": self._events(), "silver.material_lots": self._lots(),
-                 "gold.machine_hour_features": gold_mismatches(self.lake, self.config)}  # fmt: skip
+        found = {
+            **erp_mismatches(self.lake, self.config),
+            "silver.sensor_readings": self._sensors(),
+            "silver.machine_events": self._events(),
+            "silver.material_lots": self._lots(),
+            "gold.machine_hour_features": gold_mismatches(self.lake, self.config),
+        }
         return {name: count for name, count in found.items() if count}
 
     def _sensors(self) -> int:
         expected = expected_sensor_readings(self.clock).select(["machine_id", "tag", "timestamp", "value"])
         historized = ds.field("tag").isin(pc.unique(expected.column("tag")))  # not the snapshot tags (serial numbers)
-        actual = delta.read(self.lake.table("silver", "sensor_readings"), ["machine_id", "tag", "timestamp", "value"], historized)
+        actual = delta.read(
+            self.lake.table("silver", "sensor_readings"), ["machine_id", "tag", "timestamp", "value"], historized
+        )
         return _difference(expected, actual)
 
     def _events(self) -> int:
         expected = expected_machine_events(self.clock)
         expected = expected.select(["machine_id", "timestamp", "code"]).append_column("source", expected.column("log"))
-        actual = delta.read(self.lake.table("silver", "machine_events"), columns=["source", "machine_id", "timestamp", "code"])
+        actual = delta.read(
+            self.lake.table("silver", "machine_events"), columns=["source", "machine_id", "timestamp", "code"]
+        )
         return _difference(expected, actual)
 
     def _lots(self) -> int:
         wanted = expected_material_lots(self.clock)
-        rows = delta.read(self.lake.table("silver", "material_lots"), columns=["lot_id", "material", "supplier", "quantity_kg"])
-        held = {row["lot_id"]: (row["material"], row["supplier"], float(row["quantity_kg"])) for row in rows.to_pylist()}
+        rows = delta.read(
+            self.lake.table("silver", "material_lots"), columns=["lot_id", "material", "supplier", "quantity_kg"]
+        )
+        held = {
+            row["lot_id"]: (row["material"], row["supplier"], float(row["quantity_kg"])) for row in rows.to_pylist()
+        }
         keys = set(wanted) | set(held)
         return sum(1 for key in keys if wanted.get(key) != held.get(key))
 
@@ -234,16 +267,24 @@ def _difference(expected: pa.Table, actual: pa.Table | None) -> int:
     columns = ", ".join(delta.quote(name) for name in expected.column_names)
     day = "date_trunc('day', \"timestamp\")" if "timestamp" in expected.column_names else "0"
     digest = f"SELECT {day} AS day, count(*) AS n, sum(hash({columns})::HUGEINT) AS h FROM {{}} GROUP BY 1"
-    differing = f"SELECT coalesce(x.day, y.day) FROM ({digest.format('e')}) x FULL JOIN ({digest.format('a')}) y " \
-                "ON x.day IS NOT DISTINCT FROM y.day WHERE x.n IS DISTINCT FROM y.n OR x.h IS DISTINCT FROM y.h"  # fmt: skip
+    differing = (
+        f"SELECT coalesce(x.day, y.day) FROM ({digest.format('e')}) x FULL JOIN ({digest.format('a')}) y "
+        "ON x.day IS NOT DISTINCT FROM y.day WHERE x.n IS DISTINCT FROM y.n OR x.h IS DISTINCT FROM y.h"
+    )
     days = [row[0] for row in connection.execute(differing).fetchall()]
     if not days:
         return 0
     connection.register("days", pa.table({"day": days}))
     within = f"WHERE {day} IN (SELECT day FROM days)"
-    query = f"SELECT (SELECT count(*) FROM (SELECT * FROM e {within} EXCEPT ALL SELECT * FROM a {within})) + " \
-            f"(SELECT count(*) FROM (SELECT * FROM a {within} EXCEPT ALL SELECT * FROM e {within}))"  # fmt: skip
+    query = (
+        f"SELECT (SELECT count(*) FROM (SELECT * FROM e {within} EXCEPT ALL SELECT * FROM a {within})) + "
+        f"(SELECT count(*) FROM (SELECT * FROM a {within} EXCEPT ALL SELECT * FROM e {within}))"
+    )
     return connection.execute(query).fetchone()[0]
+
+
+def _row_key(row: dict) -> str:
+    return json.dumps(row, default=str, sort_keys=True)
 
 
 def erp_mismatches(lake: Lake, config: PlantlakeConfig) -> dict[str, int]:
@@ -255,9 +296,8 @@ def erp_mismatches(lake: Lake, config: PlantlakeConfig) -> dict[str, int]:
             for table in source.tables:
                 expected = source_rows(engine, source, table)
                 actual = silver_rows(lake, source, table)
-                key = lambda row: json.dumps(row, default=str, sort_keys=True)  # noqa: E731
-                difference = Counter(map(key, expected))
-                difference.subtract(Counter(map(key, actual)))
+                difference = Counter(map(_row_key, expected))
+                difference.subtract(Counter(map(_row_key, actual)))
                 found[f"silver.{table_name(source, table)}"] = sum(abs(count) for count in difference.values())
         finally:
             engine.dispose()
@@ -277,9 +317,13 @@ def missing_state(lake: Lake) -> list[str]:
     missing = []
     for layer, name, path in lake.tables():
         for suffix, key in wanted.get(layer, {}).items():
-            if name.endswith(suffix) and name != "opcua_tags" and delta.row_count(path):
-                if state.current(path).get(key) is None:
-                    missing.append(f"{layer}.{name}:{key}")
+            if (
+                name.endswith(suffix)
+                and name != "opcua_tags"
+                and delta.row_count(path)
+                and state.current(path).get(key) is None
+            ):
+                missing.append(f"{layer}.{name}:{key}")
         if layer == "bronze" and name.startswith("erp_") and state.current(path).get("watermark") is None:
             missing.append(f"{layer}.{name}:watermark")
     return missing
@@ -289,7 +333,10 @@ def stale_tables(lake: Lake) -> list[str]:
     if not lake.catalog_file.exists():
         return ["catalog.duckdb missing"]
     with duckdb.connect(str(lake.catalog_file), read_only=True) as connection:
-        return [row[0] for row in connection.execute("SELECT qualified_name FROM catalog WHERE freshness <> 'fresh'").fetchall()]
+        return [
+            row[0]
+            for row in connection.execute("SELECT qualified_name FROM catalog WHERE freshness <> 'fresh'").fetchall()
+        ]
 
 
 def deleted_live(lake: Lake, config: PlantlakeConfig) -> int:

@@ -22,9 +22,9 @@ BARRIER_WAIT_SECONDS = 120
 def main(config_path: str, ready: str, barrier: str, result_file: str) -> int:
     import dagster as dg
 
-    from pipelines.config import load_config
-    from pipelines.factory import build_definitions
-    from pipelines.runs import QUIET
+    from plantlake.config import load_config
+    from plantlake.pipelines.factory import build_definitions
+    from plantlake.pipelines.runs import QUIET
 
     config = load_config(config_path)
     job = build_definitions(config).resolve_job_def("refresh_all")
@@ -33,7 +33,9 @@ def main(config_path: str, ready: str, barrier: str, result_file: str) -> int:
     deadline = time.monotonic() + BARRIER_WAIT_SECONDS
     while not Path(barrier).exists():
         if time.monotonic() > deadline:
-            Path(result_file).write_text(json.dumps({"success": False, "error": "barrier never opened"}), encoding="utf-8")
+            Path(result_file).write_text(
+                json.dumps({"success": False, "error": "barrier never opened"}), encoding="utf-8"
+            )
             return 2
         time.sleep(0.005)
     began = time.time()

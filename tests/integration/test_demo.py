@@ -6,15 +6,17 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.config import load_config
-from pipelines.demo import run_demo
-from simulator.process import free_port
+from plantlake.config import load_config
+from plantlake.pipelines.demo import run_demo
+from plantlake.simulator.process import free_port
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
 
 
-def test_demo_builds_the_lake_and_a_second_run_changes_no_row_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_demo_builds_the_lake_and_a_second_run_changes_no_row_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     monkeypatch.setenv("PLANTLAKE_LAKE_ROOT", str(tmp_path / "lake"))
     monkeypatch.setenv("PLANTLAKE_SOURCES", str(tmp_path / "sources"))
     monkeypatch.setenv("PLANTLAKE_OPCUA_PORT", str(free_port()))

@@ -7,24 +7,33 @@ import pytest
 import sqlalchemy as sa
 from erp_compare import assert_silver_equals_source, sync
 
-from assets.erp import load_bronze
-from lake import delta
-from lake.layout import Lake
-from pipelines.config import ErpSource, ErpTable
-from simulator.erp import create_erp, metadata
+from plantlake.assets.erp import load_bronze
+from plantlake.config import ErpSource, ErpTable
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
+from plantlake.simulator.erp import create_erp, metadata
 
 pytestmark = pytest.mark.integration
 
 TABLES = {
-    "customers": ["id"], "products": ["id"], "machines": ["machine_id"],
-    "production_orders": ["id"], "work_orders": ["id"], "stock_moves": ["id"],
-}  # fmt: skip
+    "customers": ["id"],
+    "products": ["id"],
+    "machines": ["machine_id"],
+    "production_orders": ["id"],
+    "work_orders": ["id"],
+    "stock_moves": ["id"],
+}
 
 
 def _source(url: str) -> ErpSource:
     """Through SQLAlchemy, the path of every dialect without a fast one (test_erp_depth covers ADBC and connectorx)."""
-    return ErpSource(name="erp", url=url, batch_rows=25, fast_path=False,
-                     tables=[ErpTable(name=name, primary_key=key, cursor="updated_at") for name, key in TABLES.items()])  # fmt: skip
+    return ErpSource(
+        name="erp",
+        url=url,
+        batch_rows=25,
+        fast_path=False,
+        tables=[ErpTable(name=name, primary_key=key, cursor="updated_at") for name, key in TABLES.items()],
+    )
 
 
 def test_full_then_incremental_loads_equal_the_source(erp_database_url: str, plant, lake: Lake) -> None:
@@ -39,13 +48,30 @@ def test_full_then_incremental_loads_equal_the_source(erp_database_url: str, pla
     later = plant.end.replace(tzinfo=None) + timedelta(hours=1)
     orders, moves = metadata.tables["production_orders"], metadata.tables["stock_moves"]
     with engine.begin() as connection:
-        connection.execute(orders.update().where(orders.c.id.in_([1, 2, 3])).values(status="cancelled", updated_at=later))
-        connection.execute(orders.insert(), [
-            {"id": 900 + i, "product_id": 1, "customer_id": 1, "machine_id": "M-101", "material_lot": "LOT-AC-0001",
-             "quantity": 10, "status": "planned", "actual_start": later, "actual_end": later, "updated_at": later}
-            for i in range(2)
-        ])  # fmt: skip
-        connection.execute(moves.update().where(moves.c.id == 1).values(quantity_kg=Decimal("-12.345"), updated_at=later))
+        connection.execute(
+            orders.update().where(orders.c.id.in_([1, 2, 3])).values(status="cancelled", updated_at=later)
+        )
+        connection.execute(
+            orders.insert(),
+            [
+                {
+                    "id": 900 + i,
+                    "product_id": 1,
+                    "customer_id": 1,
+                    "machine_id": "M-101",
+                    "material_lot": "LOT-AC-0001",
+                    "quantity": 10,
+                    "status": "planned",
+                    "actual_start": later,
+                    "actual_end": later,
+                    "updated_at": later,
+                }
+                for i in range(2)
+            ],
+        )
+        connection.execute(
+            moves.update().where(moves.c.id == 1).values(quantity_kg=Decimal("-12.345"), updated_at=later)
+        )
     engine.dispose()
 
     second = sync(lake, source, "run-2")
@@ -56,10 +82,18 @@ def test_full_then_incremental_loads_equal_the_source(erp_database_url: str, pla
     assert second["production_orders"]["silver_rows_inserted"] == 2
     assert second["customers"]["rows_inserted"] == 0
 
-    counts = {(layer, name): delta.row_count(lake.table(layer, f"erp_{name}")) for name in TABLES for layer in ("bronze", "silver")}
+    counts = {
+        (layer, name): delta.row_count(lake.table(layer, f"erp_{name}"))
+        for name in TABLES
+        for layer in ("bronze", "silver")
+    }
     third = sync(lake, source, "run-3")
     assert all(stats["rows_inserted"] == 0 for stats in third.values())
-    assert counts == {(layer, name): delta.row_count(lake.table(layer, f"erp_{name}")) for name in TABLES for layer in ("bronze", "silver")}
+    assert counts == {
+        (layer, name): delta.row_count(lake.table(layer, f"erp_{name}"))
+        for name in TABLES
+        for layer in ("bronze", "silver")
+    }
     assert_silver_equals_source(lake, source)
 
 
@@ -73,8 +107,8 @@ INSERT INTO typed VALUES
      '2024-03-31 01:30:00.123456', '2024-03-31 01:30:00+02', '{"a": [1, 2]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
      'Müller 東京', '\\x00ff'),
     (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-    (3, 32767, false, -1e30, -0.01, -0.000000000001, 1e-10, '0001-01-01', '9999-12-31 23:59:59', '1970-01-01 00:00:00+00',
-     '[]', '00000000-0000-0000-0000-000000000000', '', '\\x');
+    (3, 32767, false, -1e30, -0.01, -0.000000000001, 1e-10, '0001-01-01', '9999-12-31 23:59:59',
+     '1970-01-01 00:00:00+00', '[]', '00000000-0000-0000-0000-000000000000', '', '\\x');
 """
 
 
@@ -86,8 +120,13 @@ def test_postgres_fast_path_reads_every_type_as_the_sqlalchemy_path_does(postgre
     engine.dispose()
     landed = {}
     for fast in (True, False):
-        source = ErpSource(name="erp", url=postgres_url, timezone="Europe/Berlin", fast_path=fast,
-                           tables=[ErpTable(name="typed", primary_key=["id"], deletes=None)])  # fmt: skip
+        source = ErpSource(
+            name="erp",
+            url=postgres_url,
+            timezone="Europe/Berlin",
+            fast_path=fast,
+            tables=[ErpTable(name="typed", primary_key=["id"], deletes=None)],
+        )
         lake = Lake(tmp_path / f"fast_{fast}")
         step = load_bronze(lake, source, source.tables[0], "run-1")
         assert step.metadata["reader"] == ("adbc" if fast else "sqlalchemy")

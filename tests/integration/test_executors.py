@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lake import delta
-from lake.layout import Lake
-from pipelines.config import load_config
+from plantlake.config import load_config
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
@@ -38,8 +38,14 @@ def test_a_scheduled_run_executes_with_the_configured_executor(tmp_path: Path, e
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     env = {**os.environ, "DAGSTER_HOME": str(home), "PLANTLAKE_CONFIG": str(config_file)}
     dagster = Path(sys.executable).with_name("dagster")
-    completed = subprocess.run([str(dagster), "job", "execute", "-m", "pipelines.definitions", "-j", "refresh_all"],
-                               cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    completed = subprocess.run(
+        [str(dagster), "job", "execute", "-m", "plantlake.pipelines.definitions", "-j", "refresh_all"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-4000:]
     lake = Lake(load_config(config_file).lake.root)

@@ -16,8 +16,8 @@ import dagster as dg
 import pytest
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
-from assets.worker import WORKER_TAG
-from pipelines.run_launcher import PlantlakeRunLauncher
+from plantlake.assets.worker import WORKER_TAG
+from plantlake.pipelines.run_launcher import PlantlakeRunLauncher
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
@@ -25,7 +25,7 @@ REPO = Path(__file__).parents[2]
 SLOW_LOCATION = """
 import time
 import dagster as dg
-from assets.resources import PlantlakeResource
+from plantlake.assets.resources import PlantlakeResource
 
 @dg.asset
 def slow(plantlake: PlantlakeResource) -> None:
@@ -61,8 +61,13 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_run_monitoring(tmp_path: 
     (tmp_path / "slow_location.py").write_text(SLOW_LOCATION, encoding="utf-8")
     dagster = Path(sys.executable).with_name("dagster")
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
-    worker = subprocess.Popen([str(dagster), "job", "execute", "-f", str(tmp_path / "slow_location.py"), "-j", "slow_job"],
-                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen(
+        [str(dagster), "job", "execute", "-f", str(tmp_path / "slow_location.py"), "-j", "slow_job"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
             assert isinstance(instance.run_launcher, PlantlakeRunLauncher)
@@ -76,6 +81,7 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_run_monitoring(tmp_path: 
 
             record = instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id]))[0]
             assert record.dagster_run.status == dg.DagsterRunStatus.STARTED  # nothing else noticed
+            # the daemon's workspace (None here) is used only for code-location health, not for our launcher
             monitor_started_run(instance, None, record, logging.getLogger("test"))  # type: ignore[arg-type]
             assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
     finally:

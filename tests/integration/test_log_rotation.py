@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from assets.logs import build_silver, load_bronze
-from lake import delta
-from lake.layout import Lake
-from pipelines.config import parse_config
+from plantlake.assets.logs import build_silver, load_bronze
+from plantlake.config import parse_config
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,9 @@ class Writer:
         with (self.folder / "app.log").open("a", encoding="utf-8") as handle:
             for _ in range(entries):
                 moment = datetime(2026, 1, 11, tzinfo=UTC) + timedelta(seconds=self.count)
-                message = f"event {self.count}" + ("".join(f"\n  at frame {k}" for k in range(3)) if self.count % 3 == 0 else "")
+                message = f"event {self.count}" + (
+                    "".join(f"\n  at frame {k}" for k in range(3)) if self.count % 3 == 0 else ""
+                )
                 handle.write(f"<134>1 {moment:%Y-%m-%dT%H:%M:%SZ} cnc-101 plc 1 - - {message}\n")
                 self.messages.append(message)
                 self.count += 1
@@ -74,7 +76,9 @@ def test_rotation_and_compression_between_runs_lose_nothing_and_read_nothing_twi
     writer.write(15)
     stats = load_bronze(lake, source, "run-3", now=soon).metadata
     assert Counter(_landed(lake)) == Counter(writer.messages[:-1])
-    assert stats["events_inserted"] == 1 + 15 - 1  # the held-back entry of the file now rotated, and the new file but its newest
+    assert (
+        stats["events_inserted"] == 1 + 15 - 1
+    )  # the held-back entry of the file now rotated, and the new file but its newest
 
     stats = load_bronze(lake, source, "run-4", now=soon).metadata
     assert stats["events_inserted"] == 0  # nothing new: the .gz, the .1 and the live file are known

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from nightly import Replay
 
 pytestmark = pytest.mark.integration
@@ -28,8 +27,12 @@ def _latest(replay: Replay, *path: str) -> dict:
     return {key: value.value for key, value in event.asset_materialization.metadata.items()}
 
 
-def test_nine_nights_keep_silver_equal_to_the_sources_and_gold_equal_to_a_recompute(tmp_path: Path, postgres_url: str) -> None:
-    replay = Replay(tmp_path, postgres_url, days_ago=NIGHTS, idle_nights={IDLE}, maintenance_every=3, retention=timedelta(0))
+def test_nine_nights_keep_silver_equal_to_the_sources_and_gold_equal_to_a_recompute(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    replay = Replay(
+        tmp_path, postgres_url, days_ago=NIGHTS, idle_nights={IDLE}, maintenance_every=3, retention=timedelta(0)
+    )
     try:
         marks: dict[str, str] = {}
         for number in range(NIGHTS):
@@ -41,15 +44,23 @@ def test_nine_nights_keep_silver_equal_to_the_sources_and_gold_equal_to_a_recomp
             assert report.state_missing == [], where
             assert report.stale == [], where
             assert os.path.getmtime(replay.lake.catalog_file) >= began, f"{where}: the catalog is older than the night"
-            assert os.path.getmtime(replay.lake.data_docs_dir / "index.html") >= began, f"{where}: the quality report is old"
+            assert os.path.getmtime(replay.lake.data_docs_dir / "index.html") >= began, (
+                f"{where}: the quality report is old"
+            )
             if number == IDLE:
-                assert not report.changed and report.committed == [], f"{where}: an idle night committed {report.committed}"
+                assert not report.changed and report.committed == [], (
+                    f"{where}: an idle night committed {report.committed}"
+                )
             elif number:
-                assert "silver.erp_production_orders" in report.committed and "silver.sensor_readings" in report.committed
+                assert (
+                    "silver.erp_production_orders" in report.committed and "silver.sensor_readings" in report.committed
+                )
             if number:  # every night, and the nights after maintenance with no retention above all
                 _read_only_what_is_new(replay, marks, where)
-            marks = {table.name: _latest(replay, "bronze", f"erp_{table.name}")["watermark"]
-                     for table in replay.config.sources.erp[0].tables}  # fmt: skip
+            marks = {
+                table.name: _latest(replay, "bronze", f"erp_{table.name}")["watermark"]
+                for table in replay.config.sources.erp[0].tables
+            }
             if number and number % 3 == 0:  # maintenance ran after this night: one checkpoint, no older commit
                 log = replay.lake.table("bronze", "erp_production_orders") / "_delta_log"
                 assert len([name for name in os.listdir(log) if name.endswith(".json")]) == 1, where
@@ -65,6 +76,8 @@ def _read_only_what_is_new(replay: Replay, marks: dict[str, str], where: str) ->
         lookback = table.lookback_value() or timedelta(0)
         expected = datetime.fromisoformat(marks[table.name]) - lookback
         assert bronze["read_from"] == str(expected), f"{where}: bronze.erp_{table.name} read from {bronze['read_from']}"
-        assert silver.get("rows_new", 0) == bronze["rows_inserted"], f"{where}: silver.erp_{table.name} merged old rows again"
+        assert silver.get("rows_new", 0) == bronze["rows_inserted"], (
+            f"{where}: silver.erp_{table.name} merged old rows again"
+        )
     readings = _latest(replay, "bronze", "plant_readings")  # a day of 5 tags on 2 machines, 2 serial number snapshots
     assert readings["values_read"] <= 24 * 60 * 2 * 5 + 2, f"{where}: OPC-UA history read again from the start"

@@ -4,24 +4,23 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 
+import dagster as dg
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute
 import pytest
 from asyncua import Client
-
-import dagster as dg
-
-from assets.opcua import build_silver, load_bronze
-from assets.opcua_backfill import backfill_job
-from assets.resources import PlantlakeResource
-from connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, selected, tag_table
-from connectors.opcua_stream import Credentials, OpcuaRefused, read_history_blocking
-from lake import delta
-from lake.layout import Lake
-from pipelines.config import OpcuaSource, load_config
 from conftest import ANCHOR
-from simulator.plant import TAGS
-from simulator.process import free_port, opcua_simulator
+
+from plantlake.assets.opcua import build_silver, load_bronze
+from plantlake.assets.opcua_backfill import backfill_job
+from plantlake.assets.resources import PlantlakeResource
+from plantlake.config import OpcuaSource, load_config
+from plantlake.connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, selected, tag_table
+from plantlake.connectors.opcua_stream import Credentials, OpcuaRefused, read_history_blocking
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
+from plantlake.simulator.plant import TAGS
+from plantlake.simulator.process import free_port, opcua_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +60,12 @@ def test_discovery_finds_exactly_the_historized_variables(opcua_endpoint: str, p
     # the registry carries what the server declares of each tag
     by_name = {(t.machine_id, t.name): t for t in tags}
     speed = by_name[(plant.machines[0].machine_id, "SpindleSpeed")]
-    assert (speed.unit, speed.unit_description, speed.range_low, speed.range_high) == ("rpm", "revolutions per minute", 0.0, 24000.0)
+    assert (speed.unit, speed.unit_description, speed.range_low, speed.range_high) == (
+        "rpm",
+        "revolutions per minute",
+        0.0,
+        24000.0,
+    )
     assert (speed.data_type, speed.display_name, speed.description) == ("Double", "SpindleSpeed", "Spindle speed")
     state = by_name[(plant.machines[0].machine_id, "State")]
     assert (state.unit, state.data_type, state.range_high) == (None, "Int32", 3.0)
@@ -76,15 +80,18 @@ def test_discovery_finds_exactly_the_historized_variables(opcua_endpoint: str, p
 def test_history_read_with_continuation_points_equals_the_server(opcua_endpoint: str, plant) -> None:
     start, end = plant.start + timedelta(hours=3), plant.start + timedelta(hours=9)
     # 50 values per request forces several continuation points per tag
-    tags, batches = read_history_blocking(opcua_endpoint, ["2:Plant"], start, end, values_per_request=50, nodes_per_request=4,
-                                          exclude=["*/SerialNumber"])  # fmt: skip
+    _tags, batches = read_history_blocking(
+        opcua_endpoint, ["2:Plant"], start, end, values_per_request=50, nodes_per_request=4, exclude=["*/SerialNumber"]
+    )
     table = pa.Table.from_batches(list(batches))
     assert _observed(table) == _expected(plant, start, end)
     assert set(table["status"].to_pylist()) <= {"Good", "Uncertain", "Bad"}
 
 
 def test_backfill_and_rerun_land_every_value_once(opcua_endpoint: str, plant, lake: Lake) -> None:
-    source = OpcuaSource(name="plant", endpoint=opcua_endpoint, roots=["2:Plant"], history_days=2, values_per_request=500)
+    source = OpcuaSource(
+        name="plant", endpoint=opcua_endpoint, roots=["2:Plant"], history_days=2, values_per_request=500
+    )
     first = load_bronze(lake, source, "run-1", now=plant.end)
     silver = build_silver(lake, [source], "run-1")
     snapshots = len(plant.machines)  # each machine's SerialNumber keeps no history: its current value is read
@@ -115,7 +122,9 @@ def test_backfill_and_rerun_land_every_value_once(opcua_endpoint: str, plant, la
     registry = delta.read(lake.table("silver", "opcua_tags"))
     assert registry.num_rows == len(plant.machines) * (len(TAGS) + 1)
     assert set(registry.column("source").to_pylist()) == {"plant"}
-    assert registry.filter(pa.compute.invert(registry["historized"]))["tag"].to_pylist() == ["SerialNumber"] * len(plant.machines)
+    assert registry.filter(pa.compute.invert(registry["historized"]))["tag"].to_pylist() == ["SerialNumber"] * len(
+        plant.machines
+    )
     assert {row["unit"] for row in registry.to_pylist() if row["tag"] == "Temperature"} == {"°C"}
 
 
@@ -125,11 +134,17 @@ def test_a_node_answered_bad_does_not_stop_the_others(opcua_endpoint: str, plant
             tags = (await discover_tags(client, ["2:Plant"], describe=False))[:3]
             missing = Tag("ns=2;s=Plant.L9.M-999.Temperature", "Plant/L9/M-999/Temperature", "M-999", "Temperature")
             start, end = plant.start, plant.start + timedelta(hours=1)
-            return [batch async for batch in read_history(client, [tags[0], missing, *tags[1:]], start, end, 100, 2, failures)]
+            return [
+                batch
+                async for batch in read_history(client, [tags[0], missing, *tags[1:]], start, end, 100, 2, failures)
+            ]
 
     failures: dict[str, str] = {}
     batches = asyncio.run(read(failures))
-    assert list(failures) == ["ns=2;s=Plant.L9.M-999.Temperature"] and "Bad" in failures["ns=2;s=Plant.L9.M-999.Temperature"]
+    assert (
+        list(failures) == ["ns=2;s=Plant.L9.M-999.Temperature"]
+        and "Bad" in failures["ns=2;s=Plant.L9.M-999.Temperature"]
+    )
     assert len({batch.column("node_id")[0].as_py() for batch in batches}) == 3  # the three real tags were read
     with pytest.raises(OpcuaReadError, match="M-999"):
         asyncio.run(read(None))
@@ -137,13 +152,25 @@ def test_a_node_answered_bad_does_not_stop_the_others(opcua_endpoint: str, plant
 
 def test_a_link_cut_mid_read_is_resumed_with_no_gap_and_no_duplicate(plant) -> None:
     """The server is stopped in the middle of a read and started again on the same port."""
-    port, options = free_port(), {"seed": 7, "lines": 1, "machines_per_line": 2, "history_days": 1, "sample_seconds": 60}
+    port, options = (
+        free_port(),
+        {"seed": 7, "lines": 1, "machines_per_line": 2, "history_days": 1, "sample_seconds": 60},
+    )
     start, end = plant.start, plant.end
     with contextlib.ExitStack() as stack:
         endpoint = stack.enter_context(opcua_simulator(port, ANCHOR, **options))
-        tags, batches = read_history_blocking(endpoint, ["2:Plant"], start, end, values_per_request=100, nodes_per_request=2,
-                                              exclude=["*/SerialNumber"], reconnect_attempts=8, backoff_s=0.5,
-                                              link_losses=(losses := []))  # fmt: skip
+        _tags, batches = read_history_blocking(
+            endpoint,
+            ["2:Plant"],
+            start,
+            end,
+            values_per_request=100,
+            nodes_per_request=2,
+            exclude=["*/SerialNumber"],
+            reconnect_attempts=8,
+            backoff_s=0.5,
+            link_losses=(losses := []),
+        )
         received = [next(batches) for _ in range(6)]
         stack.close()  # the server goes away in the middle of the read
         with opcua_simulator(port, ANCHOR, **options):
@@ -155,19 +182,31 @@ def test_a_link_cut_mid_read_is_resumed_with_no_gap_and_no_duplicate(plant) -> N
 
 
 @pytest.mark.parametrize("mode", ["Sign", "SignAndEncrypt"])
-def test_a_secured_endpoint_takes_certificate_and_password_and_refuses_a_wrong_password(plant, tmp_path, mode: str) -> None:
-    port, options = free_port(), {"seed": 7, "lines": 1, "machines_per_line": 2, "history_days": 1, "sample_seconds": 60}
+def test_a_secured_endpoint_takes_certificate_and_password_and_refuses_a_wrong_password(
+    plant, tmp_path, mode: str
+) -> None:
+    port, options = (
+        free_port(),
+        {"seed": 7, "lines": 1, "machines_per_line": 2, "history_days": 1, "sample_seconds": 60},
+    )
     secure = ["--secure-dir", str(tmp_path / "server_pki"), "--user", "historian"]
     keys = {"certificate": tmp_path / "pki" / "client_cert.der", "private_key": tmp_path / "pki" / "client_key.pem"}
     start, end = plant.start, plant.start + timedelta(hours=2)
-    with opcua_simulator(port, ANCHOR, **options, extra_args=secure, env={"PLANTLAKE_SIM_PASSWORD": "s3cret"}) as endpoint:
+    with opcua_simulator(
+        port, ANCHOR, **options, extra_args=secure, env={"PLANTLAKE_SIM_PASSWORD": "s3cret"}
+    ) as endpoint:
         right = Credentials(mode, keys["certificate"], keys["private_key"], "historian", "s3cret")
-        tags, batches = read_history_blocking(endpoint, ["2:Plant"], start, end, exclude=["*/SerialNumber"], credentials=right)
+        _tags, batches = read_history_blocking(
+            endpoint, ["2:Plant"], start, end, exclude=["*/SerialNumber"], credentials=right
+        )
         assert _observed(pa.Table.from_batches(list(batches))) == _expected(plant, start, end)
         assert keys["certificate"].exists() and keys["private_key"].exists()  # made on first use
 
         wrong = Credentials(mode, keys["certificate"], keys["private_key"], "historian", "guess")
-        with pytest.raises(OpcuaRefused, match="refused the user 'historian' .*BadUserAccessDenied.*check the username and the password"):
+        with pytest.raises(
+            OpcuaRefused,
+            match=r"refused the user 'historian' .*BadUserAccessDenied.*check the username and the password",
+        ):
             read_history_blocking(endpoint, ["2:Plant"], start, end, credentials=wrong)
         with pytest.raises(OpcuaRefused):  # no security at all: the server offers none
             read_history_blocking(endpoint, ["2:Plant"], start, end)
@@ -175,12 +214,16 @@ def test_a_secured_endpoint_takes_certificate_and_password_and_refuses_a_wrong_p
 
 def test_a_daily_backfill_partition_lands_its_day_once(opcua_endpoint: str, plant, tmp_path) -> None:
     config_file = tmp_path / "plantlake.yaml"
-    config_file.write_text(f"""
+    since = plant.start.date().isoformat()
+    config_file.write_text(
+        f"""
 lake: {{root: lake}}
 sources:
   opcua:
-    - {{name: plant, endpoint: "{opcua_endpoint}", roots: ["2:Plant"], backfill_from: "{plant.start.date().isoformat()}"}}
-""", encoding="utf-8")  # fmt: skip
+    - {{name: plant, endpoint: "{opcua_endpoint}", roots: ["2:Plant"], backfill_from: "{since}"}}
+""",
+        encoding="utf-8",
+    )
     config = load_config(config_file)
     job = backfill_job(config.sources.opcua[0])
     day = plant.start.date()  # the plant holds one whole UTC day of history
@@ -189,7 +232,10 @@ sources:
         for _ in range(2):  # the same partition twice: the second run adds nothing
             result = job.execute_in_process(partition_key=day.isoformat(), resources=resources, instance=instance)
             assert result.success
-        landed = [event.metadata["values_inserted"].value for event in result.asset_materializations_for_node("backfill_plant_day")]
+        landed = [
+            event.metadata["values_inserted"].value
+            for event in result.asset_materializations_for_node("backfill_plant_day")
+        ]
     assert landed == [0]
     readings = delta.read(Lake(config.lake.root).table("bronze", "plant_readings"))
     day_start = datetime.combine(day, datetime.min.time(), UTC)

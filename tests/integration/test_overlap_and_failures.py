@@ -25,14 +25,14 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from lake import delta, quarantine, state, transforms
-from lake.layout import Lake
-from pipelines.config import PlantlakeConfig, load_config
-from pipelines.factory import build_definitions
-from pipelines.runs import QUIET, refresh_and_publish
-from quality import results as quality_results
-from simulator.__main__ import generate_sources
-from simulator.plant import TAGS
+from plantlake.config import PlantlakeConfig, load_config
+from plantlake.lake import delta, quarantine, state, transforms
+from plantlake.lake.layout import Lake
+from plantlake.pipelines.factory import build_definitions
+from plantlake.pipelines.runs import QUIET, refresh_and_publish
+from plantlake.quality import results as quality_results
+from plantlake.simulator.__main__ import generate_sources
+from plantlake.simulator.plant import TAGS
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
@@ -46,8 +46,12 @@ OLD = 1_000_000_000  # a file time long past: a file rewritten tonight has a new
 
 
 def _env_for(lake_root: Path, sources: Path, erp_url: str, endpoint: str) -> dict[str, str]:
-    return {"PLANTLAKE_LAKE_ROOT": str(lake_root), "PLANTLAKE_SOURCES": str(sources),
-            "PLANTLAKE_ERP_URL": erp_url, "PLANTLAKE_OPCUA_ENDPOINT": endpoint}  # fmt: skip
+    return {
+        "PLANTLAKE_LAKE_ROOT": str(lake_root),
+        "PLANTLAKE_SOURCES": str(sources),
+        "PLANTLAKE_ERP_URL": erp_url,
+        "PLANTLAKE_OPCUA_ENDPOINT": endpoint,
+    }
 
 
 def _point(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> PlantlakeConfig:
@@ -91,21 +95,29 @@ def _duplicates(path: Path, keys: list[str]) -> list[tuple]:
     with duckdb.connect() as connection:
         connection.register("t", data)
         columns = ", ".join(delta.quote(key) for key in keys)
-        return connection.execute(f"SELECT {columns}, count(*) FROM t GROUP BY ALL HAVING count(*) > 1 LIMIT 5").fetchall()
+        return connection.execute(
+            f"SELECT {columns}, count(*) FROM t GROUP BY ALL HAVING count(*) > 1 LIMIT 5"
+        ).fetchall()
 
 
 def _erp_counts(url: str, config: PlantlakeConfig) -> dict[str, int]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            return {f"{erp.name}_{table.name}": connection.execute(sa.text(f"SELECT count(*) FROM {table.name}")).scalar_one()
-                    for erp in config.sources.erp for table in erp.tables}  # fmt: skip
+            return {
+                f"{erp.name}_{table.name}": connection.execute(
+                    sa.text(f"SELECT count(*) FROM {table.name}")
+                ).scalar_one()
+                for erp in config.sources.erp
+                for table in erp.tables
+            }
     finally:
         engine.dispose()
 
 
 def _served_readings(plant) -> int:
-    """Values the simulator serves: every historized tag at every sample, and one snapshot (SerialNumber) per machine."""
+    """Values the simulator serves: every historized tag at every sample, and one snapshot
+    (SerialNumber) per machine."""
     return len(plant.machines) * len(TAGS) * len(plant.timestamps) + len(plant.machines)
 
 
@@ -142,8 +154,13 @@ def _start_together(config_path: Path, env: dict[str, str], folder: Path, count:
     for number in range(count):
         ready, result = folder / f"ready-{number}", folder / f"result-{number}.json"
         log = (folder / f"run-{number}.log").open("wb")
-        process = subprocess.Popen([sys.executable, str(RUNNER), str(config_path), str(ready), str(barrier), str(result)],
-                                   cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, str(RUNNER), str(config_path), str(ready), str(barrier), str(result)],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         runs.append((process, ready, result, log))
     try:
         deadline = time.monotonic() + 180  # bounded: both have loaded Dagster and the definitions
@@ -172,13 +189,16 @@ def _start_together(config_path: Path, env: dict[str, str], folder: Path, count:
     return summaries
 
 
-def test_two_refresh_runs_started_at_once_land_nothing_twice(tmp_path: Path, demo_sources: dict, plant,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_two_refresh_runs_started_at_once_land_nothing_twice(
+    tmp_path: Path, demo_sources: dict, plant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # a second copy of the same files, for a single run on a lake of its own: the numbers to match
     reference_sources = tmp_path / "reference_sources"
     shutil.copytree(demo_sources["sources"], reference_sources)
     shared_env = _env_for(tmp_path / "lake", demo_sources["sources"], demo_sources["erp_url"], demo_sources["endpoint"])
-    reference_env = _env_for(tmp_path / "reference_lake", reference_sources, demo_sources["erp_url"], demo_sources["endpoint"])
+    reference_env = _env_for(
+        tmp_path / "reference_lake", reference_sources, demo_sources["erp_url"], demo_sources["endpoint"]
+    )
 
     # 1. two runs on one fresh lake, released together
     first, second = _start_together(REPO / "plantlake.yaml", shared_env, tmp_path / "overlap")
@@ -205,8 +225,11 @@ def test_two_refresh_runs_started_at_once_land_nothing_twice(tmp_path: Path, dem
     # ... and every table holds what one run alone lands on a fresh lake
     reference_config = _point(monkeypatch, reference_env)
     with dg.instance_for_test() as instance:
-        alone = build_definitions(reference_config).resolve_job_def("refresh_all").execute_in_process(
-            run_config=QUIET, instance=instance, raise_on_error=False)  # fmt: skip
+        alone = (
+            build_definitions(reference_config)
+            .resolve_job_def("refresh_all")
+            .execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False)
+        )
     assert alone.success
     assert counts == _row_counts(Lake(reference_config.lake.root))
 
@@ -224,13 +247,16 @@ def test_two_refresh_runs_started_at_once_land_nothing_twice(tmp_path: Path, dem
 def _new_supplier_file(source_folder: Path) -> Path:
     """A delivery that arrives on the failing night: one new lot, in acme's CSV layout."""
     path = source_folder / "suppliers" / "acme" / "lieferung_nachtrag.csv"
-    path.write_bytes("Charge;Werkstoff;Lieferant;Menge kg;Lieferdatum;Zeugnis\r\n"
-                     "LOT-AC-9999;C45;Acme Stahlhandel GmbH;1234,5;01.01.2026;3.1 EN 10204 Nr. 99999\r\n".encode("cp1252"))  # fmt: skip
+    path.write_bytes(
+        "Charge;Werkstoff;Lieferant;Menge kg;Lieferdatum;Zeugnis\r\n"
+        "LOT-AC-9999;C45;Acme Stahlhandel GmbH;1234,5;01.01.2026;3.1 EN 10204 Nr. 99999\r\n".encode("cp1252")
+    )
     return path
 
 
-def test_an_unreachable_erp_leaves_the_rest_of_the_night_fresh_and_published(tmp_path: Path, demo_sources: dict,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_an_unreachable_erp_leaves_the_rest_of_the_night_fresh_and_published(
+    tmp_path: Path, demo_sources: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     good_env = _env_for(tmp_path / "lake", demo_sources["sources"], demo_sources["erp_url"], demo_sources["endpoint"])
     config = _point(monkeypatch, good_env)
     lake = Lake(config.lake.root)
@@ -241,8 +267,13 @@ def test_an_unreachable_erp_leaves_the_rest_of_the_night_fresh_and_published(tmp
         # night 1: everything works
         good = refresh_and_publish(build_definitions(config), instance)
         assert good.success
-        good_refresh = {name: state.current(lake.table(*name.split(".")))[state.LAST_GOOD_REFRESH]
-                        for name in [*(f"{layer}.{t}" for t in erp_tables for layer in ("bronze", "silver")), "gold.machine_hour_features"]}  # fmt: skip
+        good_refresh = {
+            name: state.current(lake.table(*name.split(".")))[state.LAST_GOOD_REFRESH]
+            for name in [
+                *(f"{layer}.{t}" for t in erp_tables for layer in ("bronze", "silver")),
+                "gold.machine_hour_features",
+            ]
+        }
         before = _row_counts(lake)
         gold_version = delta.open_table(lake.table("gold", "machine_hour_features")).version()
         for published in (lake.catalog_file, index):
@@ -259,9 +290,16 @@ def test_an_unreachable_erp_leaves_the_rest_of_the_night_fresh_and_published(tmp
         failed = {event.step_key for event in night.refresh.all_events if event.event_type_value == "STEP_FAILURE"}
         assert failed == {f"bronze__{name}" for name in erp_tables}, "only the ERP's own steps fail"
         refreshed = _materialized(night.refresh)
-        for key in ("bronze/plant_readings", "silver/sensor_readings", "bronze/plc_events",
-                    "bronze/cnc_events", "silver/machine_events", "bronze/acme_rows", "bronze/stahlwerk_rows",
-                    "silver/material_lots"):  # fmt: skip
+        for key in (
+            "bronze/plant_readings",
+            "silver/sensor_readings",
+            "bronze/plc_events",
+            "bronze/cnc_events",
+            "silver/machine_events",
+            "bronze/acme_rows",
+            "bronze/stahlwerk_rows",
+            "silver/material_lots",
+        ):
             assert key in refreshed, f"{key} was not refreshed on the night the ERP failed"
         assert not any(key.startswith(("bronze/erp_", "silver/erp_")) for key in refreshed)
         after = _row_counts(lake)
@@ -285,15 +323,27 @@ def test_an_unreachable_erp_leaves_the_rest_of_the_night_fresh_and_published(tmp
             assert merged["freshness"] == "stale", name
             assert merged["last_error"] == f"not refreshed: bronze.{name} is stale"
             for row, layer in ((landed, "bronze"), (merged, "silver")):
-                assert row["last_good_refresh"] == datetime.fromisoformat(good_refresh[f"{layer}.{name}"]), (layer, name)
+                assert row["last_good_refresh"] == datetime.fromisoformat(good_refresh[f"{layer}.{name}"]), (
+                    layer,
+                    name,
+                )
         gold = catalog["gold.machine_hour_features"]
         assert gold["freshness"] == "stale"
         assert gold["last_error"] == f"not refreshed: silver.{config.gold.production_orders} is stale"
         assert gold["last_good_refresh"] == datetime.fromisoformat(good_refresh["gold.machine_hour_features"])
         assert gold["row_count"] == before["gold.machine_hour_features"]
-        for name in ("bronze.plant_readings", "bronze.plant_tags", "silver.sensor_readings", "silver.opcua_tags",
-                     "bronze.plc_events", "bronze.cnc_events", "silver.machine_events", "bronze.acme_rows",
-                     "bronze.stahlwerk_rows", "silver.material_lots"):  # fmt: skip
+        for name in (
+            "bronze.plant_readings",
+            "bronze.plant_tags",
+            "silver.sensor_readings",
+            "silver.opcua_tags",
+            "bronze.plc_events",
+            "bronze.cnc_events",
+            "silver.machine_events",
+            "bronze.acme_rows",
+            "bronze.stahlwerk_rows",
+            "silver.material_lots",
+        ):
             assert (catalog[name]["freshness"], catalog[name]["last_error"]) == ("fresh", None), name
         assert catalog["silver.material_lots"]["row_count"] == after["silver.material_lots"]
 
@@ -307,8 +357,14 @@ def test_an_unreachable_erp_leaves_the_rest_of_the_night_fresh_and_published(tmp
 def _single_source_config(tmp_path: Path, kind: str, **replace: str) -> Path:
     """The repo's YAML with only `sources.<kind>`, the lake under tmp_path; `replace` substitutes ${VARS}."""
     raw = yaml.safe_load((REPO / "plantlake.yaml").read_text(encoding="utf-8"))
-    text = yaml.safe_dump({"lake": {"root": str(tmp_path / "lake")}, "schedule": raw["schedule"],
-                           "sources": {kind: raw["sources"][kind]}}, sort_keys=False)  # fmt: skip
+    text = yaml.safe_dump(
+        {
+            "lake": {"root": str(tmp_path / "lake")},
+            "schedule": raw["schedule"],
+            "sources": {kind: raw["sources"][kind]},
+        },
+        sort_keys=False,
+    )
     for old, new in replace.items():
         text = text.replace(old, new)
     path = tmp_path / f"{kind}_only.yaml"
@@ -323,7 +379,9 @@ def _night_without_gold(config_path: Path) -> tuple[PlantlakeConfig, dict[str, d
     assert GOLD not in graph.get_all_asset_keys()
     with dg.instance_for_test() as instance:
         night = refresh_and_publish(definitions, instance)
-        assert night.refresh.success, [e.step_key for e in night.refresh.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert night.refresh.success, [
+            e.step_key for e in night.refresh.all_events if e.event_type_value == "STEP_FAILURE"
+        ]
         assert night.publish is None  # the refresh published the catalog and the Data Docs itself
         assert {"catalog", "data_docs"} <= _materialized(night.refresh)
     lake = Lake(config.lake.root)
@@ -345,7 +403,10 @@ def test_an_erp_only_configuration_finishes_green(tmp_path: Path, postgres_url: 
     for name, rows in expected.items():
         assert catalog[f"silver.{name}"]["row_count"] == rows, name
         assert catalog[f"silver.{name}"]["freshness"] == "fresh"
-        assert catalog[f"silver.{name}"]["quality_status"] == "passed", (name, catalog[f"silver.{name}"]["quality_status"])
+        assert catalog[f"silver.{name}"]["quality_status"] == "passed", (
+            name,
+            catalog[f"silver.{name}"]["quality_status"],
+        )
 
 
 def test_a_supplier_only_configuration_finishes_green(tmp_path: Path, plant, monkeypatch) -> None:
@@ -354,7 +415,10 @@ def test_a_supplier_only_configuration_finishes_green(tmp_path: Path, plant, mon
     config, catalog = _night_without_gold(_single_source_config(tmp_path, "suppliers"))
     assert [source.name for source in config.sources.suppliers] == ["acme", "stahlwerk"]
     assert {name for name in catalog if name.startswith(("bronze.", "silver."))} == {
-        "bronze.acme_rows", "bronze.stahlwerk_rows", "silver.material_lots"}  # fmt: skip
+        "bronze.acme_rows",
+        "bronze.stahlwerk_rows",
+        "silver.material_lots",
+    }
     assert catalog["silver.material_lots"]["row_count"] > 0
     assert catalog["silver.material_lots"]["freshness"] == "fresh"
     assert catalog["meta.supplier_files"]["row_count"] == len(written["suppliers"])
@@ -372,26 +436,28 @@ def _record_rejection(lake: Lake, who: str) -> None:
     quarantine.write(lake, [quarantine.Rejection(f"silver.from_{who}", "parse", "unreadable", {"raw": who})], who)
 
 
-@pytest.mark.parametrize(("writer", "table"), [(_record_result, "meta.quality_results"), (_record_rejection, "quarantine.rows")])
+@pytest.mark.parametrize(
+    ("writer", "table"), [(_record_result, "meta.quality_results"), (_record_rejection, "quarantine.rows")]
+)
 def test_two_first_writes_to_a_shared_table_both_land(tmp_path: Path, writer, table: str) -> None:
     """The quarantine and meta tables are written by many steps without a table lock (`lake.delta`:
     "retry a lost commit race"). On a fresh lake, the first two writers can both find no table
     and both create it, as two overlapping runs (test 1) do in their first steps. Threads race
     the same code as processes, and cheaply enough to try many fresh lakes."""
     lost: list[str] = []
+
+    def write(who: str, lake: Lake, barrier: threading.Barrier, errors: list[str]) -> None:
+        barrier.wait()
+        try:
+            writer(lake, who)
+        except Exception as error:
+            errors.append(f"{who}: {type(error).__name__}: {error}")
+
     for trial in range(100):
         lake = Lake(tmp_path / f"lake{trial}")
         barrier = threading.Barrier(2)
         errors: list[str] = []
-
-        def write(who: str) -> None:
-            barrier.wait()
-            try:
-                writer(lake, who)
-            except Exception as error:  # noqa: BLE001 - reported below
-                errors.append(f"{who}: {type(error).__name__}: {error}")
-
-        threads = [threading.Thread(target=write, args=(who,)) for who in ("a", "b")]
+        threads = [threading.Thread(target=write, args=(who, lake, barrier, errors)) for who in ("a", "b")]
         for thread in threads:
             thread.start()
         for thread in threads:

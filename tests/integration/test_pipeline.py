@@ -10,10 +10,10 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from pipelines.config import load_config
-from pipelines.factory import build_definitions
-from pipelines.runs import refresh_and_publish
-from simulator.__main__ import generate_sources
+from plantlake.config import load_config
+from plantlake.pipelines.factory import build_definitions
+from plantlake.pipelines.runs import refresh_and_publish
+from plantlake.simulator.__main__ import generate_sources
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
@@ -21,7 +21,9 @@ REPO = Path(__file__).parents[2]
 
 def _row_counts(catalog: Path) -> dict[str, int]:
     with duckdb.connect(str(catalog), read_only=True) as connection:
-        return dict(connection.execute("select qualified_name, row_count from catalog where layer <> 'meta'").fetchall())
+        return dict(
+            connection.execute("select qualified_name, row_count from catalog where layer <> 'meta'").fetchall()
+        )
 
 
 @pytest.fixture
@@ -44,7 +46,9 @@ def test_refresh_all_lands_every_source_kind_in_gold_and_reruns_without_duplicat
         result = night.refresh
         failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
         # the one failure expected: the supplier file with the row that went to quarantine (a warning)
-        assert [(e.asset_key.to_user_string(), e.check_name) for e in failed_checks] == [("bronze/acme_rows", "files_clean")]
+        assert [(e.asset_key.to_user_string(), e.check_name) for e in failed_checks] == [
+            ("bronze/acme_rows", "files_clean")
+        ]
         assert failed_checks[0].metadata["files"].value[0]["rows_quarantined"] == 1
 
         catalog = config.lake.root / "catalog.duckdb"
@@ -88,7 +92,13 @@ def test_the_workspace_validates(tmp_path: Path) -> None:
     dagster = Path(sys.executable).with_name("dagster")
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    completed = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO,
-                               capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    completed = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "plantlake" in completed.stdout + completed.stderr

@@ -12,6 +12,7 @@ import shutil
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openpyxl
@@ -19,8 +20,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from connectors.opcua_stream import read_history_blocking
-from simulator.clock import (
+from plantlake.connectors.opcua_stream import read_history_blocking
+from plantlake.simulator.clock import (
     NightChanges,
     PlantClock,
     expected_erp_rows,
@@ -28,8 +29,8 @@ from simulator.clock import (
     expected_material_lots,
     expected_sensor_readings,
 )
-from simulator.erp import metadata
-from simulator.process import free_port
+from plantlake.simulator.erp import metadata
+from plantlake.simulator.process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +38,20 @@ ANCHOR0 = datetime(2026, 1, 10, tzinfo=UTC)  # fixed: nothing the clock writes d
 _SYSLOG = re.compile(r"^<\d+>1 (\S+) (\S+) plc \d+ (\S+) - ")
 
 
-def _clock(folder: Path, erp_url: str | None = None, **fields: object) -> PlantClock:
+def _clock(folder: Path, erp_url: str | None = None, **fields: Any) -> PlantClock:
     """A small plant: 2 lines of 2 machines, 5-minute samples, a day of history, logs rotated every 2nd night."""
-    return PlantClock(seed=7, lines=2, machines_per_line=2, history_days=1, sample_seconds=300, anchor0=ANCHOR0,
-                      output=folder, erp_url=erp_url, rotate_every=2, **fields)  # type: ignore[arg-type]  # fmt: skip
+    return PlantClock(
+        seed=7,
+        lines=2,
+        machines_per_line=2,
+        history_days=1,
+        sample_seconds=300,
+        anchor0=ANCHOR0,
+        output=folder,
+        erp_url=erp_url,
+        rotate_every=2,
+        **fields,
+    )
 
 
 def _erp(url: str) -> dict[str, dict[object, dict]]:
@@ -58,15 +69,21 @@ def _erp(url: str) -> dict[str, dict[object, dict]]:
 
 
 def _as_keyed(rows: dict[str, list[dict]]) -> dict[str, dict[object, dict]]:
-    return {name: {row[metadata.tables[name].primary_key.columns.values()[0].name]: row for row in table_rows}
-            for name, table_rows in rows.items()}  # fmt: skip
+    return {
+        name: {row[metadata.tables[name].primary_key.columns.values()[0].name]: row for row in table_rows}
+        for name, table_rows in rows.items()
+    }
 
 
 def _diff(before: dict[str, dict], after: dict[str, dict]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     inserted, updated, deleted = {}, {}, {}
     for name in after:
         old, new = before[name], after[name]
-        counts = (len(new.keys() - old.keys()), sum(old[k] != new[k] for k in old.keys() & new.keys()), len(old.keys() - new.keys()))
+        counts = (
+            len(new.keys() - old.keys()),
+            sum(old[k] != new[k] for k in old.keys() & new.keys()),
+            len(old.keys() - new.keys()),
+        )
         for found, count in zip((inserted, updated, deleted), counts, strict=True):
             if count:
                 found[name] = count
@@ -75,8 +92,11 @@ def _diff(before: dict[str, dict], after: dict[str, dict]) -> tuple[dict[str, in
 
 def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
     """Every file below `folder`: its bytes and its modification time."""
-    return {path.relative_to(folder).as_posix(): (path.read_bytes(), path.stat().st_mtime_ns)
-            for path in sorted(folder.rglob("*")) if path.is_file()}  # fmt: skip
+    return {
+        path.relative_to(folder).as_posix(): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _log_events(logs: Path, hosts: dict[str, str]) -> Counter:
@@ -106,7 +126,10 @@ def _lots_in(path: Path) -> dict[str, tuple[str, str, float]]:
     if path.suffix == ".csv":
         rows = list(csv.reader(io.StringIO(path.read_bytes().decode("cp1252")), delimiter=";"))[1:]
     else:
-        rows = [list(row) for row in openpyxl.load_workbook(path, read_only=True)["Lots"].iter_rows(min_row=2, values_only=True)]
+        rows = [
+            list(row)
+            for row in openpyxl.load_workbook(path, read_only=True)["Lots"].iter_rows(min_row=2, values_only=True)
+        ]
     lots = {}
     for lot_id, material, supplier, quantity, *_ in rows:
         try:
@@ -127,15 +150,23 @@ def _check_erp(clock: PlantClock, changes: NightChanges, before: dict[str, dict]
     """The database moved exactly as reported, as the clock expects, and still makes sense."""
     after = _erp(clock.erp_url)
     assert _diff(before, after) == (changes.erp_inserted, changes.erp_updated, changes.erp_deleted)
-    assert {"production_orders", "work_orders", "stock_moves"} <= changes.erp_inserted.keys() & changes.erp_updated.keys()
+    assert {
+        "production_orders",
+        "work_orders",
+        "stock_moves",
+    } <= changes.erp_inserted.keys() & changes.erp_updated.keys()
     assert changes.erp_updated.keys() & {"customers", "products"} and changes.erp_deleted["production_orders"] >= 1
     assert after == _as_keyed(expected_erp_rows(clock))
     start, end = day.replace(tzinfo=None), (day + timedelta(days=1)).replace(tzinfo=None)
     for name in changes.erp_updated:  # every changed row carries the new day in updated_at
-        bumped = [row["updated_at"] for key, row in after[name].items() if key in before[name] and row != before[name][key]]
+        bumped = [
+            row["updated_at"] for key, row in after[name].items() if key in before[name] and row != before[name][key]
+        ]
         assert all(start < stamp <= end for stamp in bumped), name
     old, orders = before["production_orders"], after["production_orders"]
-    assert {old[key]["status"] for key in old.keys() - orders.keys()} == {"planned"}  # never ran: nothing refers to them
+    assert {old[key]["status"] for key in old.keys() - orders.keys()} == {
+        "planned"
+    }  # never ran: nothing refers to them
     newest_before = max(row["updated_at"] for row in old.values())
     late = [row for key, row in orders.items() if key not in old and row["updated_at"] < newest_before]
     assert len(late) == changes.late_rows == 1 and late[0]["updated_at"] >= newest_before - timedelta(minutes=30)
@@ -152,20 +183,29 @@ def _check_erp(clock: PlantClock, changes: NightChanges, before: dict[str, dict]
 
 def _delivered(clock: PlantClock, changes: NightChanges) -> set[tuple[str, tuple]]:
     """(lot, its values) in the night's new deliveries (not its re-sends)."""
-    return {(lot, values) for path in changes.supplier_files if not re.search(r"_(korrektur|corrected)_", path)
-            for lot, values in _lots_in(clock.output / path).items()}  # fmt: skip
+    return {
+        (lot, values)
+        for path in changes.supplier_files
+        if not re.search(r"_(korrektur|corrected)_", path)
+        for lot, values in _lots_in(clock.output / path).items()
+    }
 
 
-def _check_logs(clock: PlantClock, changes: NightChanges, lines_before: dict[str, int], live_before: dict[str, bytes],
-                day: datetime) -> None:  # fmt: skip
-    """The day's lines appended, rotated every 2nd night; the files hold the expected events, the alarms the anomalies."""
+def _check_logs(
+    clock: PlantClock, changes: NightChanges, lines_before: dict[str, int], live_before: dict[str, bytes], day: datetime
+) -> None:
+    """The day's lines appended, rotated every 2nd night; the files hold the expected events,
+    the alarms the anomalies."""
     logs = clock.output / "logs"
     assert changes.log_lines == {kind: _line_count(logs, kind) - lines_before[kind] for kind in ("plc", "cnc")}
     hosts = {machine.host: machine.machine_id for machine in clock.plant().machines}
     found, events = _log_events(logs, hosts), expected_machine_events(clock)
-    assert found == Counter(zip(*(events[name].to_pylist() for name in ("log", "machine_id", "timestamp", "code"))))
+    columns = (events[name].to_pylist() for name in ("log", "machine_id", "timestamp", "code"))
+    assert found == Counter(zip(*columns, strict=True))
     alarms = {(log, machine, moment) for log, machine, moment, code in found if code == "A-17" and moment >= day}
-    assert alarms == {(log, a.machine_id, a.start) for a in clock.plant().anomalies if a.start >= day for log in ("plc", "cnc")}
+    assert alarms == {
+        (log, a.machine_id, a.start) for a in clock.plant().anomalies if a.start >= day for log in ("plc", "cnc")
+    }
     if changes.night % 2:
         assert changes.rotated_logs == ()
         return
@@ -180,7 +220,9 @@ def _check_logs(clock: PlantClock, changes: NightChanges, lines_before: dict[str
 def _check_suppliers(clock: PlantClock, changes: NightChanges, lots_before: dict[str, tuple]) -> None:
     """New files only: a delivery of new lots, on nights 2 and 3 a corrected re-send newer than its original."""
     suppliers = clock.output / "suppliers"
-    assert sorted(p.relative_to(clock.output).as_posix() for p in suppliers.glob("*/*") if p.is_file()) == sorted(changes.supplier_files)
+    assert sorted(p.relative_to(clock.output).as_posix() for p in suppliers.glob("*/*") if p.is_file()) == sorted(
+        changes.supplier_files
+    )
     new = dict(_delivered(clock, changes))
     assert len(new) == changes.new_lots and not new.keys() & lots_before.keys()
     resent = [path for path in changes.supplier_files if re.search(r"_(korrektur|corrected)_", path)]
@@ -189,7 +231,9 @@ def _check_suppliers(clock: PlantClock, changes: NightChanges, lots_before: dict
         resend = clock.output / path
         original = resend.parent / "archive" / re.sub(r"_(korrektur|corrected)_\d+", "", resend.name)
         old, corrected = _lots_in(original), _lots_in(resend)
-        assert old.keys() == corrected.keys() and [lot for lot in old if old[lot] != corrected[lot]] == list(changes.corrected_lots)
+        assert old.keys() == corrected.keys() and [lot for lot in old if old[lot] != corrected[lot]] == list(
+            changes.corrected_lots
+        )
         assert resend.stat().st_mtime_ns > original.stat().st_mtime_ns
     _archive(suppliers)
     archived = sorted(suppliers.glob("*/archive/*"), key=lambda path: (path.stat().st_mtime_ns, path.name))
@@ -210,12 +254,18 @@ def test_each_night_changes_every_source_as_reported(tmp_path: Path) -> None:
 
         changes = clock.advance()
         day = ANCHOR0 + timedelta(days=night - 1)
-        assert (changes.night, changes.day) == (night, day.date()) and clock.anchor == clock.now == day + timedelta(days=1)
+        assert (changes.night, changes.day) == (night, day.date()) and clock.anchor == clock.now == day + timedelta(
+            days=1
+        )
         _check_erp(clock, changes, erp_before, day)
         _check_logs(clock, changes, lines_before, live_before, day)
         _check_suppliers(clock, changes, lots_before)
-        dated = [path for folder in ("logs", "suppliers") for path in (clock.output / folder).rglob("*") if path.is_file()]
-        assert max(path.stat().st_mtime for path in dated) <= clock.now.timestamp()  # written in simulated time: settled at `now`
+        dated = [
+            path for folder in ("logs", "suppliers") for path in (clock.output / folder).rglob("*") if path.is_file()
+        ]
+        assert (
+            max(path.stat().st_mtime for path in dated) <= clock.now.timestamp()
+        )  # written in simulated time: settled at `now`
         assert changes.sensor_values == expected_sensor_readings(clock).num_rows - readings_before == 4 * 5 * 288
 
 
@@ -225,13 +275,19 @@ def test_an_idle_night_changes_nothing_and_the_next_night_goes_on(tmp_path: Path
     for _ in range(3):
         clock.advance()
     erp, files, anchor = _erp(clock.erp_url), _files(clock.output), clock.anchor
-    readings, lots, events = expected_sensor_readings(clock), expected_material_lots(clock), expected_machine_events(clock)
+    readings, lots, events = (
+        expected_sensor_readings(clock),
+        expected_material_lots(clock),
+        expected_machine_events(clock),
+    )
 
     idle = clock.advance(changes=False)  # night 4: a rotation night, too
     assert not idle.changed and idle.night == 4 and clock.idle_nights == {4}
     assert _erp(clock.erp_url) == erp
     assert _files(clock.output) == files  # logs, supplier folders, the ERP's file: same names, bytes and times
-    assert clock.anchor == anchor and clock.now == anchor + timedelta(days=1)  # the calendar moves, the history does not
+    assert clock.anchor == anchor and clock.now == anchor + timedelta(
+        days=1
+    )  # the calendar moves, the history does not
     assert expected_sensor_readings(clock).equals(readings)
     assert expected_material_lots(clock) == lots and expected_machine_events(clock).equals(events)
 
@@ -240,7 +296,9 @@ def test_an_idle_night_changes_nothing_and_the_next_night_goes_on(tmp_path: Path
     assert night.changed and night.day == (ANCHOR0 + timedelta(days=4)).date() and clock.anchor == clock.now
     after = _erp(clock.erp_url)
     orders = after["production_orders"]
-    late = [row for key, row in orders.items() if key not in erp["production_orders"] and row["updated_at"] < newest_before]
+    late = [
+        row for key, row in orders.items() if key not in erp["production_orders"] and row["updated_at"] < newest_before
+    ]
     assert len(late) == 1 and late[0]["updated_at"] >= newest_before - timedelta(minutes=30)
     gap = (ANCHOR0 + timedelta(days=3), ANCHOR0 + timedelta(days=4))
     stamps = expected_sensor_readings(clock)["timestamp"].to_pylist()
@@ -253,8 +311,9 @@ def test_an_idle_night_changes_nothing_and_the_next_night_goes_on(tmp_path: Path
 
 
 def _served(endpoint: str, clock: PlantClock) -> dict[tuple[str, str, datetime], tuple[float, int]]:
-    tags, batches = read_history_blocking(endpoint, ["2:Plant"], ANCHOR0 - timedelta(days=30), clock.now,
-                                          exclude=["*/SerialNumber"])  # fmt: skip
+    _tags, batches = read_history_blocking(
+        endpoint, ["2:Plant"], ANCHOR0 - timedelta(days=30), clock.now, exclude=["*/SerialNumber"]
+    )
     served = {}
     for row in pa.Table.from_batches(list(batches)).to_pylist():
         value = row["value"] if row["value"] is not None else float(row["value_int"])
@@ -271,7 +330,9 @@ def test_the_history_of_earlier_nights_never_changes(tmp_path: Path) -> None:
         for machine in later.machines:
             old, new = earlier.signals(machine), later.signals(machine)
             for tag in later.tags:
-                assert np.array_equal(new[tag][0][shared], old[tag][0]) and np.array_equal(new[tag][1][shared], old[tag][1])
+                assert np.array_equal(new[tag][0][shared], old[tag][0]) and np.array_equal(
+                    new[tag][1][shared], old[tag][1]
+                )
         assert set(earlier.anomalies) <= set(later.anomalies)
 
     first = _clock(tmp_path / "sources", night=1)  # served: night 1's server and night 5's agree on night 1's history
@@ -282,8 +343,12 @@ def test_the_history_of_earlier_nights_never_changes(tmp_path: Path) -> None:
     assert before and {key: after[key] for key in before} == before
     expected = expected_sensor_readings(clock)
     assert len(after) == expected.num_rows == 4 * 5 * 288 * 5  # the first day, nights 1, 2, 4 and 5; night 3 was idle
-    assert all(after[m, t, s] == (v, c) for m, t, s, v, c in zip(*(expected[n].to_pylist() for n in
-               ("machine_id", "tag", "timestamp", "value", "status_code")), strict=True))  # fmt: skip
+    assert all(
+        after[m, t, s] == (v, c)
+        for m, t, s, v, c in zip(
+            *(expected[n].to_pylist() for n in ("machine_id", "tag", "timestamp", "value", "status_code")), strict=True
+        )
+    )
     assert max(s for _, _, s in after) == clock.anchor - timedelta(seconds=300)
 
 

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from assets.suppliers import build_silver, files_accounted, load_bronze
-from lake import delta, file_registry
-from lake.layout import Lake
-from pipelines.config import PlantlakeConfig, parse_config
+from plantlake.assets.suppliers import build_silver, files_accounted, load_bronze
+from plantlake.config import PlantlakeConfig, parse_config
+from plantlake.lake import delta, file_registry
+from plantlake.lake.layout import Lake
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +33,25 @@ COLUMNS = {
 }
 SOURCES = [
     {"name": "auto_csv", "path": "drop/auto_csv", "glob": "*.csv", "format": "csv", "csv": {"date_format": "%d.%m.%Y"}},
-    {"name": "strict_csv", "path": "drop/strict_csv", "glob": "*.csv", "format": "csv",
-     "csv": {"delimiter": ";", "encoding": "utf-8", "decimal": ",", "date_format": "%d.%m.%Y"}},
+    {
+        "name": "strict_csv",
+        "path": "drop/strict_csv",
+        "glob": "*.csv",
+        "format": "csv",
+        "csv": {"delimiter": ";", "encoding": "utf-8", "decimal": ",", "date_format": "%d.%m.%Y"},
+    },
     {"name": "sheets", "path": "drop/sheets", "glob": "*.xlsx", "format": "xlsx", "sheet": "Lots"},
     {"name": "portal", "path": "drop/portal", "glob": "*.json", "format": "json"},
     {"name": "stream", "path": "drop/stream", "glob": "*.jsonl", "format": "jsonl"},
     {"name": "columnar", "path": "drop/columnar", "glob": "*.parquet", "format": "parquet"},
-]  # fmt: skip
+]
 
 
 def _config(root: Path, sources: list[dict]) -> PlantlakeConfig:
-    document = {"lake": {"root": "lake"},
-                "sources": {"suppliers": [{**source, "key": ["lot_id"], "columns": COLUMNS} for source in sources]}}
+    document = {
+        "lake": {"root": "lake"},
+        "sources": {"suppliers": [{**source, "key": ["lot_id"], "columns": COLUMNS} for source in sources]},
+    }
     return parse_config(yaml.safe_dump(document, sort_keys=False), root)
 
 
@@ -52,7 +59,9 @@ HEADER = ["Charge", "Werkstoff", "Menge kg", "Lieferdatum"]
 
 
 def _lots(tag: str, count: int = 3) -> list[tuple[str, str, Decimal, date]]:
-    return [(f"{tag}-{i}", f"Stahl Güte C4{i}", Decimal(f"{1000 + i}.{i:03d}"), date(2026, 1, 1 + i)) for i in range(count)]
+    return [
+        (f"{tag}-{i}", f"Stahl Güte C4{i}", Decimal(f"{1000 + i}.{i:03d}"), date(2026, 1, 1 + i)) for i in range(count)
+    ]
 
 
 def _csv_text(rows: list[tuple], delimiter: str = ";", comma: bool = True, header: list[str] = HEADER) -> str:
@@ -61,7 +70,9 @@ def _csv_text(rows: list[tuple], delimiter: str = ";", comma: bool = True, heade
         return text.replace(",", "X").replace(".", ",").replace("X", ".") if comma else f"{value:.3f}"
 
     lines = [delimiter.join(header)]
-    lines += [delimiter.join([lot, material, number(qty), day.strftime("%d.%m.%Y")]) for lot, material, qty, day in rows]
+    lines += [
+        delimiter.join([lot, material, number(qty), day.strftime("%d.%m.%Y")]) for lot, material, qty, day in rows
+    ]
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -94,46 +105,138 @@ def _xlsx(rows: list[list], sheet: str = "Lots") -> Callable[[Path], None]:
 
 def _parquet(path: Path) -> None:
     lots = _lots("PQ")
-    pq.write_table(pa.table({"Charge": [lot[0] for lot in lots], "Werkstoff": [lot[1] for lot in lots],
-                             "Menge kg": pa.array([lot[2] for lot in lots], pa.decimal128(10, 3)),
-                             "Lieferdatum": [lot[3] for lot in lots]}), path)  # fmt: skip
+    pq.write_table(
+        pa.table(
+            {
+                "Charge": [lot[0] for lot in lots],
+                "Werkstoff": [lot[1] for lot in lots],
+                "Menge kg": pa.array([lot[2] for lot in lots], pa.decimal128(10, 3)),
+                "Lieferdatum": [lot[3] for lot in lots],
+            }
+        ),
+        path,
+    )
 
 
 def _json_records(tag: str) -> list[dict]:
-    return [{"Charge": lot, "Werkstoff": material, "Menge kg": float(qty), "Lieferdatum": day.isoformat()}
-            for lot, material, qty, day in _lots(tag)]  # fmt: skip
+    return [
+        {"Charge": lot, "Werkstoff": material, "Menge kg": float(qty), "Lieferdatum": day.isoformat()}
+        for lot, material, qty, day in _lots(tag)
+    ]
 
 
-BAD_VALUES = _csv_text(_lots("BV", 2)) + "BV-8;C45;k.A.;01.01.2026\r\n;C45;5,000;02.01.2026\r\nBV-9;C45;7,000;32.13.2026\r\n"
+BAD_VALUES = (
+    _csv_text(_lots("BV", 2)) + "BV-8;C45;k.A.;01.01.2026\r\n;C45;5,000;02.01.2026\r\nBV-9;C45;7,000;32.13.2026\r\n"
+)
 CASES = [
-    Case("auto_csv", "utf8_comma.csv", _write(_csv_text(_lots("U8"), ",", comma=False).replace("Güte", "Güte"), "utf-8"), "loaded", 3),
+    Case(
+        "auto_csv",
+        "utf8_comma.csv",
+        _write(_csv_text(_lots("U8"), ",", comma=False).replace("Güte", "Güte"), "utf-8"),
+        "loaded",
+        3,
+    ),
     Case("auto_csv", "utf8_bom.csv", _write("\ufeff" + _csv_text(_lots("BOM")), "utf-8"), "loaded", 3),
-    Case("auto_csv", "cp1252_euro.csv", _write(_csv_text(_lots("CP")).replace("Stahl", "Stahl €"), "cp1252"), "loaded", 3),
+    Case(
+        "auto_csv", "cp1252_euro.csv", _write(_csv_text(_lots("CP")).replace("Stahl", "Stahl €"), "cp1252"), "loaded", 3
+    ),
     Case("auto_csv", "latin1.csv", _write(_csv_text(_lots("L1")).replace("C4", "Größe C4"), "latin-1"), "loaded", 3),
     Case("auto_csv", "utf16.csv", _write(_csv_text(_lots("U16")), "utf-16"), "loaded", 3),
     Case("auto_csv", "tabs.csv", _write(_csv_text(_lots("TAB"), "\t"), "utf-8"), "loaded", 3),
-    Case("auto_csv", "quoted.csv", _write(_csv_text(_lots("QU")).replace("Stahl Güte C40", '"Stahl; kalt, gewalzt"'), "utf-8"), "loaded", 3),
-    Case("auto_csv", "title_above.csv", _write("Lieferschein 4711;;;\r\nAcme GmbH;;;\r\n\r\n" + _csv_text(_lots("TI")), "cp1252"), "loaded", 3),
-    Case("auto_csv", "totals.csv", _write(_csv_text(_lots("TO")) + "Summe;;3.003,003;\r\n", "cp1252"), "loaded", 3, skipped=1),
-    Case("auto_csv", "blank_lines.csv", _write(_csv_text(_lots("BL")).replace("\r\nBL-1", "\r\n\r\n;;;\r\nBL-1"), "utf-8"), "loaded", 3, skipped=2),
-    Case("auto_csv", "truncated.csv", _write(_csv_text(_lots("TR")) + "TR-9;Stah", "utf-8"), "loaded_with_quarantine", 3, 1),
-    Case("auto_csv", "extra_fields.csv", _write(_csv_text(_lots("EX")) + "EX-9;C45;1,0;01.01.2026;surplus\r\n", "utf-8"), "loaded_with_quarantine", 3, 1),
+    Case(
+        "auto_csv",
+        "quoted.csv",
+        _write(_csv_text(_lots("QU")).replace("Stahl Güte C40", '"Stahl; kalt, gewalzt"'), "utf-8"),
+        "loaded",
+        3,
+    ),
+    Case(
+        "auto_csv",
+        "title_above.csv",
+        _write("Lieferschein 4711;;;\r\nAcme GmbH;;;\r\n\r\n" + _csv_text(_lots("TI")), "cp1252"),
+        "loaded",
+        3,
+    ),
+    Case(
+        "auto_csv",
+        "totals.csv",
+        _write(_csv_text(_lots("TO")) + "Summe;;3.003,003;\r\n", "cp1252"),
+        "loaded",
+        3,
+        skipped=1,
+    ),
+    Case(
+        "auto_csv",
+        "blank_lines.csv",
+        _write(_csv_text(_lots("BL")).replace("\r\nBL-1", "\r\n\r\n;;;\r\nBL-1"), "utf-8"),
+        "loaded",
+        3,
+        skipped=2,
+    ),
+    Case(
+        "auto_csv",
+        "truncated.csv",
+        _write(_csv_text(_lots("TR")) + "TR-9;Stah", "utf-8"),
+        "loaded_with_quarantine",
+        3,
+        1,
+    ),
+    Case(
+        "auto_csv",
+        "extra_fields.csv",
+        _write(_csv_text(_lots("EX")) + "EX-9;C45;1,0;01.01.2026;surplus\r\n", "utf-8"),
+        "loaded_with_quarantine",
+        3,
+        1,
+    ),
     Case("auto_csv", "bad_values.csv", _write(BAD_VALUES, "cp1252"), "loaded_with_quarantine", 2, 3),
     Case("auto_csv", "empty.csv", _write("", "utf-8"), "rejected", reason="the file is empty"),
     Case("auto_csv", "header_only.csv", _write(";".join(HEADER) + "\r\n", "utf-8"), "loaded", 0),
-    Case("auto_csv", "wrong_header.csv", _write("Lot;Qty\r\nX;1\r\n", "utf-8"), "rejected", reason="missing ['Charge', 'Werkstoff', 'Menge kg', 'Lieferdatum']; expected"),
-    Case("strict_csv", "declared_utf8_but_cp1252.csv", _write(_csv_text(_lots("NU")), "cp1252"), "rejected", reason="not readable as utf-8"),
+    Case(
+        "auto_csv",
+        "wrong_header.csv",
+        _write("Lot;Qty\r\nX;1\r\n", "utf-8"),
+        "rejected",
+        reason="missing ['Charge', 'Werkstoff', 'Menge kg', 'Lieferdatum']; expected",
+    ),
+    Case(
+        "strict_csv",
+        "declared_utf8_but_cp1252.csv",
+        _write(_csv_text(_lots("NU")), "cp1252"),
+        "rejected",
+        reason="not readable as utf-8",
+    ),
     Case("strict_csv", "declared.csv", _write(_csv_text(_lots("DE")), "utf-8"), "loaded", 3),
-    Case("sheets", "title_totals.xlsx",
-         _xlsx([["Lieferung Stahlwerk Süd"], [], HEADER, *[[lot, m, float(q), d] for lot, m, q, d in _lots("XL")], [],
-                ["Gesamt", None, 3003.003, None]]), "loaded", 3, skipped=2),  # fmt: skip
+    Case(
+        "sheets",
+        "title_totals.xlsx",
+        _xlsx(
+            [
+                ["Lieferung Stahlwerk Süd"],
+                [],
+                HEADER,
+                *[[lot, m, float(q), d] for lot, m, q, d in _lots("XL")],
+                [],
+                ["Gesamt", None, 3003.003, None],
+            ]
+        ),
+        "loaded",
+        3,
+        skipped=2,
+    ),
     Case("sheets", "wrong_sheet.xlsx", _xlsx([HEADER], sheet="Tabelle1"), "rejected", reason="no sheet 'Lots'"),
     Case("portal", "array.json", _write(json.dumps(_json_records("JA")), "utf-8"), "loaded", 3),
     Case("portal", "wrapped.json", _write(json.dumps({"count": 3, "data": _json_records("JW")}), "utf-8"), "loaded", 3),
     Case("portal", "broken.json", _write('[{"Charge": "JB-1",', "utf-8"), "rejected", reason="not valid JSON"),
-    Case("stream", "lines.jsonl",
-         _write("\n".join(json.dumps(r) for r in _json_records("JL")) + "\n{not json}\n\n[1, 2]\n", "utf-8"),
-         "loaded_with_quarantine", 3, 2, skipped=1),  # fmt: skip
+    Case(
+        "stream",
+        "lines.jsonl",
+        _write("\n".join(json.dumps(r) for r in _json_records("JL")) + "\n{not json}\n\n[1, 2]\n", "utf-8"),
+        "loaded_with_quarantine",
+        3,
+        2,
+        skipped=1,
+    ),
     Case("columnar", "lots.parquet", _parquet, "loaded", 3),
 ]
 
@@ -170,7 +273,11 @@ def test_each_awkward_file_is_loaded_partly_quarantined_or_rejected_and_every_ro
         entry = registry[case.name]
         assert entry["status"] == case.status, (case.name, entry["reason"])
         assert entry["rows_loaded"] + entry["rows_quarantined"] == entry["rows_read"], case.name
-        assert (entry["rows_loaded"], entry["rows_quarantined"], entry["rows_skipped"]) == (case.loaded, case.quarantined, case.skipped), case.name
+        assert (entry["rows_loaded"], entry["rows_quarantined"], entry["rows_skipped"]) == (
+            case.loaded,
+            case.quarantined,
+            case.skipped,
+        ), case.name
         assert case.reason in (entry["reason"] or ""), (case.name, entry["reason"])
         moved = Path(entry["moved_to"])
         assert moved.exists() and not (tmp_path / "drop" / case.folder / case.name).exists(), case.name
@@ -178,7 +285,10 @@ def test_each_awkward_file_is_loaded_partly_quarantined_or_rejected_and_every_ro
         if case.status == "rejected":
             assert case.reason in Path(str(moved) + ".txt").read_text(encoding="utf-8")
     for source in config.sources.suppliers:
-        assert files_accounted(lake, source.name) == (True, {"files": sum(c.folder == source.name for c in CASES), "files_not_accounted": []})
+        assert files_accounted(lake, source.name) == (
+            True,
+            {"files": sum(c.folder == source.name for c in CASES), "files_not_accounted": []},
+        )
 
     lots = {row["lot_id"]: row for row in delta.read(lake.table("silver", "material_lots")).to_pylist()}
     assert lots["CP-1"]["material"] == "Stahl € Güte C41" and lots["CP-1"]["quantity_kg"] == Decimal("1001.001")
@@ -190,7 +300,10 @@ def test_each_awkward_file_is_loaded_partly_quarantined_or_rejected_and_every_ro
     assert "BOM-0" in lots and "U16-0" in lots and "TAB-2" in lots and "Summe" not in lots and "Gesamt" not in lots
     assert sum(1 for lot in lots if lot.startswith(("TI-", "BL-", "TR-", "EX-"))) == 12
 
-    quarantined = {(row["file"].rsplit("/", 1)[-1], row["row_key"], row["field"]): row for row in delta.read(lake.quarantine).to_pylist()}
+    quarantined = {
+        (row["file"].rsplit("/", 1)[-1], row["row_key"], row["field"]): row
+        for row in delta.read(lake.quarantine).to_pylist()
+    }
     assert quarantined[("bad_values.csv", "4", "Menge kg")]["value"] == "k.A."
     assert "'k.A.' is not a number" in quarantined[("bad_values.csv", "4", "Menge kg")]["reason"]
     assert quarantined[("bad_values.csv", "5", "Charge")]["reason"] == "required value is missing"
@@ -221,12 +334,20 @@ def test_a_renamed_copy_is_not_loaded_again_and_a_corrected_resend_is_a_new_vers
     assert not list(folder.glob("*.csv"))
 
     # a corrected file under the same name: new content, the next version, its values win in silver
-    corrected = BAD_VALUES.replace("BV-8;C45;k.A.", "BV-8;C45;8,500").replace(";C45;5,000", "BV-7;C45;5,000").replace("32.13.2026", "31.12.2026")
-    (folder / "lieferung.csv").write_bytes(corrected.replace("BV-0;Stahl Güte C40;1.000,000", "BV-0;C40;999,000").encode("cp1252"))
+    corrected = (
+        BAD_VALUES.replace("BV-8;C45;k.A.", "BV-8;C45;8,500")
+        .replace(";C45;5,000", "BV-7;C45;5,000")
+        .replace("32.13.2026", "31.12.2026")
+    )
+    (folder / "lieferung.csv").write_bytes(
+        corrected.replace("BV-0;Stahl Güte C40;1.000,000", "BV-0;C40;999,000").encode("cp1252")
+    )
     os.utime(folder / "lieferung.csv")
     stats = _run(config, lake, "run-3")["auto_csv"]
     assert (stats["files_loaded"], stats["rows_loaded"], stats["rows_quarantined"]) == (1, 5, 0)
-    versions = sorted((row["version"], row["status"]) for row in delta.read(file_registry.registry_path(lake)).to_pylist())
+    versions = sorted(
+        (row["version"], row["status"]) for row in delta.read(file_registry.registry_path(lake)).to_pylist()
+    )
     assert versions == [(1, "loaded_with_quarantine"), (2, "loaded")]
     lots = {row["lot_id"]: row for row in delta.read(lake.table("silver", "material_lots")).to_pylist()}
     assert lots["BV-0"]["quantity_kg"] == Decimal("999.000") and lots["BV-8"]["quantity_kg"] == Decimal("8.500")
@@ -234,7 +355,8 @@ def test_a_renamed_copy_is_not_loaded_again_and_a_corrected_resend_is_a_new_vers
 
 
 def test_number_marks_are_detected_per_file_and_units_converted(tmp_path: Path) -> None:
-    config = parse_config("""
+    config = parse_config(
+        """
 lake: {root: lake}
 sources:
   suppliers:
@@ -246,11 +368,13 @@ sources:
       columns:
         lot: {name: lot_id, required: true}
         grams: {name: quantity_kg, type: decimal, scale: 3, factor: 0.001, unit: kg}
-""", tmp_path)  # fmt: skip
+""",
+        tmp_path,
+    )
     lake = Lake(config.lake.root)
     (tmp_path / "drop").mkdir()
     (tmp_path / "drop" / "eu.csv").write_bytes("lot;grams\nA;1.234.567,8\nB;12,5\n".encode("cp1252"))
-    (tmp_path / "drop" / "us.csv").write_bytes(b"lot,grams\nC,\"1,234,567.8\"\nD,12.5\n")
+    (tmp_path / "drop" / "us.csv").write_bytes(b'lot,grams\nC,"1,234,567.8"\nD,12.5\n')
     load_bronze(lake, config.sources.suppliers[0], "run-1")
     rows = {row["lot_id"]: row["quantity_kg"] for row in delta.read(lake.table("bronze", "grams_rows")).to_pylist()}
     assert rows == {"A": Decimal("1234.568"), "B": Decimal("0.013"), "C": Decimal("1234.568"), "D": Decimal("0.013")}

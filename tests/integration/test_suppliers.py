@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from assets.suppliers import build_silver, load_bronze
-from lake import delta
-from lake.layout import Lake
-from pipelines.config import parse_config
-from simulator.files import write_supplier_files
+from plantlake.assets.suppliers import build_silver, load_bronze
+from plantlake.config import parse_config
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
+from plantlake.simulator.files import write_supplier_files
 
 pytestmark = pytest.mark.integration
 
@@ -72,14 +72,22 @@ def test_bad_row_goes_to_quarantine_with_its_reason_while_good_rows_load(tmp_pat
         assert row["delivered_on"] == expected[lot_id].delivered_on
 
     [bad] = _quarantine(lake)
-    assert (bad["table_name"], bad["file"], bad["field"], bad["value"]) == ("bronze.acme_rows", str(csv_file), "Menge kg", "k.A.")
+    assert (bad["table_name"], bad["file"], bad["field"], bad["value"]) == (
+        "bronze.acme_rows",
+        str(csv_file),
+        "Menge kg",
+        "k.A.",
+    )
     assert bad["row_key"] == str(len([lot for lot in plant.lots if lot.lot_id.startswith("LOT-AC")]) + 2)
     assert "'k.A.' is not a number" in bad["reason"]
     assert (stats["acme"]["rows_read"], stats["acme"]["rows_quarantined"]) == (stats["acme"]["rows_loaded"] + 1, 1)
     assert stats["silver"].validation.success
     # both files were registered and moved to their archive
     assert not csv_file.exists() and not xlsx_file.exists()
-    assert len(list((csv_file.parent / "archive").iterdir())) == 1 and len(list((xlsx_file.parent / "archive").iterdir())) == 1
+    assert (
+        len(list((csv_file.parent / "archive").iterdir())) == 1
+        and len(list((xlsx_file.parent / "archive").iterdir())) == 1
+    )
 
 
 def test_a_wrong_header_is_rejected_whole_and_moved_aside_with_a_report(tmp_path: Path, plant) -> None:

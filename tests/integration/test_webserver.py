@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.process import free_port
+from plantlake.simulator.process import free_port
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
@@ -19,8 +19,11 @@ QUERY = """{ assetNodes { assetKey { path } groupName owners { ... on TeamAssetO
 
 
 def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -30,8 +33,13 @@ def test_webserver_serves_the_plantlake_location(tmp_path: Path) -> None:
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     webserver = Path(sys.executable).with_name("dagster-webserver")
-    process = subprocess.Popen([str(webserver), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO,
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        [str(webserver), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline, nodes = time.monotonic() + 120, None
         while time.monotonic() < deadline and nodes is None:
@@ -48,8 +56,19 @@ def test_webserver_serves_the_plantlake_location(tmp_path: Path) -> None:
         process.wait(timeout=30)
 
     by_key = {"/".join(node["assetKey"]["path"]): node for node in nodes}
-    assert {"gold/machine_hour_features", "silver/sensor_readings", "silver/machine_events", "silver/material_lots",
-            "silver/erp_production_orders", "bronze/plant_readings", "catalog", "data_docs"} <= set(by_key)  # fmt: skip
-    gold_checks = {check["name"]: check["blocking"] for check in by_key["gold/machine_hour_features"]["assetChecksOrError"]["checks"]}
+    assert {
+        "gold/machine_hour_features",
+        "silver/sensor_readings",
+        "silver/machine_events",
+        "silver/material_lots",
+        "silver/erp_production_orders",
+        "bronze/plant_readings",
+        "catalog",
+        "data_docs",
+    } <= set(by_key)
+    gold_checks = {
+        check["name"]: check["blocking"]
+        for check in by_key["gold/machine_hour_features"]["assetChecksOrError"]["checks"]
+    }
     assert gold_checks == {"expectations": True, "invariants": True}
     assert all(node["owners"] == [{"team": "data-engineering"}] for node in nodes)

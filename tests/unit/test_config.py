@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigError, load_config, parse_config, substitute_env
+from plantlake.config import ConfigError, load_config, parse_config, substitute_env
 
 pytestmark = pytest.mark.unit
 
@@ -60,11 +60,11 @@ def test_the_demo_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_missing_service_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     import conftest
 
-    from simulator.process import free_port
+    from plantlake.simulator.process import free_port
 
     monkeypatch.setitem(conftest.SERVICES, "Nothing", ("127.0.0.1", free_port(), "start it: nothing"))
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="Nothing is not reachable .* start it: nothing"):
+    with pytest.raises(pytest.skip.Exception, match=r"Nothing is not reachable .* start it: nothing"):
         conftest.require_service("Nothing")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true and Nothing is not reachable"):

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from quality import docs
-from quality.suites import Expect
+from plantlake.quality import docs
+from plantlake.quality.suites import Expect
 
 pytestmark = pytest.mark.unit
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lake import bronze, delta
-from lake.layout import Ingestion
+from plantlake.lake import bronze, delta
+from plantlake.lake.layout import Ingestion
 
 pytestmark = pytest.mark.unit
 
@@ -19,18 +19,26 @@ def _batches(rows: list[tuple[int, int | None, str]]):
 def test_landing_twice_adds_nothing_the_second_time(tmp_path: Path) -> None:
     path = tmp_path / "bronze" / "orders"
     rows = [(1, 10, "a"), (2, 10, "b"), (3, None, "c")]
-    first = bronze.land(path, _batches(rows), SCHEMA, ["id", "updated_at"], Ingestion.now("run-1"), "erp", {"watermark": 10})
-    second = bronze.land(path, _batches(rows), SCHEMA, ["id", "updated_at"], Ingestion.now("run-2"), "erp", {"watermark": 10})
+    first = bronze.land(
+        path, _batches(rows), SCHEMA, ["id", "updated_at"], Ingestion.now("run-1"), "erp", {"watermark": 10}
+    )
+    second = bronze.land(
+        path, _batches(rows), SCHEMA, ["id", "updated_at"], Ingestion.now("run-2"), "erp", {"watermark": 10}
+    )
     assert (first.rows_inserted, second.rows_read, second.rows_inserted) == (3, 3, 0)
     assert delta.row_count(path) == 3
-    changed = bronze.land(path, _batches([(1, 11, "a2")]), SCHEMA, ["id", "updated_at"], Ingestion.now("run-3"), "erp", {"watermark": 11})
+    changed = bronze.land(
+        path, _batches([(1, 11, "a2")]), SCHEMA, ["id", "updated_at"], Ingestion.now("run-3"), "erp", {"watermark": 11}
+    )
     assert changed.rows_inserted == 1 and delta.row_count(path) == 4
     assert delta.read_state(path, "watermark") == 11
 
 
 def test_a_run_that_fails_midway_commits_neither_rows_nor_watermark(tmp_path: Path) -> None:
     path = tmp_path / "bronze" / "orders"
-    bronze.land(path, _batches([(1, 10, "a")]), SCHEMA, ["id", "updated_at"], Ingestion.now("run-1"), "erp", {"watermark": 10})
+    bronze.land(
+        path, _batches([(1, 10, "a")]), SCHEMA, ["id", "updated_at"], Ingestion.now("run-1"), "erp", {"watermark": 10}
+    )
     version = delta.open_table(path).version()
 
     def broken():
@@ -53,8 +61,12 @@ def test_nothing_to_land_makes_no_commit(tmp_path: Path) -> None:
 def test_upsert_updates_matching_keys_and_names_need_quoting(tmp_path: Path) -> None:
     path = tmp_path / "silver" / "work orders"
     schema = pa.schema([pa.field("Order Id", pa.int64()), pa.field("status", pa.string())])
-    delta.merge(path, pa.table({"Order Id": [1, 2], "status": ["open", "open"]}, schema=schema), ["Order Id"], update=True)
-    result = delta.merge(path, pa.table({"Order Id": [2, 3], "status": ["done", "open"]}, schema=schema), ["Order Id"], update=True)
+    delta.merge(
+        path, pa.table({"Order Id": [1, 2], "status": ["open", "open"]}, schema=schema), ["Order Id"], update=True
+    )
+    result = delta.merge(
+        path, pa.table({"Order Id": [2, 3], "status": ["done", "open"]}, schema=schema), ["Order Id"], update=True
+    )
     assert result == {"inserted": 1, "updated": 1}
     rows = sorted(delta.read(path).to_pylist(), key=lambda r: r["Order Id"])
     assert [r["status"] for r in rows] == ["open", "done", "open"]

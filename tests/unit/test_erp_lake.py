@@ -11,11 +11,11 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from connectors.arrow_types import ConversionError, conform
-from lake import deletes, delta, drift
-from lake.catalog import build_catalog
-from lake.layout import Lake
-from pipelines.config import ConfigError, parse_config
+from plantlake.config import ConfigError, parse_config
+from plantlake.connectors.arrow_types import ConversionError, conform
+from plantlake.lake import deletes, delta, drift
+from plantlake.lake.catalog import build_catalog
+from plantlake.lake.layout import Lake
 
 pytestmark = pytest.mark.unit
 
@@ -27,7 +27,8 @@ sources:
       url: sqlite:///erp.sqlite
       timezone: Europe/Berlin
       tables:
-        - {name: sale_order, primary_key: [id], cursor: write_date, lookback: 2h, exclude: [note], personal_data: [email],
+        - {name: sale_order, primary_key: [id], cursor: write_date, lookback: 2h, exclude: [note],
+           personal_data: [email],
            where: [{column: company_id, op: in, value: [1, 2]}], deletes: {every_hours: 6, action: remove}}
         - {name: stock_quant, primary_key: [product_id, location_id], cursor: version, lookback: 500, deletes: null}
 """
@@ -62,22 +63,35 @@ def test_a_bad_declaration_names_its_key(tmp_path: Path, change: str, message: s
 
 
 def test_timestamps_become_utc_from_the_source_zone_and_bad_values_name_their_column() -> None:
-    schema = pa.schema([pa.field("at", pa.timestamp("us", tz="UTC")), pa.field("qty", pa.decimal128(6, 2)),
-                        pa.field("name", pa.string())])  # fmt: skip
-    winter, summer = datetime(2026, 1, 15, 12), datetime(2026, 7, 15, 12)
-    batch = pa.record_batch([pa.array([winter, summer], pa.timestamp("us")), pa.array([Decimal("1.5"), None]),
-                             pa.array(["Müller", "ok"])], names=["at", "qty", "name"])  # fmt: skip
+    schema = pa.schema(
+        [
+            pa.field("at", pa.timestamp("us", tz="UTC")),
+            pa.field("qty", pa.decimal128(6, 2)),
+            pa.field("name", pa.string()),
+        ]
+    )
+    winter, summer = datetime(2026, 1, 15, 12), datetime(2026, 7, 15, 12)  # noqa: DTZ001 - naive source values
+    batch = pa.record_batch(
+        [pa.array([winter, summer], pa.timestamp("us")), pa.array([Decimal("1.5"), None]), pa.array(["Müller", "ok"])],
+        names=["at", "qty", "name"],
+    )
     conformed = conform(batch, schema, "Europe/Berlin", "sale_order")
-    assert conformed.column("at").to_pylist() == [datetime(2026, 1, 15, 11, tzinfo=UTC), datetime(2026, 7, 15, 10, tzinfo=UTC)]
+    assert conformed.column("at").to_pylist() == [
+        datetime(2026, 1, 15, 11, tzinfo=UTC),
+        datetime(2026, 7, 15, 10, tzinfo=UTC),
+    ]
     assert conformed.column("qty").to_pylist() == [Decimal("1.50"), None]
 
     too_big = batch.set_column(1, "qty", pa.array([Decimal("123456.5"), None]))
     with pytest.raises(ConversionError, match=r"'sale_order', column 'qty'.*decimal128\(6, 2\)"):
         conform(too_big, schema, "UTC", "sale_order")
-    latin1 = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(b"\x00\x00\x00\x00\x02\x00\x00\x00"),
-                                                    pa.py_buffer(b"\xfc\xe4")])  # fmt: skip
-    bad_text = pa.record_batch([pa.array([winter], pa.timestamp("us")), pa.array([None], pa.decimal128(6, 2)), latin1],
-                               names=["at", "qty", "name"])  # fmt: skip
+    latin1 = pa.Array.from_buffers(
+        pa.string(), 1, [None, pa.py_buffer(b"\x00\x00\x00\x00\x02\x00\x00\x00"), pa.py_buffer(b"\xfc\xe4")]
+    )
+    bad_text = pa.record_batch(
+        [pa.array([winter], pa.timestamp("us")), pa.array([None], pa.decimal128(6, 2)), latin1],
+        names=["at", "qty", "name"],
+    )
     with pytest.raises(ConversionError, match="column 'name'"):
         conform(bad_text, schema, "UTC", "sale_order")
 
@@ -86,21 +100,28 @@ def test_drift_takes_new_and_widened_columns_and_refuses_the_rest() -> None:
     assert drift.widens(pa.decimal128(12, 2), pa.decimal128(16, 3))
     assert not drift.widens(pa.decimal128(12, 2), pa.decimal128(12, 3))  # one digit fewer before the point
     assert drift.widens(pa.date32(), pa.timestamp("us", tz="UTC")) and not drift.widens(pa.int64(), pa.string())
-    lake = pa.schema([("id", pa.int64()), ("amount", pa.decimal128(12, 2)), ("gone", pa.string()), ("_run_id", pa.string())])
+    lake = pa.schema(
+        [("id", pa.int64()), ("amount", pa.decimal128(12, 2)), ("gone", pa.string()), ("_run_id", pa.string())]
+    )
     source = pa.schema([("id", pa.int64()), ("amount", pa.decimal128(16, 3)), ("incoterm", pa.string())])
     change = drift.compare(lake, source, "bronze.t", {"_run_id"})
     assert change.added == ["incoterm"] and change.removed == ["gone"]
     assert change.widened == {"amount": (pa.decimal128(12, 2), pa.decimal128(16, 3))}
     narrowed = drift.compare(source, pa.schema([("id", pa.int64()), ("amount", pa.decimal128(10, 2))]), "bronze.t")
     assert narrowed.schema.field("amount").type == pa.decimal128(16, 3) and not narrowed.widened
-    with pytest.raises(drift.SchemaDriftError, match=r"'amount' changed from decimal128\(12, 2\).*to string.*exclude: \[amount\]"):
+    with pytest.raises(
+        drift.SchemaDriftError, match=r"'amount' changed from decimal128\(12, 2\).*to string.*exclude: \[amount\]"
+    ):
         drift.compare(lake, pa.schema([("amount", pa.string())]), "bronze.t")
 
 
 def test_widening_rewrites_in_place_and_keeps_the_watermark(tmp_path: Path) -> None:
     path = tmp_path / "t"
-    delta.append(path, pa.table({"id": [1, 2], "amount": pa.array([Decimal("1.25"), None], pa.decimal128(6, 2))}),
-                 state={"watermark": {"kind": "int", "value": 7}})  # fmt: skip
+    delta.append(
+        path,
+        pa.table({"id": [1, 2], "amount": pa.array([Decimal("1.25"), None], pa.decimal128(6, 2))}),
+        state={"watermark": {"kind": "int", "value": 7}},
+    )
     delta.widen(path, {"amount": pa.field("amount", pa.decimal128(10, 3))})
     assert delta.schema(path).field("amount").type == pa.decimal128(10, 3)
     assert delta.read(path).column("amount").to_pylist() == [Decimal("1.250"), None]
@@ -108,14 +129,21 @@ def test_widening_rewrites_in_place_and_keeps_the_watermark(tmp_path: Path) -> N
 
 
 def _silver(path: Path, ids: list[int]) -> None:
-    delta.append(path, pa.table({"id": ids, "v": [str(i) for i in ids], deletes.DELETED_AT: pa.nulls(len(ids), deletes.DELETED_FIELD.type)}))
+    delta.append(
+        path,
+        pa.table(
+            {"id": ids, "v": [str(i) for i in ids], deletes.DELETED_AT: pa.nulls(len(ids), deletes.DELETED_FIELD.type)}
+        ),
+    )
 
 
 @pytest.mark.parametrize("remove", [False, True])
 def test_keys_gone_from_the_source_are_marked_or_removed(tmp_path: Path, remove: bool) -> None:
     path, keys = tmp_path / "silver", pa.schema([("id", pa.int64())])
     _silver(path, [1, 2, 3, 4, 5])
-    source_keys = iter([pa.record_batch([pa.array([1, 3])], schema=keys), pa.record_batch([pa.array([5, 9])], schema=keys)])
+    source_keys = iter(
+        [pa.record_batch([pa.array([1, 3])], schema=keys), pa.record_batch([pa.array([5, 9])], schema=keys)]
+    )
     gone = deletes.deleted_keys(path, source_keys, keys, ["id"])
     assert sorted(gone.column("id").to_pylist()) == [2, 4]
     now = datetime(2026, 11, 23, 3, tzinfo=UTC)
@@ -123,21 +151,31 @@ def test_keys_gone_from_the_source_are_marked_or_removed(tmp_path: Path, remove:
     rows = {row["id"]: row[deletes.DELETED_AT] for row in delta.read(path).to_pylist()}
     assert rows == ({1: None, 3: None, 5: None} if remove else {1: None, 2: now, 3: None, 4: now, 5: None})
     # marked keys are not found again, and the next check waits for its interval
-    assert deletes.deleted_keys(path, iter([pa.record_batch([pa.array([1, 3, 5])], schema=keys)]), keys, ["id"]).num_rows == 0
+    assert (
+        deletes.deleted_keys(path, iter([pa.record_batch([pa.array([1, 3, 5])], schema=keys)]), keys, ["id"]).num_rows
+        == 0
+    )
     assert not deletes.due(path, 6, now + timedelta(hours=5)) and deletes.due(path, 6, now + timedelta(hours=6))
 
 
 def test_the_catalog_shows_column_notes_and_schema_changes(tmp_path: Path) -> None:
     lake = Lake(tmp_path / "lake")
     email = pa.field("email", pa.string(), metadata={"source_type": "VARCHAR(80)", "personal_data": "true"})
-    delta.append(lake.table("silver", "odoo_partner"), pa.table({"email": ["a@example.org"]}, schema=pa.schema([email])))
-    change = drift.compare(pa.schema([("id", pa.int64())]), pa.schema([("id", pa.int64()), email]), "silver.odoo_partner")
+    delta.append(
+        lake.table("silver", "odoo_partner"), pa.table({"email": ["a@example.org"]}, schema=pa.schema([email]))
+    )
+    change = drift.compare(
+        pa.schema([("id", pa.int64())]), pa.schema([("id", pa.int64()), email]), "silver.odoo_partner"
+    )
     drift.record(lake, "silver.odoo_partner", change, "run-1")
     drift.record(lake, "silver.odoo_partner", change, "run-2")  # a rerun notes nothing twice
     catalog = duckdb.connect(str(build_catalog(lake, {})), read_only=True)
     columns, changes = catalog.execute(
-        "SELECT columns, schema_changes FROM catalog WHERE qualified_name = 'silver.odoo_partner'").fetchone()  # fmt: skip
-    assert json.loads(columns) == [{"name": "email", "type": "string", "source_type": "VARCHAR(80)", "personal_data": "true"}]
+        "SELECT columns, schema_changes FROM catalog WHERE qualified_name = 'silver.odoo_partner'"
+    ).fetchone()
+    assert json.loads(columns) == [
+        {"name": "email", "type": "string", "source_type": "VARCHAR(80)", "personal_data": "true"}
+    ]
     assert changes == 1
 
 
@@ -145,17 +183,31 @@ def test_the_portable_path_filters_rows_picks_columns_and_names_a_missing_table(
     """SQLite goes through SQLAlchemy, the path of every dialect without a fast one."""
     import sqlalchemy as sa
 
-    from connectors import sql
+    from plantlake.connectors import sql
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'erp.sqlite'}")
     with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE \"stock quant\" (id INTEGER PRIMARY KEY, qty NUMERIC(10, 3), "
-                                   "company_id INTEGER, write_date DATETIME, secret TEXT)"))  # fmt: skip
-        connection.execute(sa.text("INSERT INTO \"stock quant\" VALUES (1, 1.5, 1, '2026-07-01 10:00:00.000000', 'x'), "
-                                   "(2, 2.25, 2, '2026-07-01 11:00:00.000000', 'y'), (3, NULL, 1, '2026-07-01 12:00:00.000000', 'z')"))  # fmt: skip
+        connection.execute(
+            sa.text(
+                'CREATE TABLE "stock quant" (id INTEGER PRIMARY KEY, qty NUMERIC(10, 3), '
+                "company_id INTEGER, write_date DATETIME, secret TEXT)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO \"stock quant\" VALUES (1, 1.5, 1, '2026-07-01 10:00:00.000000', 'x'), "
+                "(2, 2.25, 2, '2026-07-01 11:00:00.000000', 'y'), (3, NULL, 1, '2026-07-01 12:00:00.000000', 'z')"
+            )
+        )
     table = sql.reflect_table(engine, "stock quant")
-    read = sql.TableRead(table, ["id", "qty", "write_date"], [("company_id", "=", 1)], "write_date",
-                         datetime(2026, 7, 1, 10), datetime(2026, 7, 1, 12))  # fmt: skip
+    read = sql.TableRead(
+        table,
+        ["id", "qty", "write_date"],
+        [("company_id", "=", 1)],
+        "write_date",
+        datetime(2026, 7, 1, 10),  # noqa: DTZ001 - cursor bounds in the source's naive local time
+        datetime(2026, 7, 1, 12),  # noqa: DTZ001 - cursor bounds in the source's naive local time
+    )
     schema = sql.source_schema(table, read.columns, "Europe/Berlin")
     rows = pa.Table.from_batches(list(sql.read_batches(engine, read, schema, "Europe/Berlin", batch_rows=1)), schema)
     assert rows.to_pylist() == [

@@ -12,9 +12,9 @@ import pyarrow.dataset as ds
 import pytest
 from deltalake import CommitProperties, DeltaTable
 
-from lake import deletes, delta, locks, maintenance, state
-from lake.layout import Lake
-from quality import invariants
+from plantlake.lake import deletes, delta, locks, maintenance, state
+from plantlake.lake.layout import Lake
+from plantlake.quality import invariants
 
 pytestmark = pytest.mark.unit
 
@@ -23,8 +23,10 @@ SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("at", pa.timesta
 
 def _rows(ids: range, name: str) -> pa.Table:
     moment = datetime(2026, 1, 1, tzinfo=UTC)
-    return pa.table({"id": list(ids), "name": [f"{name}{i}" for i in ids], "at": [moment + timedelta(hours=i) for i in ids]},
-                    schema=SCHEMA)  # fmt: skip
+    return pa.table(
+        {"id": list(ids), "name": [f"{name}{i}" for i in ids], "at": [moment + timedelta(hours=i) for i in ids]},
+        schema=SCHEMA,
+    )
 
 
 def _written_every_way(path: Path) -> None:
@@ -60,7 +62,9 @@ def test_every_write_leaves_one_schema_and_text_predicates_work(tmp_path: Path, 
 
     connection = duckdb.connect()
     assert delta.register(connection, "t", path)
-    assert connection.execute("SELECT count(*) FROM t WHERE name >= 'c' AND name IN ('c71', 'c81', 'c88', 'b50')").fetchone() == (2,)
+    assert connection.execute(
+        "SELECT count(*) FROM t WHERE name >= 'c' AND name IN ('c71', 'c81', 'c88', 'b50')"
+    ).fetchone() == (2,)
     assert not delta.register(connection, "missing", tmp_path / "silver" / "none")
 
 
@@ -80,7 +84,9 @@ def test_a_table_with_rows_but_no_state_stops_instead_of_reloading(tmp_path: Pat
     path = tmp_path / "bronze" / "orders"
     delta.append(path, _rows(range(3), "a"), state={"watermark": 3})
     state.state_file(path).unlink()
-    with pytest.raises(state.StateMissingError, match=r"bronze\.orders holds rows but its state 'watermark' is missing"):
+    with pytest.raises(
+        state.StateMissingError, match=r"bronze\.orders holds rows but its state 'watermark' is missing"
+    ):
         delta.read_state(path, "watermark", required=True)
     assert delta.read_state(path, "watermark") is None  # not required: a table that needs no mark
     empty = tmp_path / "bronze" / "new"
@@ -91,9 +97,13 @@ def test_state_of_lakes_from_before_is_read_once_from_commit_history(tmp_path: P
     path = tmp_path / "silver" / "orders"
     delta.append(path, _rows(range(3), "a"))
     table = DeltaTable(str(path))
-    table.merge(_rows(range(3, 4), "b"), "t.id = s.id", source_alias="s", target_alias="t",
-                commit_properties=CommitProperties(custom_metadata={"plantlake.consumed": json.dumps({"x": "2026"})})
-                ).when_not_matched_insert_all().execute()  # fmt: skip
+    table.merge(
+        _rows(range(3, 4), "b"),
+        "t.id = s.id",
+        source_alias="s",
+        target_alias="t",
+        commit_properties=CommitProperties(custom_metadata={"plantlake.consumed": json.dumps({"x": "2026"})}),
+    ).when_not_matched_insert_all().execute()
     state.state_file(path).unlink(missing_ok=True)
     assert delta.read_state(path, "consumed", required=True) == {"x": "2026"}
     state.write(path, {"consumed": {"x": "2027"}})
@@ -150,7 +160,9 @@ def _hold_lock(table: str, entered: str, release: str) -> None:
 def test_a_second_writer_waits_for_the_table_lock(tmp_path: Path) -> None:
     table = tmp_path / "lake" / "silver" / "orders"
     entered, release = tmp_path / "entered", tmp_path / "release"
-    holder = multiprocessing.get_context("spawn").Process(target=_hold_lock, args=(str(table), str(entered), str(release)))
+    holder = multiprocessing.get_context("spawn").Process(
+        target=_hold_lock, args=(str(table), str(entered), str(release))
+    )
     holder.start()
     try:
         deadline = datetime.now(UTC) + timedelta(seconds=60)
@@ -172,23 +184,32 @@ def test_gold_does_not_change_when_compaction_reorders_the_readings(tmp_path: Pa
     """Floating-point sums depend on their order; gold must not move when only the files' row order does."""
     import numpy as np
 
-    from lake import gold
+    from plantlake.lake import gold
 
     rng = np.random.default_rng(3)
     count = 20_000
     moments = datetime(2026, 1, 1, tzinfo=UTC) + np.arange(count) * timedelta(seconds=7)
-    readings = pa.table({"machine_id": ["M-1"] * count, "timestamp": pa.array(moments, pa.timestamp("us", tz="UTC")),
-                         "tag": rng.choice(["Temperature", "Vibration", "SpindleSpeed"], count),
-                         "value": rng.normal(40, 7, count) / 3, "status": ["Good"] * count})  # fmt: skip
+    readings = pa.table(
+        {
+            "machine_id": ["M-1"] * count,
+            "timestamp": pa.array(moments, pa.timestamp("us", tz="UTC")),
+            "tag": rng.choice(["Temperature", "Vibration", "SpindleSpeed"], count),
+            "value": rng.normal(40, 7, count) / 3,
+            "status": ["Good"] * count,
+        }
+    )
     ordered, shuffled = tmp_path / "a" / "silver" / "sensor_readings", tmp_path / "b" / "silver" / "sensor_readings"
     delta.append(ordered, readings)
     delta.append(shuffled, readings.take(rng.permutation(count)))
-    first, second = gold.machine_hour_features({"sensor_readings": ordered}), gold.machine_hour_features({"sensor_readings": shuffled})
+    first, second = (
+        gold.machine_hour_features({"sensor_readings": ordered}),
+        gold.machine_hour_features({"sensor_readings": shuffled}),
+    )
     assert first.num_rows == 39 and first.equals(second)
 
 
 def test_silver_appends_readings_it_does_not_hold_and_merges_only_those_it_does(tmp_path: Path) -> None:
-    from lake import silver
+    from plantlake.lake import silver
 
     path = tmp_path / "silver" / "readings"
     keys, work = ["id", "at"], silver.Pending(consumed={"bronze": "night 1"})
@@ -198,7 +219,9 @@ def test_silver_appends_readings_it_does_not_hold_and_merges_only_those_it_does(
     fresh = silver.commit(path, _rows(range(100, 150), "b"), keys, night_two, window_key="at")
     assert fresh == {"inserted": 50, "updated": 0}
     assert DeltaTable(str(path)).history(1)[0]["operation"] != "MERGE"  # all new: appended, no MERGE
-    mixed = silver.commit(path, _rows(range(140, 160), "c"), keys, silver.Pending(consumed={"bronze": "night 3"}), window_key="at")
+    mixed = silver.commit(
+        path, _rows(range(140, 160), "c"), keys, silver.Pending(consumed={"bronze": "night 3"}), window_key="at"
+    )
     assert mixed == {"inserted": 10, "updated": 10}
     table = delta.read(path)
     assert table.num_rows == 160 and len(set(table.column("id").to_pylist())) == 160

@@ -6,17 +6,18 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from lake import delta
-from lake.layout import Lake
-from pipelines.config import load_config
-from pipelines.factory import build_definitions
+from plantlake.config import load_config
+from plantlake.lake import delta
+from plantlake.lake.layout import Lake
+from plantlake.pipelines.factory import build_definitions
 
 pytestmark = pytest.mark.unit
 
 
 def test_the_weekly_maintenance_job_compacts_every_table_and_reports_what_it_freed(tmp_path: Path) -> None:
     (tmp_path / "plantlake.yaml").write_text(
-        "lake: {root: lake}\nmaintenance: {retention_days: 0}\nsources: {logs: [{name: plc, path: logs, format: syslog}]}\n"
+        "lake: {root: lake}\nmaintenance: {retention_days: 0}\n"
+        "sources: {logs: [{name: plc, path: logs, format: syslog}]}\n"
     )
     config = load_config(tmp_path / "plantlake.yaml")
     lake = Lake(config.lake.root)

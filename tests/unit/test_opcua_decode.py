@@ -7,8 +7,8 @@ import pytest
 from asyncua import ua
 from asyncua.ua import ua_binary
 
-from connectors.opcua import READINGS_SCHEMA, Tag, _decode, _to_batch
-from connectors.opcua_decode import decode
+from plantlake.connectors.opcua import READINGS_SCHEMA, Tag, _decode, _to_batch
+from plantlake.connectors.opcua_decode import decode
 
 pytestmark = pytest.mark.unit
 
@@ -20,22 +20,36 @@ def _body(values: list[ua.DataValue]) -> bytes:
     return ua_binary.struct_to_binary(ua.HistoryData(DataValues=values))
 
 
-def _values(variant: ua.VariantType, make, statuses=None, server: bool = True) -> list[ua.DataValue]:  # noqa: ANN001
-    return [ua.DataValue(ua.Variant(make(i), variant), StatusCode=ua.StatusCode((statuses or [0])[i % len(statuses or [0])]),
-                         SourceTimestamp=START + timedelta(milliseconds=250 * i),
-                         ServerTimestamp=START + timedelta(seconds=i) if server else None) for i in range(50)]  # fmt: skip
+def _values(variant: ua.VariantType, make, statuses=None, server: bool = True) -> list[ua.DataValue]:
+    return [
+        ua.DataValue(
+            ua.Variant(make(i), variant),
+            StatusCode=ua.StatusCode((statuses or [0])[i % len(statuses or [0])]),
+            SourceTimestamp=START + timedelta(milliseconds=250 * i),
+            ServerTimestamp=START + timedelta(seconds=i) if server else None,
+        )
+        for i in range(50)
+    ]
 
 
 @pytest.mark.parametrize(
     ("variant", "make"),
-    [(ua.VariantType.Double, lambda i: i * 0.5 - 3), (ua.VariantType.Float, lambda i: i * 0.25),
-     (ua.VariantType.Int32, lambda i: -i), (ua.VariantType.Int64, lambda i: 2**53 + i), (ua.VariantType.UInt16, lambda i: i),
-     (ua.VariantType.Boolean, lambda i: i % 3 == 0)],
-)  # fmt: skip
-def test_fixed_records_decode_as_asyncua_does(variant: ua.VariantType, make) -> None:  # noqa: ANN001
+    [
+        (ua.VariantType.Double, lambda i: i * 0.5 - 3),
+        (ua.VariantType.Float, lambda i: i * 0.25),
+        (ua.VariantType.Int32, lambda i: -i),
+        (ua.VariantType.Int64, lambda i: 2**53 + i),
+        (ua.VariantType.UInt16, lambda i: i),
+        (ua.VariantType.Boolean, lambda i: i % 3 == 0),
+    ],
+)
+def test_fixed_records_decode_as_asyncua_does(variant: ua.VariantType, make) -> None:
     values = _values(variant, make, statuses=[0, 0x40000000, 0x80000000])
-    fast = decode(_body(values), {"node_id": TAG.node_id, "browse_path": TAG.browse_path, "machine_id": TAG.machine_id,
-                                  "tag": TAG.name}, READINGS_SCHEMA)  # fmt: skip
+    fast = decode(
+        _body(values),
+        {"node_id": TAG.node_id, "browse_path": TAG.browse_path, "machine_id": TAG.machine_id, "tag": TAG.name},
+        READINGS_SCHEMA,
+    )
     assert fast is not None
     assert fast.to_pylist() == _to_batch(TAG, values).to_pylist()
     assert set(fast.column("status").to_pylist()) == {"Good", "Uncertain", "Bad"}

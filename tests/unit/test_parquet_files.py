@@ -12,33 +12,44 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from lake import delta, parquet_files
+from plantlake.lake import delta, parquet_files
 
 pytestmark = pytest.mark.unit
 
 
 def _sample(rows: int, start: int = 0) -> pa.Table:
     numbers = range(start, start + rows)
-    return pa.table({
-        "id": pa.array(numbers, pa.int64()),
-        "small": pa.array([n % 7 for n in numbers], pa.int16()),
-        "name": [f"lot-{n:06d}" if n % 5 else None for n in numbers],
-        "amount": pa.array([Decimal(n) / 100 - 3 for n in numbers], pa.decimal128(18, 2)),
-        "ratio": [n / 3 if n % 4 else float("nan") for n in numbers],
-        "day": pa.array([date(2026, 1, 1 + n % 28) for n in numbers]),
-        "at": pa.array([datetime(2026, 3, 1, 12, 0, n % 60, 123456, tzinfo=UTC) for n in numbers], pa.timestamp("us", "UTC")),
-        "local": pa.array([datetime(2026, 3, 1, 12, n % 60, 0, 654321) for n in numbers], pa.timestamp("us")),
-        "flag": [n % 3 == 0 for n in numbers],
-        "raw": [bytes([n % 256]) for n in numbers],
-        "nested": [{"x": n, "y": str(n)} for n in numbers],
-        "items": [[n, n + 1] for n in numbers],
-        "empty": pa.nulls(rows, pa.int64()),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "id": pa.array(numbers, pa.int64()),
+            "small": pa.array([n % 7 for n in numbers], pa.int16()),
+            "name": [f"lot-{n:06d}" if n % 5 else None for n in numbers],
+            "amount": pa.array([Decimal(n) / 100 - 3 for n in numbers], pa.decimal128(18, 2)),
+            "ratio": [n / 3 if n % 4 else float("nan") for n in numbers],
+            "day": pa.array([date(2026, 1, 1 + n % 28) for n in numbers]),
+            "at": pa.array(
+                [datetime(2026, 3, 1, 12, 0, n % 60, 123456, tzinfo=UTC) for n in numbers], pa.timestamp("us", "UTC")
+            ),
+            "local": pa.array(
+                [datetime(2026, 3, 1, 12, n % 60, 0, 654321) for n in numbers],  # noqa: DTZ001 - a naive column
+                pa.timestamp("us"),
+            ),
+            "flag": [n % 3 == 0 for n in numbers],
+            "raw": [bytes([n % 256]) for n in numbers],
+            "nested": [{"x": n, "y": str(n)} for n in numbers],
+            "items": [[n, n + 1] for n in numbers],
+            "empty": pa.nulls(rows, pa.int64()),
+        }
+    )
 
 
 def _stats(path: Path) -> list[dict]:
-    return [json.loads(line)["add"]["stats"] for log in sorted((path / "_delta_log").glob("*.json"))
-            for line in log.read_text().splitlines() if '"add"' in line]  # fmt: skip
+    return [
+        json.loads(line)["add"]["stats"]
+        for log in sorted((path / "_delta_log").glob("*.json"))
+        for line in log.read_text().splitlines()
+        if '"add"' in line
+    ]
 
 
 def test_statistics_are_those_delta_rs_writes(tmp_path: Path) -> None:
@@ -56,12 +67,16 @@ def test_a_stream_is_written_in_bounded_row_groups_and_reads_back_whole(tmp_path
     stream = pa.RecordBatchReader.from_batches(data.schema, data.to_batches(max_chunksize=170))
     assert delta.append(tmp_path / "t", stream, state={"mark": 7}) == {"inserted": 2500, "updated": 0}
     files = [pq.ParquetFile(uri).metadata for uri in delta.files(tmp_path / "t")]
-    assert len(files) > 1 and all(meta.row_group(i).num_rows <= 300 for meta in files for i in range(meta.num_row_groups))
+    assert len(files) > 1 and all(
+        meta.row_group(i).num_rows <= 300 for meta in files for i in range(meta.num_row_groups)
+    )
     assert sum(json.loads(stats)["numRecords"] for stats in _stats(tmp_path / "t")) == 2500
     back = delta.read(tmp_path / "t").sort_by("id")
     assert back.drop_columns(["ratio"]).equals(data.drop_columns(["ratio"]))
     assert delta.read_state(tmp_path / "t", "mark") == 7
-    filtered = delta.read(tmp_path / "t", columns=["id"], filter=ds.field("at") >= datetime(2026, 3, 1, 12, 0, 59, tzinfo=UTC))
+    filtered = delta.read(
+        tmp_path / "t", columns=["id"], filter=ds.field("at") >= datetime(2026, 3, 1, 12, 0, 59, tzinfo=UTC)
+    )
     assert sorted(filtered.column("id").to_pylist()) == [n for n in range(2500) if n % 60 == 59]
 
 
@@ -69,15 +84,25 @@ def test_new_columns_are_added_and_missing_ones_are_null(tmp_path: Path) -> None
     path = tmp_path / "t"
     delta.append(path, pa.table({"id": [1, 2], "name": ["a", "b"]}))
     unit = pa.field("weight", pa.float64(), metadata={"unit": "kg"})
-    delta.append(path, pa.table({"id": pa.array([3]), "weight": pa.array([2.5])}, schema=pa.schema([pa.field("id", pa.int64()), unit])))
+    delta.append(
+        path,
+        pa.table(
+            {"id": pa.array([3]), "weight": pa.array([2.5])}, schema=pa.schema([pa.field("id", pa.int64()), unit])
+        ),
+    )
     table = DeltaTable(str(path))
     assert pa.schema(table.schema().to_arrow()).field("weight").metadata == {b"unit": b"kg"}
     assert delta.read(path).sort_by("id").to_pylist() == [
-        {"id": 1, "name": "a", "weight": None}, {"id": 2, "name": "b", "weight": None}, {"id": 3, "name": None, "weight": 2.5}]  # fmt: skip
+        {"id": 1, "name": "a", "weight": None},
+        {"id": 2, "name": "b", "weight": None},
+        {"id": 3, "name": None, "weight": 2.5},
+    ]
 
 
 def test_timestamps_become_microseconds_in_utc_and_an_unheld_type_names_its_column() -> None:
-    schema = parquet_files.delta_schema(pa.schema([("at", pa.timestamp("ns", "Europe/Berlin")), ("text", pa.large_string())]))
+    schema = parquet_files.delta_schema(
+        pa.schema([("at", pa.timestamp("ns", "Europe/Berlin")), ("text", pa.large_string())])
+    )
     assert schema.types == [pa.timestamp("us", "UTC"), pa.string()]
     with pytest.raises(TypeError, match="column 'span' has type duration"):
         parquet_files.delta_schema(pa.schema([("span", pa.duration("s"))]))
@@ -92,16 +117,26 @@ def test_a_stream_that_fails_commits_nothing(tmp_path: Path) -> None:
         raise RuntimeError("source lost")
 
     with pytest.raises(RuntimeError, match="source lost"):
-        delta.append(path, pa.RecordBatchReader.from_batches(pa.schema([("id", pa.int64())]), batches()), state={"mark": 2})
+        delta.append(
+            path, pa.RecordBatchReader.from_batches(pa.schema([("id", pa.int64())]), batches()), state={"mark": 2}
+        )
     assert delta.read(path).column("id").to_pylist() == [1]
     assert delta.read_state(path, "mark") == 1
 
 
 def test_constants_are_stored_as_plain_columns_with_statistics(tmp_path: Path) -> None:
     at = datetime(2026, 3, 1, 6, tzinfo=UTC)
-    constants = {"_run_id": pa.scalar("run-7"), "_file_hash": pa.scalar("ab" * 32), "_ingested_at": pa.scalar(at, pa.timestamp("us", "UTC"))}
+    constants = {
+        "_run_id": pa.scalar("run-7"),
+        "_file_hash": pa.scalar("ab" * 32),
+        "_ingested_at": pa.scalar(at, pa.timestamp("us", "UTC")),
+    }
     delta.append(tmp_path / "t", _sample(500).select(["id", "name"]), constants=constants)
-    delta.append(tmp_path / "t", _sample(300, start=500).select(["id", "name"]), constants={**constants, "_run_id": pa.scalar("run-8")})
+    delta.append(
+        tmp_path / "t",
+        _sample(300, start=500).select(["id", "name"]),
+        constants={**constants, "_run_id": pa.scalar("run-8")},
+    )
     table = DeltaTable(str(tmp_path / "t"))
     landed = table.to_pyarrow_table()
     assert table.schema().to_arrow().field("_run_id").type == pa.string()  # Delta's type, never a dictionary
@@ -109,7 +144,10 @@ def test_constants_are_stored_as_plain_columns_with_statistics(tmp_path: Path) -
     assert sorted(landed.filter(pc.equal(landed["_run_id"], "run-8"))["id"].to_pylist()) == list(range(500, 800))
     assert set(landed.column("_ingested_at").to_pylist()) == {at}
     [first, second] = [json.loads(stats) for stats in _stats(tmp_path / "t")]
-    assert first["minValues"]["_run_id"] == first["maxValues"]["_run_id"] == "run-7" and second["minValues"]["_run_id"] == "run-8"
+    assert (
+        first["minValues"]["_run_id"] == first["maxValues"]["_run_id"] == "run-7"
+        and second["minValues"]["_run_id"] == "run-8"
+    )
     assert first["nullCount"]["_file_hash"] == 0 and first["maxValues"]["_ingested_at"] == "2026-03-01T06:00:00.000Z"
     for file in (tmp_path / "t").glob("*.parquet"):
         assert pq.read_schema(file).field("_run_id").type == pa.string()

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from lake.prefetch import prefetched
+from plantlake.lake.prefetch import prefetched
 
 pytestmark = pytest.mark.unit
 
@@ -26,10 +26,10 @@ def test_a_producer_error_is_raised_where_it_happened_in_the_stream() -> None:
         yield 2
         raise ValueError("file x.csv: not readable")
 
-    seen = []
+    stream = prefetched(produce())
+    seen = [next(stream), next(stream)]
     with pytest.raises(ValueError, match="not readable"):
-        for item in prefetched(produce()):
-            seen.append(item)
+        next(stream)
     assert seen == [1, 2]
 
 

@@ -7,12 +7,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from lake import delta, quarantine
-from lake.catalog import TableInfo, build_catalog
-from lake.layout import Lake
-from quality import invariants
-from quality.expectations import validate
-from quality.suites import sensor_suite
+from plantlake.lake import delta, quarantine
+from plantlake.lake.catalog import TableInfo, build_catalog
+from plantlake.lake.layout import Lake
+from plantlake.quality import invariants
+from plantlake.quality.expectations import validate
+from plantlake.quality.suites import sensor_suite
 
 pytestmark = pytest.mark.unit
 
@@ -36,7 +36,10 @@ def test_gx_keeps_good_rows_and_names_the_failed_expectation(tmp_path: Path) -> 
     result = validate(table, sensor_suite(table.schema), "silver.sensor_readings", key_columns=["source", "node_id"])
     assert result.accepted["node_id"].to_pylist() == ["n1", "n3"]  # n3 is Bad quality: flagged, not range-checked
     reasons = {(r.row, r.check) for r in result.rejections}
-    assert ("source=plant, node_id=n2", 'expectation: value between -50 and 400 where tag=="Temperature" and status=="Good"') in reasons
+    assert (
+        "source=plant, node_id=n2",
+        'expectation: value between -50 and 400 where tag=="Temperature" and status=="Good"',
+    ) in reasons
     assert ("source=plant, node_id=n4", "expectation: timestamp between 2000-01-01 and tomorrow") in reasons
     assert any(r.row == "source=plant, node_id=n4" and "status in" in r.check for r in result.rejections)
     assert {r.value for r in result.rejections if r.field == "value"} == {"950.0"}
@@ -56,25 +59,37 @@ def test_whole_table_invariants_in_duckdb(tmp_path: Path) -> None:
     delta.merge(machines, pa.table({"machine_id": ["M-1"]}), ["machine_id"], update=False)
     unique = invariants.unique_keys(delta.dataset(path), ["id"])
     assert not unique.success and unique.observed == 1
-    orphans = invariants.references(delta.dataset(path), "machine_id", delta.dataset(machines), "machine_id", "machines")
+    orphans = invariants.references(
+        delta.dataset(path), "machine_id", delta.dataset(machines), "machine_id", "machines"
+    )
     assert not orphans.success and orphans.observed == 1
     assert invariants.row_count_matches(delta.dataset(path), 3, "source").success
 
 
 def test_catalog_opens_in_a_plain_duckdb_without_extensions(tmp_path: Path) -> None:
     lake = Lake(tmp_path / "lake")
-    delta.merge(lake.table("silver", "lots"), pa.table({"lot_id": ["A", "B"], "kg": [1.5, 2.0]}), ["lot_id"], update=True)
-    delta.merge(lake.table("silver", "lots"), pa.table({"lot_id": ["B", "C"], "kg": [2.5, 3.0]}), ["lot_id"], update=True)
-    quarantine.write(lake, [quarantine.Rejection("silver.lots", "mapping", "bad kg", {"lot_id": "D"}, file="f.csv", row="4")], "run")
+    delta.merge(
+        lake.table("silver", "lots"), pa.table({"lot_id": ["A", "B"], "kg": [1.5, 2.0]}), ["lot_id"], update=True
+    )
+    delta.merge(
+        lake.table("silver", "lots"), pa.table({"lot_id": ["B", "C"], "kg": [2.5, 3.0]}), ["lot_id"], update=True
+    )
+    quarantine.write(
+        lake, [quarantine.Rejection("silver.lots", "mapping", "bad kg", {"lot_id": "D"}, file="f.csv", row="4")], "run"
+    )
     build_catalog(lake, {"silver.lots": TableInfo("supplier:acme", "Material lots")})
     script = (
         "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True, "
         "config={'autoinstall_known_extensions': False, 'autoload_known_extensions': False}); "
         "print(c.execute('select lot_id, kg from silver.lots order by lot_id').fetchall()); "
-        "print(c.execute(\"select source, description, row_count, quarantined_rows from catalog where qualified_name='silver.lots'\").fetchall()); "
-        "print(c.execute('select count(*) from duckdb_extensions() where loaded and install_mode <> \\'STATICALLY_LINKED\\'').fetchall())"
+        'print(c.execute("select source, description, row_count, quarantined_rows from catalog '
+        "where qualified_name='silver.lots'\").fetchall()); "
+        "print(c.execute('select count(*) from duckdb_extensions() "
+        "where loaded and install_mode <> \\'STATICALLY_LINKED\\'').fetchall())"
     )
-    output = subprocess.run([sys.executable, "-c", script, str(lake.catalog_file)], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", script, str(lake.catalog_file)], capture_output=True, text=True, check=True
+    ).stdout
     lines = output.strip().splitlines()
     assert lines[0] == "[('A', 1.5), ('B', 2.5), ('C', 3.0)]"
     assert lines[1] == "[('supplier:acme', 'Material lots', 3, 1)]"

@@ -4,8 +4,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.config import parse_config
-from pipelines.factory import build_definitions
+from plantlake.config import parse_config
+from plantlake.pipelines.factory import build_definitions
 
 pytestmark = pytest.mark.unit
 

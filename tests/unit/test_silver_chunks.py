@@ -3,10 +3,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from assets.steps import merge_validated
-from lake import bronze, delta, silver, transforms
-from lake.layout import Ingestion, Lake
-from quality.suites import not_null
+from plantlake.assets.steps import merge_validated
+from plantlake.lake import bronze, delta, silver, transforms
+from plantlake.lake.layout import Ingestion, Lake
+from plantlake.quality.suites import not_null
 
 pytestmark = pytest.mark.unit
 SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("version", pa.int64()), pa.field("name", pa.string())])
@@ -19,7 +19,9 @@ def _land(lake: Lake, rows: list[tuple[int, int, str]], run: str) -> None:
 
 def _build(lake: Lake, chunk_rows: int, fail_on_chunk: int | None = None):
     path = lake.table("silver", "orders")
-    chunks = silver.pending_chunks(path, {"orders": silver.BronzeInput(lake.table("bronze", "orders"), ["id"])}, chunk_rows)
+    chunks = silver.pending_chunks(
+        path, {"orders": silver.BronzeInput(lake.table("bronze", "orders"), ["id"])}, chunk_rows
+    )
     seen = []
 
     def prepare(work: silver.Pending):

@@ -7,11 +7,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from connectors import transcode
-from connectors.file_formats import _trimmed, read_file
-from connectors.files import FileRejected, Layout, scan
-from lake.mapping import NumberFormat, _bytes_replaced, number_format, parse_value, type_batch
-from pipelines.config import ColumnMapping, ConfigError, parse_config
+from plantlake.config import ColumnMapping, ConfigError, parse_config
+from plantlake.connectors import transcode
+from plantlake.connectors.file_formats import _trimmed, read_file
+from plantlake.connectors.files import FileRejected, Layout, scan
+from plantlake.lake.mapping import NumberFormat, _bytes_replaced, number_format, parse_value, type_batch
 
 pytestmark = pytest.mark.unit
 
@@ -42,12 +42,21 @@ def test_cp1252_semicolon_csv_with_decimal_commas_types_exactly(tmp_path: Path) 
     assert opened.layout == {"encoding": "cp1252", "delimiter": ";", "header_row": 1}
     good, problems = type_batch(table.to_batches()[0], COLUMNS, EU, "%d.%m.%Y")
     assert problems == []
-    assert good.to_pylist() == [{"lot_id": "L-1", "quantity_kg": Decimal("1234.567"), "delivered_on": date(2026, 1, 3),
-                                 "material": "Stahl Güte C45", "_line": 2}]  # fmt: skip
+    assert good.to_pylist() == [
+        {
+            "lot_id": "L-1",
+            "quantity_kg": Decimal("1234.567"),
+            "delivered_on": date(2026, 1, 3),
+            "material": "Stahl Güte C45",
+            "_line": 2,
+        }
+    ]
 
 
 def test_bad_values_are_problems_naming_line_column_value_and_reason(tmp_path: Path) -> None:
-    path = _csv(tmp_path, "Charge;Werkstoff;Menge kg;Lieferdatum\nL-1;C45;10,5;01.01.2026\nL-2;C45;k.A.;01.01.2026\n;C45;3;x\n")
+    path = _csv(
+        tmp_path, "Charge;Werkstoff;Menge kg;Lieferdatum\nL-1;C45;10,5;01.01.2026\nL-2;C45;k.A.;01.01.2026\n;C45;3;x\n"
+    )
     table, _ = _read(path)
     good, problems = type_batch(table.to_batches()[0], COLUMNS, EU, "%d.%m.%Y")
     assert good.column("lot_id").to_pylist() == ["L-1"]
@@ -58,7 +67,9 @@ def test_bad_values_are_problems_naming_line_column_value_and_reason(tmp_path: P
 
 
 def test_decimals_round_half_away_from_zero_and_overflow_is_a_problem(tmp_path: Path) -> None:
-    path = _csv(tmp_path, "Charge;Menge kg;Lieferdatum;Werkstoff\nA;0,0005;;\nB;-0,0005;;\nC;1.234.567.890.123.456,7;;\n")
+    path = _csv(
+        tmp_path, "Charge;Menge kg;Lieferdatum;Werkstoff\nA;0,0005;;\nB;-0,0005;;\nC;1.234.567.890.123.456,7;;\n"
+    )
     good, problems = type_batch(_read(path)[0].to_batches()[0], COLUMNS, EU, "%d.%m.%Y")
     assert good.column("quantity_kg").to_pylist() == [Decimal("0.001"), Decimal("-0.001")]
     assert [(p.line, p.column) for p in problems] == [(4, "Menge kg")] and "does not fit" in problems[0].reason
@@ -74,7 +85,10 @@ def test_decimal_mark_is_detected_from_the_numbers() -> None:
 
 
 def test_a_header_below_a_title_is_found_and_lines_stay_physical(tmp_path: Path) -> None:
-    path = _csv(tmp_path, "Lieferschein;;;\n\nCharge;Werkstoff;Menge kg;Lieferdatum\nL-1;C45;1;\n\nL-2;C45;2;\nL-3;C45\nL-4;C45;4;\n")
+    path = _csv(
+        tmp_path,
+        "Lieferschein;;;\n\nCharge;Werkstoff;Menge kg;Lieferdatum\nL-1;C45;1;\n\nL-2;C45;2;\nL-3;C45\nL-4;C45;4;\n",
+    )
     table, opened = _read(path)
     assert opened.layout["header_row"] == 3
     assert table.column("_line").to_pylist() == [4, 6, 8]
@@ -88,7 +102,9 @@ def test_whole_file_rejections_say_why(tmp_path: Path) -> None:
     utf16.write_bytes("Charge;x\nL-1;1\n".encode("utf-16"))
     with pytest.raises(FileRejected, match="missing"):
         _read(utf16)
-    with pytest.raises(FileRejected, match=r"missing \['Menge kg', 'Lieferdatum', 'Werkstoff'\].*found \['Charge', 'x'\]"):
+    with pytest.raises(
+        FileRejected, match=r"missing \['Menge kg', 'Lieferdatum', 'Werkstoff'\].*found \['Charge', 'x'\]"
+    ):
         _read(utf16)
     cp1252 = _csv(tmp_path, "Charge;Werkstoff;Menge kg;Lieferdatum\nL-1;Güte;1;\n")
     opened = read_file(cp1252, "csv", Layout(expected=list(COLUMNS), encoding="utf-8"), scan(cp1252))
@@ -104,8 +120,13 @@ def test_xlsx_rows_carry_their_sheet_row_numbers_and_totals_are_skipped(tmp_path
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.title = "Lots"
-    for row in (["Deliveries January"], ["Lot", "Quantity (kg)", "Delivered"], [], ["SW-1", 1200.5, date(2026, 1, 2)],
-                ["Total", 1200.5, None]):  # fmt: skip
+    for row in (
+        ["Deliveries January"],
+        ["Lot", "Quantity (kg)", "Delivered"],
+        [],
+        ["SW-1", 1200.5, date(2026, 1, 2)],
+        ["Total", 1200.5, None],
+    ):
         sheet.append(row)
     path = tmp_path / "lots.xlsx"
     workbook.save(path)
@@ -118,8 +139,16 @@ def test_xlsx_rows_carry_their_sheet_row_numbers_and_totals_are_skipped(tmp_path
 
 
 def test_supplier_config_checks_keys_factors_and_encodings(tmp_path: Path) -> None:
-    base = "lake: {root: lake}\nsources:\n  suppliers:\n    - {name: s, path: d, glob: '*.csv', format: csv, key: [%s], csv: {encoding: %s}, columns: {A: %s}}\n"
-    assert parse_config(base % ("a", "cp1252", "{name: a, type: decimal, factor: 0.001}"), tmp_path).sources.suppliers[0].archive_folder == tmp_path / "d" / "archive"
+    base = (
+        "lake: {root: lake}\nsources:\n  suppliers:\n"
+        "    - {name: s, path: d, glob: '*.csv', format: csv, key: [%s], csv: {encoding: %s}, columns: {A: %s}}\n"
+    )
+    assert (
+        parse_config(base % ("a", "cp1252", "{name: a, type: decimal, factor: 0.001}"), tmp_path)
+        .sources.suppliers[0]
+        .archive_folder
+        == tmp_path / "d" / "archive"
+    )
     with pytest.raises(ConfigError, match="key columns \\['b'\\]"):
         parse_config(base % ("b", "auto", "{name: a}"), tmp_path)
     with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
@@ -129,7 +158,7 @@ def test_supplier_config_checks_keys_factors_and_encodings(tmp_path: Path) -> No
 
 
 def test_json_lines_stream_in_batches_with_every_line_counted_once(tmp_path: Path, monkeypatch) -> None:
-    import connectors.file_formats as file_formats
+    import plantlake.connectors.file_formats as file_formats
 
     monkeypatch.setattr(file_formats, "KEY_SAMPLE_RECORDS", 10)
     lines = [f'{{"Charge": "L-{n}", "Menge kg": "{n},5", "Werkstoff": "C45"}}' for n in range(1, 61)]
@@ -146,14 +175,22 @@ def test_json_lines_stream_in_batches_with_every_line_counted_once(tmp_path: Pat
     table = pa.Table.from_batches(batches)
     assert opened.columns[:3] == ["Charge", "Menge kg", "Werkstoff"]  # the keys seen in the first 10 objects
     assert table.num_rows == 57 and table.column("_line").to_pylist()[:5] == [1, 2, 3, 4, 6]
-    assert [(bad.line, bad.reason.split(":")[0]) for bad in opened.tally.bad_rows] == [(5, "not valid JSON"), (41, "expected a JSON object, found list")]
+    assert [(bad.line, bad.reason.split(":")[0]) for bad in opened.tally.bad_rows] == [
+        (5, "not valid JSON"),
+        (41, "expected a JSON object, found list"),
+    ]
     assert opened.tally.rows_skipped == 1
     with pytest.raises(FileRejected, match="missing \\['Lieferdatum'\\]"):  # a key first seen past the sample
         read_file(path, "jsonl", Layout(expected=["Charge", "Lieferdatum"]), scan(path))
 
 
-@pytest.mark.parametrize("text", ["Müller & Söhne;Größe\r\n" * 40, "Stahl € „Güte“;Preis\r\n" * 40, "Fuß;°C\r\n" * 20 + "plain;ascii\r\n" * 20])
-def test_legacy_code_pages_read_as_the_codec_decodes_them_whatever_the_chunks(tmp_path: Path, monkeypatch, text: str) -> None:
+@pytest.mark.parametrize(
+    "text",
+    ["Müller & Söhne;Größe\r\n" * 40, "Stahl € „Güte“;Preis\r\n" * 40, "Fuß;°C\r\n" * 20 + "plain;ascii\r\n" * 20],
+)
+def test_legacy_code_pages_read_as_the_codec_decodes_them_whatever_the_chunks(
+    tmp_path: Path, monkeypatch, text: str
+) -> None:
     monkeypatch.setattr(transcode, "CHUNK_BYTES", 7)  # chunks mixing plain, latin-1-safe and cp1252-only bytes
     for encoding in ("cp1252", "latin-1", "utf-16"):
         if encoding == "latin-1" and any(char in text for char in "€„“"):
@@ -175,12 +212,17 @@ def test_a_byte_cp1252_leaves_undefined_is_an_error_not_a_guess(tmp_path: Path) 
 
 
 def test_trimming_is_skipped_only_where_no_value_has_whitespace_at_an_end() -> None:
-    spaces = [chr(code) for code in range(0x3001) if pc.utf8_trim_whitespace(pa.array([f"x{chr(code)}"]))[0].as_py() == "x"]
+    spaces = [
+        chr(code) for code in range(0x3001) if pc.utf8_trim_whitespace(pa.array([f"x{chr(code)}"]))[0].as_py() == "x"
+    ]
     assert {"\t", " ", "\u00a0", "\u2007", "\u202f", "\u3000"} <= set(spaces)
     for space in spaces:
         for values in ([f"ab{space}", "cd"], ["ab", f"{space}cd"], ["", None, space], [f"{space}ß"]):
             column = pa.array(values)
-            assert _trimmed(column).to_pylist() == pc.utf8_trim_whitespace(column).to_pylist(), (hex(ord(space)), values)
+            assert _trimmed(column).to_pylist() == pc.utf8_trim_whitespace(column).to_pylist(), (
+                hex(ord(space)),
+                values,
+            )
     clean = pa.array(["LOT-1", None, "", "Güte"])
     assert _trimmed(clean) is clean and _trimmed(clean.slice(1)).to_pylist() == [None, "", "Güte"]
 

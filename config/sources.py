@@ -1,23 +1,16 @@
-"""The plantlake YAML: one file declares the lake and every source.
-
-`${VAR}` and `${VAR:-default}` are replaced from the environment before validation, so
-secrets never live in the file. Relative paths are taken relative to the YAML file.
-"""
+"""The sources a plantlake YAML declares: ERP tables, OPC-UA servers, log folders, supplier drops."""
 
 from __future__ import annotations
 
 import codecs
-import os
 import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}")
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 
@@ -25,11 +18,13 @@ class ConfigError(ValueError):
     """The YAML is missing something or holds a value of the wrong kind."""
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Unknown keys are errors: a misspelt key must not be silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class TableExpectations(_Strict):
+class TableExpectations(Strict):
     """Row-level expectations for one silver table, beyond the generic ones."""
 
     ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
@@ -42,7 +37,7 @@ _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 RowFilterOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null"]
 
 
-class RowFilter(_Strict):
+class RowFilter(Strict):
     """One condition every landed row must meet; the value is bound as a parameter, never pasted into SQL."""
 
     column: str
@@ -50,7 +45,7 @@ class RowFilter(_Strict):
     value: str | int | float | bool | list[str | int | float] | None = None
 
 
-class DeleteDetection(_Strict):
+class DeleteDetection(Strict):
     """Find rows deleted in the source by comparing primary keys (keys only, so it is cheap)."""
 
     every_hours: float = Field(default=24, ge=0, description="0 = on every run")
@@ -59,7 +54,7 @@ class DeleteDetection(_Strict):
     )
 
 
-class ErpTable(_Strict):
+class ErpTable(Strict):
     """One source table, declared in one place: keys, cursor, look-back, filter, columns, personal data."""
 
     name: str
@@ -110,7 +105,10 @@ class ErpTable(_Strict):
     def lookback_value(self) -> timedelta | int | float | None:
         """The look-back as a timedelta (durations) or a number (numeric cursors)."""
         if isinstance(self.lookback, str):
-            amount, unit = _DURATION.match(self.lookback.strip()).groups()  # type: ignore[union-attr]
+            parsed = _DURATION.match(self.lookback.strip())
+            if parsed is None:  # the field's validator let it through, so this is a bug, not bad input
+                raise ValueError(f"lookback {self.lookback!r} is not a duration such as 30m, 2h or 1d")
+            amount, unit = parsed.groups()
             return timedelta(**{_DURATION_UNITS[unit]: float(amount)})
         return self.lookback
 
@@ -123,12 +121,14 @@ def known_zone(value: str) -> str:
     return value
 
 
-class ErpSource(_Strict):
+class ErpSource(Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     url: str
     batch_rows: int = Field(default=100_000, gt=0)
     timezone: str = Field(default="UTC", description="zone of the source's timestamps without a zone")
-    fast_path: bool = Field(default=True, description="read PostgreSQL through ADBC and MariaDB/MySQL through connectorx")
+    fast_path: bool = Field(
+        default=True, description="read PostgreSQL through ADBC and MariaDB/MySQL through connectorx"
+    )
     tables: list[ErpTable] = Field(min_length=1)
 
     @field_validator("timezone")
@@ -137,7 +137,7 @@ class ErpSource(_Strict):
         return known_zone(value)
 
 
-class OpcuaSecurity(_Strict):
+class OpcuaSecurity(Strict):
     """A secured connection: Basic256Sha256 with this client's certificate and key (made when missing)."""
 
     mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
@@ -145,11 +145,13 @@ class OpcuaSecurity(_Strict):
     private_key: Path = Field(description="client private key (PEM)")
 
 
-class OpcuaSource(_Strict):
+class OpcuaSource(Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     endpoint: str
     roots: list[str] = Field(min_length=1, description="Browse paths below Objects, e.g. '2:Plant'")
-    include: list[str] = Field(default_factory=list, description="browse path patterns of tags to read, e.g. 'Plant/*/M-1*/*'")
+    include: list[str] = Field(
+        default_factory=list, description="browse path patterns of tags to read, e.g. 'Plant/*/M-1*/*'"
+    )
     exclude: list[str] = Field(default_factory=list, description="browse path patterns of tags to leave out")
     history_days: float = Field(default=7, gt=0, description="How far back the first load reads")
     backfill_from: date = Field(default=date(2024, 1, 1), description="first day of the daily backfill partitions")
@@ -170,13 +172,15 @@ class OpcuaSource(_Strict):
         return value
 
 
-class LogSource(_Strict):
+class LogSource(Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     path: Path
     glob: str = Field(default="*.log*", description="match the rotated files too: app.log, app.log.1, app.log.2.gz")
     format: Literal["syslog", "jsonl", "regex"]
-    pattern: str | None = Field(default=None, description="regex format: named groups timestamp, host, severity, "
-                                "code, message; other groups go to extra")
+    pattern: str | None = Field(
+        default=None,
+        description="regex format: named groups timestamp, host, severity, code, message; other groups go to extra",
+    )
     timestamp_format: str | None = Field(default=None, description="strptime format; ISO 8601 when not set")
     timezone: str = Field(default="UTC", description="zone of timestamps written without an offset")
     severity_map: dict[str, str] = Field(default_factory=dict, description="vendor level -> syslog severity name")
@@ -201,11 +205,13 @@ class LogSource(_Strict):
             try:
                 pc.extract_regex(pa.array([], pa.string()), self.pattern)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise ValueError(f"pattern is not a usable regular expression with named groups (RE2 syntax): {exc}") from None
+                raise ValueError(
+                    f"pattern is not a usable regular expression with named groups (RE2 syntax): {exc}"
+                ) from None
         return self
 
 
-class ColumnMapping(_Strict):
+class ColumnMapping(Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     type: Literal["string", "int", "decimal", "float", "date", "timestamp"] = "string"
     required: bool = False
@@ -220,7 +226,7 @@ class ColumnMapping(_Strict):
         return self
 
 
-class CsvOptions(_Strict):
+class CsvOptions(Strict):
     """How a supplier writes CSV; what is left out is detected from the file."""
 
     delimiter: str | None = Field(default=None, min_length=1, max_length=1, description="detected when not set")
@@ -244,7 +250,7 @@ class CsvOptions(_Strict):
 _SUMMARY_ROWS = r"(?i)^\s*(grand\s+)?(total|totals|sum|summe|gesamt|gesamtsumme|endsumme)\b"
 
 
-class SupplierSource(_Strict):
+class SupplierSource(Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     path: Path
     glob: str
@@ -253,8 +259,12 @@ class SupplierSource(_Strict):
     key: list[str] = Field(min_length=1)
     csv: CsvOptions = Field(default_factory=CsvOptions)
     sheet: str | None = None
-    header_row: int | None = Field(default=None, ge=1, description="row of the header; found by the mapped names when not set")
-    summary_rows: str = Field(default=_SUMMARY_ROWS, description="a row whose first cell matches is a totals row, not data")
+    header_row: int | None = Field(
+        default=None, ge=1, description="row of the header; found by the mapped names when not set"
+    )
+    summary_rows: str = Field(
+        default=_SUMMARY_ROWS, description="a row whose first cell matches is a totals row, not data"
+    )
     archive: Path | None = Field(default=None, description="loaded files move here; default <path>/archive")
     rejected: Path | None = Field(default=None, description="rejected files and their reports; default <path>/rejected")
     columns: dict[str, ColumnMapping] = Field(min_length=1, description="source column -> lake column")
@@ -280,145 +290,8 @@ class SupplierSource(_Strict):
         return self.rejected or self.path / "rejected"
 
 
-class Sources(_Strict):
+class Sources(Strict):
     erp: list[ErpSource] = Field(default_factory=list)
     opcua: list[OpcuaSource] = Field(default_factory=list)
     logs: list[LogSource] = Field(default_factory=list)
     suppliers: list[SupplierSource] = Field(default_factory=list)
-
-
-class GoldConfig(_Strict):
-    production_orders: str = Field(
-        default="erp_production_orders",
-        description="silver table with machine_id, actual_start, actual_end, material_lot",
-    )
-
-
-class LakeConfig(_Strict):
-    root: Path
-
-
-class SimulatorConfig(_Strict):
-    seed: int = 42
-    output: Path
-    lines: int = Field(default=2, gt=0)
-    machines_per_line: int = Field(default=3, gt=0)
-    history_days: float = Field(default=2, gt=0)
-    sample_seconds: int = Field(default=60, gt=0)
-    opcua_port: int = 48400
-
-
-class ScheduleConfig(_Strict):
-    cron: str = "0 2 * * *"
-    timezone: str = "UTC"
-    supplier_sensor_seconds: int = Field(default=60, gt=0)
-
-
-class MaintenanceConfig(_Strict):
-    """The weekly housekeeping job: compaction, checkpoints, log cleanup and vacuum."""
-
-    cron: str = Field(default="0 4 * * 0", description="when the maintenance job runs (default Sundays 04:00)")
-    retention_days: float = Field(default=7, ge=0, description="time travel reaches this far back; vacuum keeps "
-                                  "what it needs (never less than the longest run still going)")
-    target_file_mb: int = Field(default=128, gt=0, description="compaction writes files of about this size")
-
-
-class ExecutionConfig(_Strict):
-    """How a run executes its steps; the same for scheduled, sensor and UI runs."""
-
-    executor: Literal["in_process", "multiprocess"] = Field(
-        default="in_process", description="in_process: one process, no per-step start-up (fastest on one machine); "
-        "multiprocess: steps in parallel processes forked from a server that has plantlake imported")
-    max_concurrent: int = Field(default=2, gt=0, description="multiprocess: steps at once")
-
-
-class PlantlakeConfig(_Strict):
-    lake: LakeConfig
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
-    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
-    sources: Sources
-    gold: GoldConfig = Field(default_factory=GoldConfig)
-    simulator: SimulatorConfig | None = None
-    path: Path | None = Field(default=None, exclude=True)
-
-
-def substitute_env(text: str, environ: dict[str, str] | None = None) -> str:
-    """Replace `${VAR}` and `${VAR:-default}`; a missing variable without default is an error."""
-    env = os.environ if environ is None else environ
-
-    def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env and env[name] != "":
-            return env[name]
-        if default is not None:
-            return default
-        raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}} in the config)")
-
-    # innermost first, so a default may itself hold a ${VAR:-default}
-    for _ in range(10):
-        replaced = _ENV_PATTERN.sub(replace, text)
-        if replaced == text:
-            return replaced
-        text = replaced
-    return text
-
-
-def _resolve_paths(config: PlantlakeConfig, base: Path) -> None:
-    def resolve(path: Path) -> Path:
-        return path if path.is_absolute() else (base / path).resolve()
-
-    config.lake.root = resolve(config.lake.root)
-    for source in [*config.sources.logs, *config.sources.suppliers]:
-        source.path = resolve(source.path)
-    for server in config.sources.opcua:
-        if server.security is not None:
-            server.security.certificate = resolve(server.security.certificate)
-            server.security.private_key = resolve(server.security.private_key)
-    for supplier in config.sources.suppliers:
-        supplier.archive = resolve(supplier.archive) if supplier.archive else None
-        supplier.rejected = resolve(supplier.rejected) if supplier.rejected else None
-    if config.simulator:
-        config.simulator.output = resolve(config.simulator.output)
-    for erp in config.sources.erp:
-        if erp.url.startswith("sqlite:///") and not erp.url.startswith("sqlite:////"):
-            erp.url = "sqlite:///" + str(resolve(Path(erp.url.removeprefix("sqlite:///"))))
-
-
-def _check_unique_names(config: PlantlakeConfig) -> None:
-    seen: set[str] = set()
-    for kind in ("erp", "opcua", "logs", "suppliers"):
-        for source in getattr(config.sources, kind):
-            if source.name in seen:
-                raise ConfigError(f"sources.{kind}: the name {source.name!r} is used twice; names must be unique")
-            seen.add(source.name)
-
-
-def parse_config(text: str, base: Path, origin: str = "<string>") -> PlantlakeConfig:
-    """Validate YAML text; errors name the key path and what was expected."""
-    try:
-        raw = yaml.safe_load(substitute_env(text))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: expected a mapping with 'lake' and 'sources' at the top")
-    try:
-        config = PlantlakeConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{origin}: {problems}") from None
-    _check_unique_names(config)
-    _resolve_paths(config, base)
-    return config
-
-
-def load_config(path: str | Path | None = None) -> PlantlakeConfig:
-    """Load the YAML named by `path`, else $PLANTLAKE_CONFIG, else ./plantlake.yaml."""
-    chosen = Path(path or os.environ.get("PLANTLAKE_CONFIG") or "plantlake.yaml").resolve()
-    if not chosen.is_file():
-        raise ConfigError(f"config file {chosen} not found; set PLANTLAKE_CONFIG or pass a path")
-    config = parse_config(chosen.read_text(encoding="utf-8"), chosen.parent, origin=str(chosen))
-    config.path = chosen
-    return config

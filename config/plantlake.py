@@ -1,0 +1,161 @@
+"""The plantlake YAML: one file declares the lake and every source.
+
+`${VAR}` and `${VAR:-default}` are replaced from the environment before validation, so
+secrets never live in the file. Relative paths are taken relative to the YAML file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from plantlake.config.sources import ConfigError, Sources, Strict
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}")
+
+
+class GoldConfig(Strict):
+    production_orders: str = Field(
+        default="erp_production_orders",
+        description="silver table with machine_id, actual_start, actual_end, material_lot",
+    )
+
+
+class LakeConfig(Strict):
+    root: Path
+
+
+class SimulatorConfig(Strict):
+    seed: int = 42
+    output: Path
+    lines: int = Field(default=2, gt=0)
+    machines_per_line: int = Field(default=3, gt=0)
+    history_days: float = Field(default=2, gt=0)
+    sample_seconds: int = Field(default=60, gt=0)
+    opcua_port: int = 48400
+
+
+class ScheduleConfig(Strict):
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    supplier_sensor_seconds: int = Field(default=60, gt=0)
+
+
+class MaintenanceConfig(Strict):
+    """The weekly housekeeping job: compaction, checkpoints, log cleanup and vacuum."""
+
+    cron: str = Field(default="0 4 * * 0", description="when the maintenance job runs (default Sundays 04:00)")
+    retention_days: float = Field(
+        default=7,
+        ge=0,
+        description="time travel reaches this far back; vacuum keeps "
+        "what it needs (never less than the longest run still going)",
+    )
+    target_file_mb: int = Field(default=128, gt=0, description="compaction writes files of about this size")
+
+
+class ExecutionConfig(Strict):
+    """How a run executes its steps; the same for scheduled, sensor and UI runs."""
+
+    executor: Literal["in_process", "multiprocess"] = Field(
+        default="in_process",
+        description="in_process: one process, no per-step start-up (fastest on one machine); "
+        "multiprocess: steps in parallel processes forked from a server that has plantlake imported",
+    )
+    max_concurrent: int = Field(default=2, gt=0, description="multiprocess: steps at once")
+
+
+class PlantlakeConfig(Strict):
+    lake: LakeConfig
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    sources: Sources
+    gold: GoldConfig = Field(default_factory=GoldConfig)
+    simulator: SimulatorConfig | None = None
+    path: Path | None = Field(default=None, exclude=True)
+
+
+def substitute_env(text: str, environ: dict[str, str] | None = None) -> str:
+    """Replace `${VAR}` and `${VAR:-default}`; a missing variable without default is an error."""
+    env = os.environ if environ is None else environ
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}} in the config)")
+
+    # innermost first, so a default may itself hold a ${VAR:-default}
+    for _ in range(10):
+        replaced = _ENV_PATTERN.sub(replace, text)
+        if replaced == text:
+            return replaced
+        text = replaced
+    return text
+
+
+def _resolve_paths(config: PlantlakeConfig, base: Path) -> None:
+    def resolve(path: Path) -> Path:
+        return path if path.is_absolute() else (base / path).resolve()
+
+    config.lake.root = resolve(config.lake.root)
+    for log in config.sources.logs:
+        log.path = resolve(log.path)
+    for server in config.sources.opcua:
+        if server.security is not None:
+            server.security.certificate = resolve(server.security.certificate)
+            server.security.private_key = resolve(server.security.private_key)
+    for supplier in config.sources.suppliers:
+        supplier.path = resolve(supplier.path)
+        supplier.archive = resolve(supplier.archive) if supplier.archive else None
+        supplier.rejected = resolve(supplier.rejected) if supplier.rejected else None
+    if config.simulator:
+        config.simulator.output = resolve(config.simulator.output)
+    for erp in config.sources.erp:
+        if erp.url.startswith("sqlite:///") and not erp.url.startswith("sqlite:////"):
+            erp.url = "sqlite:///" + str(resolve(Path(erp.url.removeprefix("sqlite:///"))))
+
+
+def _check_unique_names(config: PlantlakeConfig) -> None:
+    seen: set[str] = set()
+    for kind in ("erp", "opcua", "logs", "suppliers"):
+        for source in getattr(config.sources, kind):
+            if source.name in seen:
+                raise ConfigError(f"sources.{kind}: the name {source.name!r} is used twice; names must be unique")
+            seen.add(source.name)
+
+
+def parse_config(text: str, base: Path, origin: str = "<string>") -> PlantlakeConfig:
+    """Validate YAML text; errors name the key path and what was expected."""
+    try:
+        raw = yaml.safe_load(substitute_env(text))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping with 'lake' and 'sources' at the top")
+    try:
+        config = PlantlakeConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ConfigError(f"{origin}: {problems}") from None
+    _check_unique_names(config)
+    _resolve_paths(config, base)
+    return config
+
+
+def load_config(path: str | Path | None = None) -> PlantlakeConfig:
+    """Load the YAML named by `path`, else $PLANTLAKE_CONFIG, else ./plantlake.yaml."""
+    chosen = Path(path or os.environ.get("PLANTLAKE_CONFIG") or "plantlake.yaml").resolve()
+    if not chosen.is_file():
+        raise ConfigError(f"config file {chosen} not found; set PLANTLAKE_CONFIG or pass a path")
+    config = parse_config(chosen.read_text(encoding="utf-8"), chosen.parent, origin=str(chosen))
+    config.path = chosen
+    return config
