@@ -160,7 +160,8 @@ def validate(
                     value=None if record.get(column) is None else str(record.get(column)),
                 )
             )
-    keep = [index for index in range(table.num_rows) if index not in failed_rows]
+    # typed indexes: an empty Python list would be a null array, which `take` refuses on every column type
+    keep = pa.array([index for index in range(table.num_rows) if index not in failed_rows], pa.int64())
     return Validation(table.take(keep), rejections, outcomes, table.num_rows, len(failed_rows))
 
 
