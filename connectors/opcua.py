@@ -293,7 +293,7 @@ async def read_snapshots(
                 for tag in group
             ],
         )
-        for tag, value in zip(group, await client.uaclient.read(params), strict=True):
+        for tag, value in zip(group, await opcua_decode.read_values(client, params), strict=True):
             if value.SourceTimestamp is None and value.ServerTimestamp is None:
                 value.SourceTimestamp = opcua_decode.ua_datetime(now)
             yield _to_batch(tag, [value])
