@@ -43,7 +43,8 @@ def build_machine_hour_features(lake: Lake, config: PlantlakeConfig) -> Step:
     validation = expectations.validate(
         features, suites.machine_hour_suite(features.schema), "gold.machine_hour_features"
     )
-    committed = delta.overwrite(path, features) if validation.success else False
+    # published unless a rule that keeps rows out failed; a rule that only warns does not hold gold back
+    committed = delta.overwrite(path, features) if validation.holds else False
     missing = sorted(
         role
         for role in ("sensor_readings", "machine_events", "production_orders", "material_lots")
@@ -53,7 +54,7 @@ def build_machine_hour_features(lake: Lake, config: PlantlakeConfig) -> Step:
         path,
         {
             "rows_computed": features.num_rows,
-            "published": validation.success,
+            "published": validation.holds,
             "changed": committed,
             "inputs_missing": ", ".join(missing) or "none",
         },

@@ -93,23 +93,23 @@ def expectation_check(
 ) -> dg.AssetCheckResult:
     name = table_name(context.asset_key)
     failed = {o.expectation: o.unexpected for o in validation.outcomes if not o.success}
-    results.record(
-        lake,
-        name,
-        EXPECTATIONS_CHECK,
-        "gx",
-        validation.success,
-        {"rows_checked": validation.rows_checked, "rows_quarantined": validation.rows_rejected, "failed": failed},
-        context.run.run_id,
-    )
+    details = {
+        "rows_checked": validation.rows_checked,
+        "rows_quarantined": validation.rows_rejected,
+        "failed": failed,
+        "warned": validation.warned,  # failed, but their rows were kept (on_fail: warn)
+    }
+    results.record(lake, name, EXPECTATIONS_CHECK, "gx", validation.success, details, context.run.run_id)
     return dg.AssetCheckResult(
         check_name=EXPECTATIONS_CHECK,
         passed=validation.success,
-        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        # a rule that only warns never blocks what depends on the table
+        severity=dg.AssetCheckSeverity.ERROR if blocking and not validation.holds else dg.AssetCheckSeverity.WARN,
         metadata={
             "rows_checked": validation.rows_checked,
             "rows_quarantined": validation.rows_rejected,
             "failed_expectations": dg.MetadataValue.json(failed),
+            "warned_expectations": dg.MetadataValue.json(validation.warned),
         },
     )
 

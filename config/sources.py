@@ -24,12 +24,80 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+OnFail = Literal["quarantine", "warn", "fail"]
+_ON_FAIL = (
+    "quarantine: the row goes to quarantine.rows; warn: the row is kept and the check warns; fail: the step stops"
+)
+
+
+class RangeRule(Strict):
+    """A range rule with its own on_fail; `[low, high]` is the short form."""
+
+    min: float | None = None
+    max: float | None = None
+    on_fail: OnFail | None = Field(default=None, description=f"default: expect.on_fail. {_ON_FAIL}")
+
+
+class AllowedRule(Strict):
+    """Allowed values with their own on_fail; a plain list is the short form."""
+
+    values: list[str]
+    on_fail: OnFail | None = Field(default=None, description=f"default: expect.on_fail. {_ON_FAIL}")
+
+
+class NotNullRule(Strict):
+    """A column that must hold a value, with its own on_fail; the column's name is the short form."""
+
+    column: str
+    on_fail: OnFail | None = Field(default=None, description=f"default: expect.on_fail. {_ON_FAIL}")
+
+
 class TableExpectations(Strict):
     """Row-level expectations for one silver table, beyond the generic ones."""
 
-    ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
-    allowed: dict[str, list[str]] = Field(default_factory=dict)
-    not_null: list[str] = Field(default_factory=list)
+    on_fail: OnFail = Field(default="quarantine", description=f"what breaking a rule declared here does. {_ON_FAIL}")
+    ranges: dict[str, tuple[float | None, float | None] | RangeRule] = Field(default_factory=dict)
+    allowed: dict[str, list[str] | AllowedRule] = Field(default_factory=dict)
+    not_null: list[str | NotNullRule] = Field(default_factory=list)
+    timestamps_sane: OnFail = Field(
+        default="warn",
+        description="the generic rule 'every timestamp between 2000-01-01 and tomorrow' (planned dates may lie "
+        f"ahead; warn keeps the row). {_ON_FAIL}",
+    )
+
+    def range_rules(self) -> list[tuple[str, float | None, float | None, OnFail]]:
+        """(column, low, high, on_fail) of every declared range."""
+        found = []
+        for column, rule in self.ranges.items():
+            if isinstance(rule, RangeRule):
+                found.append((column, rule.min, rule.max, rule.on_fail or self.on_fail))
+            else:
+                found.append((column, rule[0], rule[1], self.on_fail))
+        return found
+
+    def allowed_rules(self) -> list[tuple[str, list[str], OnFail]]:
+        """(column, allowed values, on_fail) of every declared value set."""
+        return [
+            (column, rule.values, rule.on_fail or self.on_fail)
+            if isinstance(rule, AllowedRule)
+            else (column, rule, self.on_fail)
+            for column, rule in self.allowed.items()
+        ]
+
+    def not_null_rules(self) -> list[tuple[str, OnFail]]:
+        """(column, on_fail) of every column declared not null."""
+        return [
+            (rule.column, rule.on_fail or self.on_fail) if isinstance(rule, NotNullRule) else (rule, self.on_fail)
+            for rule in self.not_null
+        ]
+
+    def columns(self) -> list[str]:
+        """Every column a rule here names."""
+        return [
+            *(column for column, *_ in self.range_rules()),
+            *(column for column, *_ in self.allowed_rules()),
+            *(column for column, _ in self.not_null_rules()),
+        ]
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")

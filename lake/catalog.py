@@ -70,8 +70,15 @@ def _last_update(table: DeltaTable) -> datetime | None:
     return datetime.fromtimestamp(timestamp / 1000, tz=UTC) if timestamp else None
 
 
+def _only_warned(details: str | None) -> bool:
+    """Whether a failed check failed only rules that warn (`on_fail: warn`), which keep their rows."""
+    noted = json.loads(details or "{}")
+    failed, warned = noted.get("failed"), noted.get("warned")
+    return isinstance(failed, dict) and isinstance(warned, dict) and bool(failed) and failed.keys() <= warned.keys()
+
+
 def _quality_status(lake: Lake) -> dict[str, str]:
-    """Per table: 'passed', or 'failed: <checks>', from the newest result of each check."""
+    """Per table: 'passed', 'warned: <checks>' or 'failed: <checks>', from the newest result of each check."""
     results = delta.read(lake.quality_results)
     if results is None or results.num_rows == 0:
         return {}
@@ -79,15 +86,26 @@ def _quality_status(lake: Lake) -> dict[str, str]:
     connection.register("results", results)
     rows = connection.execute(
         """
-        WITH newest AS (
-            SELECT * FROM results
-            QUALIFY row_number() OVER (PARTITION BY table_name, check_name ORDER BY checked_at DESC) = 1
-        )
-        SELECT table_name, string_agg(CASE WHEN NOT success THEN check_name END, ', ' ORDER BY check_name)
-        FROM newest GROUP BY table_name
+        SELECT table_name, check_name, success, details FROM results
+        QUALIFY row_number() OVER (PARTITION BY table_name, check_name ORDER BY checked_at DESC) = 1
+        ORDER BY table_name, check_name
         """
     ).fetchall()
-    return {name: f"failed: {failed}" if failed else "passed" for name, failed in rows}
+    failed: dict[str, list[str]] = {}
+    warned: dict[str, list[str]] = {}
+    for name, check, success, details in rows:
+        failed.setdefault(name, [])
+        warned.setdefault(name, [])
+        if not success:
+            (warned if _only_warned(details) else failed)[name].append(check)
+    return {
+        name: f"failed: {', '.join(failed[name])}"
+        if failed[name]
+        else f"warned: {', '.join(warned[name])}"
+        if warned[name]
+        else "passed"
+        for name in failed
+    }
 
 
 def _quarantined_rows(lake: Lake) -> dict[str, int]:

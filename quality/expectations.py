@@ -1,7 +1,8 @@
 """Validate a batch with Great Expectations (GX Core 1.x), row by row.
 
-GX is imported on first use (it takes seconds) and its usage statistics are off. Rows that
-fail an expectation are returned as rejections for quarantine; the rest pass on.
+GX is imported on first use (it takes seconds) and its usage statistics are off. What a row
+that fails an expectation does is the expectation's `on_fail`: `quarantine` returns it as a
+rejection, `warn` keeps it and only counts it (the check then warns), `fail` stops the step.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from plantlake.config.sources import OnFail
 from plantlake.lake.quarantine import Rejection
 from plantlake.quality.suites import Expect
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+class RuleFailedError(RuntimeError):
+    """A rule with `on_fail: fail` found rows that break it: the step stops before anything is written."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,7 @@ class Outcome:
     expectation: str
     success: bool
     unexpected: int
+    on_fail: OnFail = "quarantine"
 
 
 @dataclass
@@ -49,7 +56,10 @@ class Validation:
                 outcome
                 if seen is None
                 else Outcome(
-                    outcome.expectation, seen.success and outcome.success, seen.unexpected + outcome.unexpected
+                    outcome.expectation,
+                    seen.success and outcome.success,
+                    seen.unexpected + outcome.unexpected,
+                    outcome.on_fail,
                 )
             )
         return cls(
@@ -62,8 +72,18 @@ class Validation:
 
     @property
     def success(self) -> bool:
-        """No expectation failed and no row of the batch was kept out."""
+        """No expectation failed (not even one that only warns) and no row of the batch was kept out."""
         return all(outcome.success for outcome in self.outcomes) and not self.rejections
+
+    @property
+    def holds(self) -> bool:
+        """No row was kept out and only rules that warn failed, if any: the batch is whole."""
+        return not self.rejections and all(o.success or o.on_fail == "warn" for o in self.outcomes)
+
+    @property
+    def warned(self) -> dict[str, int]:
+        """Rules with `on_fail: warn` that failed, and for how many rows (which were kept)."""
+        return {o.expectation: o.unexpected for o in self.outcomes if not o.success and o.on_fail == "warn"}
 
 
 def gx_context(**options: Any) -> Any:
@@ -131,7 +151,7 @@ def validate(
     frame = table.to_pandas()
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(gx_suite(table_name, suite, table.schema), result_format={"result_format": "COMPLETE"})
-    failed_rows: dict[int, list[str]] = {}
+    failed_rows: dict[int, list[Expect]] = {}
     outcomes = []
     by_name = {expect.name: expect for expect in suite}
     for item in result.results:
@@ -139,14 +159,17 @@ def validate(
         expect = by_name[item.expectation_config.meta["plantlake"]]
         _raise_if_broken(item, expect, table_name)
         indexes = item.result.get("unexpected_index_list") or []
-        outcomes.append(Outcome(expect.name, bool(item.success), len(indexes)))
-        for index in indexes:
-            failed_rows.setdefault(int(index), []).append(expect.name)
+        outcomes.append(Outcome(expect.name, bool(item.success), len(indexes), expect.on_fail))
+        if expect.on_fail == "fail" and indexes:
+            _stop(table, expect, [int(index) for index in indexes], table_name, key_columns or [])
+        if expect.on_fail == "quarantine":
+            for index in indexes:
+                failed_rows.setdefault(int(index), []).append(expect)
     rejections = []
     records = table.take(sorted(failed_rows)).to_pylist() if failed_rows else []
     for index, record in zip(sorted(failed_rows), records, strict=True):
-        for name in failed_rows[index]:
-            column = name.split(" ", 1)[0]
+        for failed in failed_rows[index]:
+            name, column = failed.name, failed.column
             rejections.append(
                 Rejection(
                     table_name=table_name,
@@ -163,6 +186,19 @@ def validate(
     # typed indexes: an empty Python list would be a null array, which `take` refuses on every column type
     keep = pa.array([index for index in range(table.num_rows) if index not in failed_rows], pa.int64())
     return Validation(table.take(keep), rejections, outcomes, table.num_rows, len(failed_rows))
+
+
+def _stop(table: pa.Table, expect: Expect, indexes: list[int], table_name: str, key_columns: list[str]) -> None:
+    """Raise for a rule with `on_fail: fail`, naming the rule, the table and the first rows that break it."""
+    shown = table.take(pa.array(indexes[:3], pa.int64())).to_pylist()
+    examples = "; ".join(
+        f"{_row_key(record, key_columns, index)}: {record.get(expect.column)!r}"
+        for index, record in zip(indexes, shown, strict=False)
+    )
+    raise RuleFailedError(
+        f"{table_name}: rule '{expect.name}' (on_fail: fail) is broken by {len(indexes)} row(s), e.g. {examples}; "
+        "the rows of this batch were not merged. Correct the source, or set the rule's on_fail to quarantine or warn"
+    )
 
 
 def _raise_if_broken(item: Any, expect: Expect, table_name: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from plantlake.config import ColumnMapping, TableExpectations
+from plantlake.config.sources import OnFail
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -27,6 +28,9 @@ class Expect:
     values: tuple[str, ...] = ()
     condition: str | None = None
     label: str | None = None
+    # quarantine: the row is kept out; warn: it is kept and the check warns; fail: the step stops.
+    # Generic rules (not declared in the YAML) warn: a replica keeps every row its source has.
+    on_fail: OnFail = "quarantine"
 
     @property
     def name(self) -> str:
@@ -45,22 +49,43 @@ def not_null(*columns: str) -> list[Expect]:
     return [Expect("not_null", column) for column in columns]
 
 
-def timestamps_sane(schema: pa.Schema, now: datetime | None = None) -> list[Expect]:
-    """Every timestamp column between 2000 and tomorrow: catches epoch zeros and clock errors."""
+def timestamps_sane(schema: pa.Schema, now: datetime | None = None, on_fail: OnFail = "warn") -> list[Expect]:
+    """Every timestamp column between 2000 and tomorrow: points at epoch zeros and clock errors.
+
+    A generic rule, so it warns by default: an ERP plans work orders ahead, and a planned start
+    next year is a value of the source like any other.
+    """
     latest = (now or datetime.now(UTC)) + timedelta(days=1)
     return [
-        Expect("between", field.name, EARLIEST, latest, label=f"{field.name} between 2000-01-01 and tomorrow")
+        Expect(
+            "between",
+            field.name,
+            EARLIEST,
+            latest,
+            label=f"{field.name} between 2000-01-01 and tomorrow",
+            on_fail=on_fail,
+        )
         for field in schema
         if pa.types.is_timestamp(field.type) and not field.name.startswith("_")
     ]
 
 
 def erp_suite(primary_key: list[str], expect: TableExpectations, schema: pa.Schema) -> list[Expect]:
-    """Keys and declared columns not null, declared ranges and allowed values, sane timestamps."""
-    suite = not_null(*dict.fromkeys([*primary_key, *expect.not_null]))
-    suite += [Expect("between", column, low, high) for column, (low, high) in expect.ranges.items()]
-    suite += [Expect("in_set", column, values=tuple(values)) for column, values in expect.allowed.items()]
-    return suite + timestamps_sane(schema)
+    """Keys not null (a row without its key cannot be merged), the rules the YAML declares with their
+    `on_fail`, and the generic timestamp rule (`expect.timestamps_sane`, warn by default)."""
+    declared = dict(expect.not_null_rules())
+    suite = [Expect("not_null", column) for column in primary_key]
+    suite += [
+        Expect("not_null", column, on_fail=on_fail) for column, on_fail in declared.items() if column not in primary_key
+    ]
+    suite += [
+        Expect("between", column, low, high, on_fail=on_fail) for column, low, high, on_fail in expect.range_rules()
+    ]
+    suite += [
+        Expect("in_set", column, values=tuple(values), on_fail=on_fail)
+        for column, values, on_fail in expect.allowed_rules()
+    ]
+    return suite + timestamps_sane(schema, on_fail=expect.timestamps_sane)
 
 
 SENSOR_RANGES = {"Temperature": (-50, 400), "Vibration": (0, 100), "SpindleSpeed": (0, 40_000), "State": (0, 3)}
@@ -70,7 +95,7 @@ def sensor_suite(schema: pa.Schema) -> list[Expect]:
     suite = not_null("source", "node_id", "tag", "timestamp", "status")
     suite.append(Expect("in_set", "status", values=("Good", "Uncertain", "Bad")))
     suite += [
-        Expect("between", "value", low, high, condition=f'tag=="{tag}" and status=="Good"')
+        Expect("between", "value", low, high, condition=f'tag=="{tag}" and status=="Good"', on_fail="warn")
         for tag, (low, high) in SENSOR_RANGES.items()
     ]
     return suite + timestamps_sane(schema)
@@ -92,7 +117,7 @@ def supplier_suite(columns: Mapping[str, ColumnMapping], key: list[str], schema:
     required = [spec.name for spec in columns.values() if spec.required]
     suite = not_null(*dict.fromkeys([*key, *required]))
     suite += [
-        Expect("between", spec.name, 0, 1_000_000)
+        Expect("between", spec.name, 0, 1_000_000, on_fail="warn")
         for spec in columns.values()
         if spec.type in ("decimal", "float", "int") and spec.name.startswith("quantity")
     ]
