@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import sqlalchemy as sa
 
+from plantlake.assets.erp_preflight import check_table
 from plantlake.assets.factory import bronze_asset, silver_assets
 from plantlake.assets.results import Step
 from plantlake.assets.steps import merge_validated
 from plantlake.config import ErpSource, ErpTable
+from plantlake.config.names import lake_identifier
 from plantlake.connectors import sql, sql_fast
 from plantlake.connectors.arrow_types import to_utc
 from plantlake.lake import bronze, deletes, delta, drift, silver, transforms
@@ -25,18 +27,22 @@ BOOKKEEPING = {field.name for field in INGESTION_FIELDS} | {deletes.DELETED_AT}
 
 
 def table_name(source: ErpSource, table: ErpTable) -> str:
-    return f"{source.name}_{table.name}"
+    """The table's name in the lake and its asset keys (see `config.names` for the rule, `lake_name:` overrides it)."""
+    return source.lake_table(table)
+
+
+def _referenced_table(source: ErpSource, name: str) -> str:
+    """The lake name of a table of the same source, by its source name (a declared table's own lake name)."""
+    declared = next((table for table in source.tables if table.name == name), None)
+    return table_name(source, declared) if declared else f"{source.name}_{lake_identifier(name)}"
 
 
 def _columns(source_table: sa.Table, table: ErpTable) -> list[str]:
-    """The columns to land: all, or `include`, minus `exclude`; every name given must exist."""
+    """The columns to land: all, or `include`, minus `exclude`; the declaration is checked against the source first."""
     present = list(source_table.c.keys())
-    for kind, names in (("include", table.include), ("exclude", table.exclude), ("personal_data", table.personal_data)):
-        missing = [name for name in names if name not in present]
-        if missing:
-            raise sql.SourceTableError(f"{table.name}.{kind}: no column {missing} in the source; it has {present}")
-    chosen = table.include or present
-    return [name for name in chosen if name not in table.exclude]
+    chosen = [name for name in (table.include or present) if name not in table.exclude]
+    check_table(source_table, table, chosen)
+    return chosen
 
 
 def _source_schema(source_table: sa.Table, source: ErpSource, table: ErpTable) -> pa.Schema:
@@ -57,7 +63,7 @@ def _lower_bound(watermark: Any, table: ErpTable) -> Any:
         return watermark - lookback
     except TypeError:
         raise TypeError(
-            f"{table.name}.lookback {table.lookback!r} does not fit cursor {table.cursor!r} "
+            f"{table.config_key}.lookback {table.lookback!r} does not fit cursor {table.cursor!r} "
             f"(watermark {watermark!r}); use a duration for time cursors, a number otherwise"
         ) from None
 
@@ -177,7 +183,7 @@ def silver_invariants(
     found = [invariants.unique_keys(data, table.primary_key)]
     for column, target in table.references.items():
         parent_table, parent_column = target.split(".")
-        parent = delta.dataset(lake.table("silver", f"{source.name}_{parent_table}"))
+        parent = delta.dataset(lake.table("silver", _referenced_table(source, parent_table)))
         if parent is not None:
             found.append(invariants.references(data, column, parent, parent_column, f"{source.name}.{parent_table}"))
     with _engine(source) as engine:

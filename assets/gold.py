@@ -27,7 +27,7 @@ def configured_inputs(config: PlantlakeConfig) -> dict[str, str]:
         inputs["sensor_readings"] = "sensor_readings"
     if config.sources.logs:
         inputs["machine_events"] = "machine_events"
-    erp_tables = {f"{source.name}_{table.name}" for source in config.sources.erp for table in source.tables}
+    erp_tables = {source.lake_table(table) for source in config.sources.erp for table in source.tables}
     if config.gold.production_orders in erp_tables:
         inputs["production_orders"] = config.gold.production_orders
     if any(source.target == "material_lots" for source in config.sources.suppliers):

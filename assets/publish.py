@@ -24,7 +24,7 @@ def table_infos(
     for erp in config.sources.erp:
         for table in erp.tables:
             for layer in ("bronze", "silver"):
-                sources[f"{layer}.{erp.name}_{table.name}"] = f"erp:{erp.name}"
+                sources[f"{layer}.{erp.lake_table(table)}"] = f"erp:{erp.name}"
     for server in config.sources.opcua:
         sources[f"bronze.{server.name}_readings"] = f"opcua:{server.name}"
         sources[f"bronze.{server.name}_tags"] = f"opcua:{server.name}"
@@ -65,7 +65,7 @@ def suite_for(config: PlantlakeConfig, qualified: str, schema: pa.Schema) -> lis
         return suites.event_suite(schema)
     for erp in config.sources.erp:
         for table in erp.tables:
-            if name == f"{erp.name}_{table.name}":
+            if name == erp.lake_table(table):
                 return suites.erp_suite(table.primary_key, table.expect, schema)
     for source in config.sources.suppliers:
         if name == source.target:

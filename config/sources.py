@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from plantlake.config.names import LAKE_NAME_PATTERN, lake_identifier
 
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 
@@ -125,7 +127,13 @@ class DeleteDetection(Strict):
 class ErpTable(Strict):
     """One source table, declared in one place: keys, cursor, look-back, filter, columns, personal data."""
 
-    name: str
+    name: str = Field(min_length=1, description="the table's name in the source, exactly (spaces and all)")
+    lake_name: str | None = Field(
+        default=None,
+        pattern=LAKE_NAME_PATTERN,
+        description="the table's name in the lake and Dagster, after '<source>_'; default: derived from name "
+        "(lower case, accents dropped, other characters to '_')",
+    )
     primary_key: list[str] = Field(min_length=1)
     cursor: str | None = Field(default=None, description="column that grows on every insert and update")
     lookback: str | int | None = Field(
@@ -170,6 +178,13 @@ class ErpTable(Strict):
                 raise ValueError(f"column {column!r} is a key or the cursor, so it cannot be left out")
         return self
 
+    _config_key: str = PrivateAttr(default="")
+
+    @property
+    def config_key(self) -> str:
+        """Where the table is declared, e.g. `sources.erp[0].tables[2]`, for error messages."""
+        return self._config_key or f"table {self.name!r}"
+
     def lookback_value(self) -> timedelta | int | float | None:
         """The look-back as a timedelta (durations) or a number (numeric cursors)."""
         if isinstance(self.lookback, str):
@@ -203,6 +218,25 @@ class ErpSource(Strict):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return known_zone(value)
+
+    def lake_table(self, table: ErpTable) -> str:
+        """The table's name in the lake and in Dagster's asset keys: `<source>_<lake name>`."""
+        return f"{self.name}_{table.lake_name or lake_identifier(table.name)}"
+
+    @model_validator(mode="after")
+    def _lake_names_unique(self) -> ErpSource:
+        seen: dict[str, int] = {}
+        for index, table in enumerate(self.tables):
+            table._config_key = f"tables[{index}]"
+            name = self.lake_table(table)
+            if name in seen:
+                first = self.tables[seen[name]]
+                raise ValueError(
+                    f"tables[{seen[name]}] {first.name!r} and tables[{index}] {table.name!r} would both be lake "
+                    f"table {name!r}; give one of them a lake_name:"
+                )
+            seen[name] = index
+        return self
 
 
 class OpcuaSecurity(Strict):
@@ -363,3 +397,32 @@ class Sources(Strict):
     opcua: list[OpcuaSource] = Field(default_factory=list)
     logs: list[LogSource] = Field(default_factory=list)
     suppliers: list[SupplierSource] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _erp_tables_apart(self) -> Sources:
+        """Name each ERP table's config key, and refuse an ERP lake table another source kind also writes."""
+        others = self._lake_tables_of_other_kinds()
+        for source_index, source in enumerate(self.erp):
+            for index, table in enumerate(source.tables):
+                table._config_key = f"sources.erp[{source_index}].tables[{index}]"
+                name = source.lake_table(table)
+                for layer in ("bronze", "silver"):
+                    if f"{layer}.{name}" in others:
+                        raise ValueError(
+                            f"erp.{source_index}.tables.{index}: {table.name!r} would be lake table {layer}.{name}, "
+                            f"which {others[f'{layer}.{name}']} writes; give it a lake_name:"
+                        )
+        return self
+
+    def _lake_tables_of_other_kinds(self) -> dict[str, str]:
+        """'layer.name' -> which source writes it, as the assets of OPC-UA, logs and suppliers name their tables."""
+        tables: dict[str, str] = {}
+        for server in self.opcua:
+            tables |= {f"bronze.{server.name}_readings": f"opcua {server.name!r}", "silver.sensor_readings": "opcua"}
+            tables |= {f"bronze.{server.name}_tags": f"opcua {server.name!r}", "silver.opcua_tags": "opcua"}
+        for log in self.logs:
+            tables |= {f"bronze.{log.name}_events": f"logs {log.name!r}", "silver.machine_events": "logs"}
+        for supplier in self.suppliers:
+            tables |= {f"bronze.{supplier.name}_rows": f"suppliers {supplier.name!r}"}
+            tables |= {f"silver.{supplier.target}": f"suppliers {supplier.name!r}"}
+        return tables

@@ -151,8 +151,12 @@ def build_catalog(lake: Lake, info: dict[str, TableInfo]) -> Path:
     with locks.exclusive(lake.root / "meta" / "catalog"):  # one builder at a time
         temporary = target.with_suffix(".duckdb.tmp")
         temporary.unlink(missing_ok=True)
-        _write_catalog(lake, info, temporary)
-        os.replace(temporary, target)
+        try:
+            _write_catalog(lake, info, temporary)
+            os.replace(temporary, target)
+        finally:  # a failed build leaves the last good catalog and nothing else
+            temporary.unlink(missing_ok=True)
+            temporary.with_suffix(".tmp.wal").unlink(missing_ok=True)
     return target
 
 

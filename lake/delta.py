@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
@@ -321,7 +322,8 @@ def create_view(connection: duckdb.DuckDBPyConnection, identifier: str, table: D
     if not files:
         register_empty(connection, identifier, pa.schema(table.schema().to_arrow()))
         return
-    listing = ", ".join(literal(file) for file in files)
+    # delta-rs gives local files as percent-encoded paths (a space is %20); DuckDB opens the path as it is
+    listing = ", ".join(literal(unquote(file)) for file in files)
     connection.execute(
         f"CREATE OR REPLACE VIEW {identifier} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)"
     )

@@ -23,6 +23,7 @@ from erp_compare import assert_silver_equals_source, sync
 
 from plantlake.assets.erp import load_bronze
 from plantlake.config import DeleteDetection, ErpSource, ErpTable, RowFilter
+from plantlake.config.names import lake_identifier
 from plantlake.lake import delta
 from plantlake.lake.drift import SCHEMA_CHANGES, SchemaDriftError
 from plantlake.lake.layout import Lake
@@ -170,7 +171,7 @@ def test_changes_between_runs_end_equal_to_the_source(erp: Erp, lake: Lake) -> N
     first = sync(lake, source, "run-1")
     assert_silver_equals_source(lake, source)
     assert first[orders.name]["rows_read"] == 300 and first[work.name]["rows_read"] == 100  # row filter applied
-    bronze_schema = delta.schema(lake.table("bronze", f"erp_{orders.name}"))
+    bronze_schema = delta.schema(lake.table("bronze", f"erp_{lake_identifier(orders.name)}"))
     assert "note" not in bronze_schema.names and bronze_schema.field("email").metadata[b"personal_data"] == b"true"
     declared = orders.c.amount_total.type
     assert bronze_schema.field("amount_total").type == pa.decimal128(declared.precision, declared.scale)
@@ -191,7 +192,7 @@ def test_changes_between_runs_end_equal_to_the_source(erp: Erp, lake: Lake) -> N
     assert_silver_equals_source(lake, source)
     assert second[orders.name]["rows_inserted"] == 30 and second[orders.name]["silver_rows_deleted"] == 5
     assert second[work.name]["silver_rows_deleted"] == 10  # only company 1 is landed; removed, not marked
-    assert delta.row_count(lake.table("silver", f"erp_{work.name}")) == 90
+    assert delta.row_count(lake.table("silver", f"erp_{lake_identifier(work.name)}")) == 90
 
     # a transaction that began before the last run commits now, under the watermark
     late = later - timedelta(minutes=20)
@@ -204,7 +205,7 @@ def test_changes_between_runs_end_equal_to_the_source(erp: Erp, lake: Lake) -> N
     assert_silver_equals_source(lake, source)
     assert third[orders.name]["rows_inserted"] == 4
     # rows re-read in the look-back window were not landed twice
-    bronze_rows = delta.read(lake.table("bronze", f"erp_{orders.name}"), columns=[key, cursor])
+    bronze_rows = delta.read(lake.table("bronze", f"erp_{lake_identifier(orders.name)}"), columns=[key, cursor])
     assert bronze_rows.num_rows == len(set(zip(*bronze_rows.to_pydict().values(), strict=True)))
 
     # a new column, a widened decimal, and a new table whose name has spaces
@@ -235,14 +236,14 @@ def test_changes_between_runs_end_equal_to_the_source(erp: Erp, lake: Lake) -> N
     fourth = sync(lake, source, "run-4")
     assert_silver_equals_source(lake, source)
     assert "added incoterm" in fourth[orders.name]["schema_drift"]
-    silver_type = delta.schema(lake.table("silver", f"erp_{orders.name}")).field("amount_total").type
+    silver_type = delta.schema(lake.table("silver", f"erp_{lake_identifier(orders.name)}")).field("amount_total").type
     assert silver_type == pa.decimal128(*wider)
     changes = delta.read(lake.table("meta", SCHEMA_CHANGES)).to_pylist()
     assert {(c["table_name"], c["column_name"], c["change"]) for c in changes} >= {
-        (f"bronze.erp_{orders.name}", "incoterm", "added"),
-        (f"bronze.erp_{orders.name}", "amount_total", "widened"),
-        (f"silver.erp_{orders.name}", "incoterm", "added"),
-        (f"silver.erp_{orders.name}", "amount_total", "widened"),
+        (f"bronze.erp_{lake_identifier(orders.name)}", "incoterm", "added"),
+        (f"bronze.erp_{lake_identifier(orders.name)}", "amount_total", "widened"),
+        (f"silver.erp_{lake_identifier(orders.name)}", "incoterm", "added"),
+        (f"silver.erp_{lake_identifier(orders.name)}", "amount_total", "widened"),
     }
     assert fourth[spaced.name]["rows_inserted"] == 5
 
@@ -308,7 +309,7 @@ def test_a_run_killed_mid_load_then_rerun_ends_equal(erp: Erp, lake: Lake, tmp_p
         text=True,
     )
     assert killed.returncode == -9, killed.stderr
-    path = lake.table("bronze", f"erp_{erp.orders.name}")
+    path = lake.table("bronze", f"erp_{lake_identifier(erp.orders.name)}")
     assert delta.row_count(path) == 400  # the killed run committed nothing
 
     sync(lake, source, "run-2", source.tables[:1])
