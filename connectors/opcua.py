@@ -197,11 +197,19 @@ def _numeric(value: object) -> float | None:
     return None
 
 
+_INT64 = (-(2**63), 2**63 - 1)  # a UInt64 above this range has no exact integer column: `value` holds it
+
+
 def _typed(raw: list[object]) -> dict[str, list]:
     """Values in the column of their kind: float (all numbers), exact integer, boolean, text."""
     return {
         "value": [_numeric(value) for value in raw],
-        "value_int": [value if isinstance(value, int) and not isinstance(value, bool) else None for value in raw],
+        "value_int": [
+            value
+            if isinstance(value, int) and not isinstance(value, bool) and _INT64[0] <= value <= _INT64[1]
+            else None
+            for value in raw
+        ],
         "value_bool": [value if isinstance(value, bool) else None for value in raw],
         "value_text": [None if value is None or isinstance(value, bool | int | float) else str(value) for value in raw],
     }
@@ -237,6 +245,11 @@ def _decode(tag: Tag, body: bytes) -> pa.RecordBatch | None:
     return _to_batch(tag, values) if values else None
 
 
+def _decode_all(bodies: list[tuple[Tag, bytes]]) -> list[pa.RecordBatch]:
+    decoded = (_decode(tag, body) for tag, body in bodies)
+    return [batch for batch in decoded if batch is not None and batch.num_rows]
+
+
 async def read_history(
     client: Client,
     tags: list[Tag],
@@ -260,6 +273,7 @@ async def read_history(
             while pending:
                 results = await opcua_decode.history_read(client, _history_params(details, pending, release=False))
                 answered, pending = pending, []
+                bodies: list[tuple[Tag, bytes]] = []
                 for (tag, _), result in zip(answered, results, strict=True):
                     if not result.status.is_good():
                         name, doc = ua.status_codes.get_name_and_doc(result.status.value)
@@ -268,11 +282,13 @@ async def read_history(
                             raise OpcuaReadError(message)
                         failures[tag.node_id] = message
                         continue
-                    batch = _decode(tag, result.body) if result.body else None
-                    if batch is not None and batch.num_rows:
-                        yield batch
+                    if result.body:
+                        bodies.append((tag, result.body))
                     if result.continuation:
                         pending.append((tag, result.continuation))
+                # decoded in a worker thread: the event loop stays free to answer keep-alives meanwhile
+                for batch in await asyncio.to_thread(_decode_all, bodies):
+                    yield batch
         finally:
             if pending and any(point for _, point in pending):
                 # a read stopped early: tell the server to free what it holds for us, if it still listens

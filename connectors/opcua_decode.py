@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,11 +37,21 @@ class RawResult:
     body: bytes | None
 
 
+async def send(client: Client, request: Any) -> Buffer:
+    """Send a request and return its answer undecoded; a timeout says which service waited, where and how long."""
+    try:
+        return await client.uaclient.session._send_request(request)
+    except TimeoutError:
+        service = type(request).__name__.removesuffix("Request")
+        waited = client.uaclient._timeout  # the request timeout the client was made with
+        raise TimeoutError(f"{service} got no answer from {client.server_url.geturl()} within {waited:g} s") from None
+
+
 async def history_read(client: Client, params: ua.HistoryReadParameters) -> list[RawResult]:
     """Send a HistoryRead and split the answer per node, leaving the values encoded."""
     request = ua.HistoryReadRequest()
     request.Parameters = params
-    data = await client.uaclient.session._send_request(request)
+    data = await send(client, request)
     ua_binary.nodeid_from_binary(data)  # the response's type id
     ua_binary.struct_from_binary(ua.ResponseHeader, data).ServiceResult.check()
     results = []
@@ -95,7 +106,8 @@ class _Columns:
                 self.has["bool"][rows] = True
             elif values.dtype.kind in "iu":
                 self.integer[rows] = values
-                self.has["int"][rows] = True
+                # a UInt64 above the signed range has no exact integer column (the general path agrees)
+                self.has["int"][rows] = values <= np.iinfo(np.int64).max if values.dtype == np.uint64 else True
         for name in ("status", "source", "server"):
             if name in records:
                 getattr(self, name)[rows] = records[name]
@@ -182,7 +194,7 @@ async def read_values(client: Client, params: ua.ReadParameters) -> list[ua.Data
     """The Read service, its DataValues decoded in the order of the specification (see `datavalue_from_binary`)."""
     request = ua.ReadRequest()
     request.Parameters = params
-    data = await client.uaclient.session._send_request(request)
+    data = await send(client, request)
     ua_binary.nodeid_from_binary(data)  # the response's type id
     ua_binary.struct_from_binary(ua.ResponseHeader, data).ServiceResult.check()
     return _datavalues(data)

@@ -7,10 +7,12 @@ resumes after the last value already delivered, so the stream has no gap and no 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import os
 import socket
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from plantlake.connectors.opcua import OpcuaReadError, Tag, discover_tags, read_history, read_snapshots, selected
+from plantlake.connectors.opcua_loop import LoopThread
 
 
 class OpcuaRefused(OpcuaReadError):
@@ -30,18 +33,15 @@ class OpcuaRefused(OpcuaReadError):
 
 
 # what a dropped link or a server restart raises on the client side
-LINK_ERRORS = (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError, asyncio.CancelledError, ua.UaError)
-
-
-def iterate_blocking(
-    async_iterator: AsyncGenerator[pa.RecordBatch, None], runner: asyncio.Runner
-) -> Iterator[pa.RecordBatch]:
-    """Drive an async generator from synchronous code, one item at a time."""
-    while True:
-        try:
-            yield runner.run(anext(async_iterator))
-        except StopAsyncIteration:
-            return
+LINK_ERRORS = (
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    asyncio.CancelledError,
+    concurrent.futures.CancelledError,
+    ua.UaError,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,15 @@ class Credentials:
 CLIENT_URI = "urn:plantlake:client"
 
 
+def write_private_key(path: Path) -> None:
+    """A new RSA key for this client, in a file only its owner can read (0600), created so from the start."""
+    pem = cert_gen.dump_private_key_as_pem(cert_gen.generate_private_key())
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as key_file:
+        key_file.write(pem)
+    os.chmod(path, 0o600)  # whatever the umask took away, no more is granted
+
+
 async def _apply(client: Client, credentials: Credentials) -> None:
     if credentials.username is not None:
         client.set_user(credentials.username)
@@ -66,6 +75,8 @@ async def _apply(client: Client, credentials: Credentials) -> None:
         client.application_uri = CLIENT_URI
         for path in (credentials.certificate, credentials.private_key):
             path.parent.mkdir(parents=True, exist_ok=True)
+        if not credentials.private_key.exists():
+            write_private_key(credentials.private_key)
         await cert_gen.setup_self_signed_certificate(
             credentials.private_key,
             credentials.certificate,
@@ -83,22 +94,27 @@ async def _apply(client: Client, credentials: Credentials) -> None:
 
 
 class Session:
-    """One client connection, opened again (with back-off) when the link drops."""
+    """One client connection, opened again (with back-off) when the link drops.
+
+    asyncua runs on an event loop in a thread of its own (`LoopThread`), so its keep-alives are
+    answered however long the caller takes over a batch; its watchdog probes the server once
+    per request timeout instead of every second, so a server busy with a large answer is not
+    taken for a lost link.
+    """
 
     def __init__(
         self, endpoint: str, timeout_s: float, attempts: int, backoff_s: float, credentials: Credentials | None = None
     ) -> None:
         self.endpoint, self.timeout_s, self.attempts, self.backoff_s = endpoint, timeout_s, attempts, backoff_s
         self.credentials = credentials or Credentials()
-        self.runner = asyncio.Runner()
+        self.loop = LoopThread()
         self.client: Client | None = None
 
     def connect(self) -> Client:
-        client = Client(self.endpoint, timeout=self.timeout_s)
-        client.session_timeout = 600_000  # what servers commonly grant; asking for more only draws a warning
+        client = self.loop.run(self._client())
         try:
-            self.runner.run(_apply(client, self.credentials))
-            self.runner.run(client.connect())
+            self.loop.run(_apply(client, self.credentials))
+            self.loop.run(client.connect())
         except ua.UaStatusCodeError as exc:
             name = ua.status_codes.get_name_and_doc(exc.code)[0]
             if name in ("BadUserAccessDenied", "BadIdentityTokenInvalid", "BadIdentityTokenRejected"):
@@ -115,37 +131,61 @@ class Session:
                 f"{self.endpoint} offers no endpoint for {wanted} ({exc}); set `security:` in the YAML "
                 "to what the server offers"
             ) from None
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            self._abandon(client)
+            raise OpcuaReadError(
+                f"connecting to {self.endpoint} timed out after {self.timeout_s:g} s (`timeout_s`): something "
+                "accepts TCP connections there but did not answer as an OPC-UA server; check host and port"
+            ) from exc
+        except OSError as exc:
+            self._abandon(client)
             raise OpcuaReadError(f"cannot connect to {self.endpoint}: {exc}; is the OPC-UA server running?") from exc
         self.client = client
         return client
 
+    async def _client(self) -> Client:
+        """A client made on the loop it will run on."""
+        client = Client(self.endpoint, timeout=self.timeout_s, watchdog_intervall=max(self.timeout_s, 1.0))
+        client.session_timeout = 600_000  # what servers commonly grant; asking for more only draws a warning
+        return client
+
+    def _abandon(self, client: Client) -> None:
+        """Close what a failed connect left open (the socket of a server that never answered)."""
+
+        async def close_socket() -> None:
+            client.disconnect_socket()
+
+        with contextlib.suppress(*LINK_ERRORS):
+            self.loop.run(close_socket())
+
     def reconnect(self, cause: BaseException) -> Client:
         """Drop the broken connection and open a new one, waiting longer after each failed try."""
         self._drop()
+        last: OpcuaReadError | None = None
         for attempt in range(self.attempts):
             time.sleep(self.backoff_s * 2**attempt)
             try:
                 client = self.connect()
             except OpcuaRefused:
                 raise
-            except OpcuaReadError:
+            except OpcuaReadError as exc:
+                last = exc
                 continue
             return client
         raise OpcuaReadError(
             f"lost the connection to {self.endpoint} ({type(cause).__name__}: {cause}) and could not "
-            f"connect again in {self.attempts} tries; the next run resumes from the committed marks"
+            f"connect again in {self.attempts} tries ({last}); the next run resumes from the committed marks"
         ) from cause
 
     def _drop(self) -> None:
         if self.client is not None:
             with contextlib.suppress(*LINK_ERRORS):
-                self.runner.run(asyncio.wait_for(self.client.disconnect(), timeout=2))
+                self.loop.run(asyncio.wait_for(self.client.disconnect(), timeout=2))
         self.client = None
 
     def close(self) -> None:
         self._drop()
-        self.runner.close()
+        self.loop.close()
 
 
 def _after(batch: pa.RecordBatch, seen: datetime | None) -> pa.RecordBatch:
@@ -182,7 +222,7 @@ def read_history_blocking(
     try:
         client = session.connect()
         tags = selected(
-            session.runner.run(discover_tags(client, roots, describe=describe, snapshots=snapshots)),
+            session.loop.run(discover_tags(client, roots, describe=describe, snapshots=snapshots)),
             include or [],
             exclude or [],
         )
@@ -202,7 +242,7 @@ def read_history_blocking(
         for start, group in sorted(groups.items(), key=lambda item: item[0]):
             if start < end:
                 stream = read_history(client, group, start, end, values_per_request, nodes_per_request, failures)
-                for batch in iterate_blocking(stream, session.runner):
+                for batch in session.loop.iterate(stream):
                     node_id = batch.column("node_id")[0].as_py()
                     batch = _after(batch, seen.get(node_id))
                     if batch.num_rows:
@@ -214,18 +254,28 @@ def read_history_blocking(
         try:
             if client is None:
                 raise OpcuaReadError(f"the session to {endpoint} was closed before its values were read")
-            yield from iterate_blocking(
-                read_snapshots(client, [t for t in tags if not t.historized], end, nodes_per_request), session.runner
+            yield from session.loop.iterate(
+                read_snapshots(client, [t for t in tags if not t.historized], end, nodes_per_request)
             )
+            fruitless = 0  # links lost in a row without a value delivered in between
             while True:
+                delivered = 0
                 try:
-                    yield from history(client)
+                    for batch in history(client):
+                        delivered += 1
+                        yield batch
                     return
                 except LINK_ERRORS as exc:
                     if isinstance(exc, ua.UaStatusCodeError) and not _link_status(exc):
                         raise
                     if link_losses is not None:
                         link_losses.append(f"{type(exc).__name__}: {exc}")
+                    fruitless = 0 if delivered else fruitless + 1
+                    if fruitless >= max(reconnect_attempts, 1):
+                        raise OpcuaReadError(
+                            f"reading history from {endpoint} failed {fruitless} times in a row without getting "
+                            f"a value ({type(exc).__name__}: {exc}); the next run resumes from the committed marks"
+                        ) from exc
                     client = session.reconnect(exc)
         finally:
             session.close()

@@ -2,6 +2,8 @@
 
 import asyncio
 import contextlib
+import socket
+import threading
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -255,3 +257,15 @@ def test_marks_of_tags_that_left_the_server_are_pruned(opcua_endpoint: str, plan
     assert len(marks) == len(plant.machines) * len(TAGS)
     assert not [node for node in marks if "Vibration" in node]
     assert set(marks.values()) == {plant.end.isoformat()}
+
+
+def test_a_port_that_accepts_and_never_answers_says_the_connect_timed_out_and_after_how_long() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        accepted = []
+        silent = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
+        silent.start()  # takes the connection and says nothing
+        with pytest.raises(OpcuaReadError, match=r"connecting to opc\.tcp://127\.0\.0\.1:\d+ timed out after 1\.5 s"):
+            read_history_blocking(f"opc.tcp://127.0.0.1:{port}", ["2:Plant"], ANCHOR, ANCHOR, timeout_s=1.5)
+        assert accepted  # the port did take the connection
+        accepted[0][0].close()

@@ -189,3 +189,13 @@ def test_a_body_that_does_not_add_up_is_not_taken_by_the_fast_path(cut: int) -> 
     wrong_count = Primitives.Int32.pack(21) + encoded[4:]
     assert decode(wrong_count, CONSTANTS, READINGS_SCHEMA) is None
     assert decode(Primitives.Int32.pack(0), CONSTANTS, READINGS_SCHEMA) is None
+
+
+def test_a_uint64_beyond_the_signed_range_keeps_its_number_but_no_exact_integer() -> None:
+    values = [make(0x0D, i, ua.VariantType.UInt64) for i in range(6)]
+    values[2].Value = ua.Variant(2**64 - 1, ua.VariantType.UInt64)
+    fast = decode(body(values), CONSTANTS, READINGS_SCHEMA)
+    general = _decode(TAG, body([*values, ua.DataValue(ua.Variant("text"), SourceTimestamp=START)]))
+    for batch in (fast, general):
+        assert batch.column("value_int").to_pylist()[:6] == [2**40, 2**40 + 1, None, 2**40 + 3, 2**40 + 4, 2**40 + 5]
+        assert batch.column("value")[2].as_py() == float(2**64 - 1)
