@@ -6,11 +6,14 @@ with its row counts and moved to the archive (or, if rejected whole, to the reje
 beside a report that says why).
 """
 
+import hashlib
 import itertools
 import json
+import os
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -23,7 +26,7 @@ from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import Step
 from plantlake.assets.steps import merge_validated
 from plantlake.config import SupplierSource
-from plantlake.connectors import file_formats, files
+from plantlake.connectors import drop_folder, file_formats, files
 from plantlake.lake import delta, file_registry, mapping, quarantine, silver, transforms
 from plantlake.lake.file_registry import FileEntry, RowCounts
 from plantlake.lake.layout import Ingestion, Lake
@@ -44,12 +47,6 @@ def bronze_key(source: SupplierSource) -> dg.AssetKey:
 
 def silver_key(target: str) -> dg.AssetKey:
     return dg.AssetKey(["silver", target])
-
-
-def drop_files(source: SupplierSource) -> list[Path]:
-    """Files waiting in the drop folder, oldest first, so a corrected re-send lands after the original."""
-    found = [path for path in source.path.glob(source.glob) if path.is_file()]
-    return sorted(found, key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
 def rows_schema(source: SupplierSource) -> pa.Schema:
@@ -82,19 +79,22 @@ class _Ingest:
         self.rows_read = self.rows_loaded = 0
         self.problems: list[Rejection] = []
         self.quarantined_lines: set[int] = set()
-        self.failure: files.FileRejected | None = None
+        self.failure: Exception | None = None
         self.opened: files.TextFile | None = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
+        """The file's typed rows; any failure is the file's (noted, so that it is not taken for the lake's)."""
         try:
             yield from self._typed()
-        except files.FileRejected as exc:
+            if files.fingerprint(self.file) != self.scan.identity:  # before the commit: nothing of it lands
+                raise files.FileChanged(f"{self.file} changed while it was read")
+        except Exception as exc:
             self.failure = exc
             raise
 
     def _typed(self) -> Iterator[pa.RecordBatch]:
         source = self.source
-        self.opened = file_formats.read_file(self.file, source.format, _layout(source), self.scan)
+        self.opened = file_formats.read_file(self.file, str(source.format_of(self.file)), _layout(source), self.scan)
         first = next(self.opened.batches, None)
         numeric = [name for name, spec in source.columns.items() if spec.type in ("int", "decimal", "float")]
         marks = mapping.number_format(source.csv.decimal, source.csv.thousands, first, numeric)
@@ -156,10 +156,18 @@ def _landed_before(path: Path, digest: str) -> bool:
     return data is not None and data.count_rows(filter=ds.field(transforms.FILE_HASH) == digest) > 0
 
 
+def _no_rows() -> RowCounts:
+    return {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0, "rows_skipped": 0}
+
+
 def ingest_file(
     lake: Lake, source: SupplierSource, file: Path, scan: files.Scan, version: int, run_id: str
-) -> FileEntry:
-    """Land one new file's good rows in bronze and its bad rows in quarantine; its registry entry."""
+) -> FileEntry | None:
+    """Land one new file's good rows in bronze and its bad rows in quarantine; its registry entry.
+
+    Whatever goes wrong while the file is read or typed rejects that file, with the reason; None
+    when the file changed while it was read (it is still being written: nothing of it is kept).
+    """
     path = lake.table("bronze", f"{source.name}_rows")
     work = _Ingest(source, file, scan, Ingestion.now(run_id))
     reason = None
@@ -172,9 +180,12 @@ def ingest_file(
                 path, pa.RecordBatchReader.from_batches(rows_schema(source), work.batches()), constants=work.constants()
             )
     except Exception as exc:
-        if work.failure is None and not isinstance(exc, files.FileRejected):
-            raise
-        reason = str(work.failure or exc)
+        failure = work.failure or (exc if isinstance(exc, files.FileRejected) else None)
+        if failure is None:
+            raise  # the lake's failure, not the file's
+        if isinstance(failure, files.FileChanged) or _changed(file, scan):
+            return None
+        reason = _reason(file, failure)
     if reason is not None:
         rejection = Rejection(
             table_name=f"bronze.{path.name}",
@@ -185,8 +196,7 @@ def ingest_file(
             record={"file": str(file), "sha256": scan.sha256},
         )
         quarantine.write(lake, [rejection], run_id)
-        status, folder = file_registry.REJECTED, source.rejected_folder
-        counts: RowCounts = {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0, "rows_skipped": 0}
+        status, folder, counts = file_registry.REJECTED, source.rejected_folder, _no_rows()
     else:
         quarantine.write(lake, work.problems, run_id)
         quarantined = len(work.quarantined_lines)
@@ -216,6 +226,20 @@ def ingest_file(
     )
 
 
+def _changed(file: Path, scan: files.Scan) -> bool:
+    try:
+        return files.fingerprint(file) != scan.identity
+    except OSError:
+        return True
+
+
+def _reason(file: Path, failure: Exception) -> str:
+    """Why a file was rejected: a FileRejected says it; anything else is named, its message cut short."""
+    if isinstance(failure, files.FileRejected):
+        return str(failure)
+    return f"{file}: {type(failure).__name__}: {files.snippet(str(failure), 200)}"
+
+
 def _report(entry: FileEntry, reason: str) -> str:
     return (
         f"file: {entry.file_name}\nsha256: {entry.sha256}\nsource: {entry.source}\nrun: {entry.run_id}\n"
@@ -225,48 +249,146 @@ def _report(entry: FileEntry, reason: str) -> str:
 
 
 def move_aside(file: Path, destination: Path, report: str | None = None) -> None:
-    """Move a handled file out of the drop folder (a copy already there with the same content is kept)."""
+    """Move a handled file (or link) out of the drop folder (a copy already there with the same content is kept)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     if report is not None:
         destination.with_name(destination.name + ".txt").write_text(report, encoding="utf-8")
-    if destination.exists():
+    if os.path.lexists(destination):
         file.unlink()
     else:
         shutil.move(file, destination)
 
 
-def _known_again(source: SupplierSource, file: Path, entry: FileEntry, scan: files.Scan) -> str:
-    """A file whose content is registered: the same file (a move a run did not finish) or a duplicate."""
-    if entry.file_name == file.name:
-        move_aside(file, Path(entry.moved_to))
-        return "files_already_loaded"
-    reason = (
-        f"same content as {entry.file_name} (version {entry.version}, {entry.status} in run {entry.run_id}); "
-        "not loaded again"
+def _entry(source: SupplierSource, file: Path, digest: str, status: str, reason: str, run_id: str) -> FileEntry:
+    """The registry row of a file set aside unread, or as a duplicate of `digest`'s content."""
+    stat = file.lstat()
+    folder = source.rejected_folder
+    return FileEntry(
+        sha256=digest,
+        source=source.name,
+        file_name=file.name,
+        version=0,
+        status=status,
+        reason=reason,
+        layout=None,
+        size_bytes=stat.st_size,
+        modified_at=datetime.fromtimestamp(stat.st_mtime_ns / 1e9, tz=UTC),
+        dropped_as=str(file),
+        moved_to=str(_destination(folder, file, digest)),
+        run_id=run_id,
+        **_no_rows(),
     )
-    duplicate = FileEntry(**{**entry.__dict__, "file_name": file.name})
-    move_aside(file, _destination(source.rejected_folder, file, scan.sha256), _report(duplicate, reason))
+
+
+def _unread(source: SupplierSource, file: Path, why: str, run_id: str) -> FileEntry:
+    """A file rejected without reading it; registered under a hash of its name and place, not of its content."""
+    digest = hashlib.sha256(f"unread {file} {file.lstat().st_mtime_ns}".encode()).hexdigest()
+    return _entry(source, file, digest, file_registry.REJECTED, f"{file}: {why}", run_id)
+
+
+def _move(file: Path, destination: Path, report: str | None, stuck: list[str]) -> None:
+    """Move a registered file aside; one that cannot be moved stays, is named in `stuck`, and the next run moves it."""
+    try:
+        move_aside(file, destination, report)
+    except OSError as exc:
+        stuck.append(f"{file.name}: {type(exc).__name__}: {exc}")
+
+
+def _known_again(
+    lake: Lake,
+    source: SupplierSource,
+    file: Path,
+    scan: files.Scan,
+    known: file_registry.Known,
+    run_id: str,
+    stuck: list[str],
+) -> str:
+    """A file whose content is registered: the same file (a move a run did not finish) or a duplicate."""
+    same = known.named.get((scan.sha256, file.name))
+    if same is not None:
+        _move(file, Path(same.moved_to), None, stuck)
+        return "files_already_loaded"
+    original = known.originals[scan.sha256]
+    reason = (
+        f"same content as {original.file_name} (version {original.version}, {original.status} in run "
+        f"{original.run_id}); not loaded again"
+    )
+    duplicate = _entry(source, file, scan.sha256, file_registry.DUPLICATE, reason, run_id)
+    duplicate.version = known.next_version(file.name)
+    file_registry.record(lake, duplicate)
+    known.add(duplicate)
+    _move(file, Path(duplicate.moved_to), _report(duplicate, reason), stuck)
     return "files_duplicate"
 
 
-def load_bronze(lake: Lake, source: SupplierSource, run_id: str) -> Step:
-    """Land every file not landed before (by content hash), register it, and move it aside."""
+Taken = tuple[str, FileEntry | None]  # what became of a file (a key of the step's metadata), its new entry
+
+
+def _take(
+    lake: Lake,
+    source: SupplierSource,
+    file: drop_folder.DropFile,
+    known: file_registry.Known,
+    run_id: str,
+    stuck: list[str],
+) -> Taken:
+    """Take one settled file in, or set it aside."""
+    if file.outside is not None:
+        why = f"a symbolic link to a file outside the drop folder ({files.snippet(file.outside, 200)}); not followed"
+        return _set_aside(lake, file.path, _unread(source, file.path, why, run_id), known, stuck)
+    try:
+        scan = files.scan(file.path)
+    except FileNotFoundError:
+        return "files_gone", None  # taken away meanwhile
+    except OSError as exc:
+        why = f"cannot be read: {type(exc).__name__}: {files.snippet(str(exc), 200)}"
+        return _set_aside(lake, file.path, _unread(source, file.path, why, run_id), known, stuck)
+    if scan.sha256 in known.originals:
+        return _known_again(lake, source, file.path, scan, known, run_id, stuck), None
+    entry = ingest_file(lake, source, file.path, scan, known.next_version(file.path.name), run_id)
+    return ("files_changed", None) if entry is None else _set_aside(lake, file.path, entry, known, stuck)
+
+
+def _set_aside(lake: Lake, file: Path, entry: FileEntry, known: file_registry.Known, stuck: list[str]) -> Taken:
+    """Register a file and move it to the archive, or with a report to the rejected files."""
+    file_registry.record(lake, entry)
+    known.add(entry)
+    _move(file, Path(entry.moved_to), _report(entry, entry.reason) if entry.reason else None, stuck)
+    return ("files_rejected" if entry.status == file_registry.REJECTED else "files_loaded"), entry
+
+
+def _survey(source: SupplierSource, clock: drop_folder.Clock, seen: drop_folder.Seen | None = None):
+    return drop_folder.survey(source.path, source.glob, source.suffixes, source.settle_seconds, clock.now(), seen)
+
+
+def load_bronze(
+    lake: Lake, source: SupplierSource, run_id: str, clock: drop_folder.Clock = drop_folder.SYSTEM_CLOCK
+) -> Step:
+    """Land every settled file not landed before (by content hash), register it, and move it aside.
+
+    A file still being written waits. If one would settle within `settle_seconds`, the run waits
+    for it once (a file dropped just as the run started is not left for the next run), then takes
+    what has settled; the others, and a file that changed while it was read, wait for the next run.
+    """
     path = lake.table("bronze", f"{source.name}_rows")
-    known = file_registry.entries(lake, source.name)
+    known = file_registry.Known(lake, source.name)
     counts: Counter[str] = Counter()
-    for file in drop_files(source):
-        scan = files.scan(file)
-        if scan.sha256 in known:
-            counts[_known_again(source, file, known[scan.sha256], scan)] += 1
-            continue
-        entry = ingest_file(lake, source, file, scan, file_registry.next_version(known, file.name), run_id)
-        file_registry.record(lake, entry)
-        known[entry.sha256] = entry
-        move_aside(file, Path(entry.moved_to), _report(entry, entry.reason or "") if entry.reason else None)
-        counts["files_rejected" if entry.status == file_registry.REJECTED else "files_loaded"] += 1
-        for key in ("rows_read", "rows_loaded", "rows_quarantined", "rows_skipped"):
-            counts[key] += getattr(entry, key)
-    metadata = {
+    stuck: list[str] = []
+
+    def take(survey: drop_folder.Survey) -> None:
+        for file in survey.ready:
+            outcome, entry = _take(lake, source, file, known, run_id, stuck)
+            counts[outcome] += 1
+            for key in ("rows_read", "rows_loaded", "rows_quarantined", "rows_skipped"):
+                counts[key] += getattr(entry, key) if entry else 0
+
+    take(_survey(source, clock))
+    left = _survey(source, clock) if source.settle_seconds else drop_folder.Survey()
+    soon = [waiting.settles_in for waiting in left.waiting if waiting.settles_in is not None]
+    if soon:
+        clock.sleep(min(source.settle_seconds, max(soon)))
+        take(_survey(source, clock, left.seen))
+    metadata: dict[str, int | list[str]] = {
         key: counts.get(key, 0)
         for key in (
             "files_loaded",
@@ -279,6 +401,9 @@ def load_bronze(lake: Lake, source: SupplierSource, run_id: str) -> Step:
             "rows_skipped",
         )
     }
+    metadata["files_waiting"] = len(drop_folder.listed(source.path, source.glob, source.suffixes))
+    if stuck:
+        metadata["files_not_moved"] = stuck
     return Step(path, metadata)
 
 
@@ -388,8 +513,8 @@ def supplier_assets(sources: list[SupplierSource]) -> list:
             bronze_asset(
                 bronze_key(source),
                 "suppliers",
-                {source.format},
-                f"Rows of {source.format} files {source.glob} dropped by supplier {source.name}, "
+                set(source.file_formats),
+                f"Rows of {'/'.join(source.file_formats)} files {source.glob} dropped by supplier {source.name}, "
                 "typed by its mapping; each file once.",
                 _landing(source),
             )

@@ -349,14 +349,25 @@ class CsvOptions(Strict):
         return value
 
 
-_SUMMARY_ROWS = r"(?i)^\s*(grand\s+)?(total|totals|sum|summe|gesamt|gesamtsumme|endsumme)\b"
+SupplierFormat = Literal["csv", "xlsx", "json", "jsonl", "parquet"]
 
 
 class SupplierSource(Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     path: Path
-    glob: str
-    format: Literal["csv", "xlsx", "json", "jsonl", "parquet"]
+    glob: str = Field(default="*", description="which files of the folder are deliveries (with formats: of those)")
+    format: SupplierFormat | None = Field(default=None, description="the format of every file; or give formats")
+    formats: dict[str, SupplierFormat] = Field(
+        default_factory=dict,
+        description="format by file extension, e.g. {.csv: csv, .xlsx: xlsx}; files with other extensions are "
+        "left alone",
+    )
+    settle_seconds: float = Field(
+        default=5,
+        ge=0,
+        description="a file is read once its size and modification time have not moved this long and no process "
+        "holds it open for writing; 0: read files as they are",
+    )
     target: str = Field(default="material_lots", pattern=_NAME_PATTERN)
     key: list[str] = Field(min_length=1)
     csv: CsvOptions = Field(default_factory=CsvOptions)
@@ -364,8 +375,10 @@ class SupplierSource(Strict):
     header_row: int | None = Field(
         default=None, ge=1, description="row of the header; found by the mapped names when not set"
     )
-    summary_rows: str = Field(
-        default=_SUMMARY_ROWS, description="a row whose first cell matches is a totals row, not data"
+    summary_rows: str | None = Field(
+        default=None,
+        description="a pattern (RE2) on a row's first cell marking more totals rows, besides the labels known in "
+        "English, German, Swedish, Danish, Norwegian, Finnish, Dutch, French, Italian, Spanish and Polish",
     )
     archive: Path | None = Field(default=None, description="loaded files move here; default <path>/archive")
     rejected: Path | None = Field(default=None, description="rejected files and their reports; default <path>/rejected")
@@ -377,11 +390,42 @@ class SupplierSource(Strict):
         missing = [name for name in self.key if name not in mapped]
         if missing:
             raise ValueError(f"key columns {missing} are not among the mapped lake columns {sorted(mapped)}")
-        try:
-            re.compile(self.summary_rows)
-        except re.error as exc:
-            raise ValueError(f"summary_rows is not a valid pattern: {exc}") from None
+        if self.summary_rows is not None:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            try:
+                pc.match_substring_regex(pa.array([""]), self.summary_rows)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ValueError(f"summary_rows is not a usable pattern (RE2 syntax): {exc}") from None
         return self
+
+    @field_validator("formats")
+    @classmethod
+    def _extensions(cls, value: dict[str, str]) -> dict[str, str]:
+        for extension in value:
+            if not re.fullmatch(r"\.[^./\\*?\[\]]+", extension):
+                raise ValueError(f"{extension!r} is not an extension; write it as '.csv'")
+        return {extension.lower(): kind for extension, kind in value.items()}
+
+    @model_validator(mode="after")
+    def _one_way_to_a_format(self) -> SupplierSource:
+        if (self.format is None) == (not self.formats):
+            raise ValueError("give format or formats (by extension), one of them")
+        return self
+
+    def format_of(self, file: Path) -> str | None:
+        """The format `file` is read as: by its extension with formats, else the one format; None: not ours."""
+        return self.formats.get(file.suffix.lower()) if self.formats else self.format
+
+    @property
+    def suffixes(self) -> list[str] | None:
+        """The extensions of the files this source takes; None: any file the glob matches."""
+        return list(self.formats) if self.formats else None
+
+    @property
+    def file_formats(self) -> list[str]:
+        return sorted(set(self.formats.values())) if self.formats else [str(self.format)]
 
     @property
     def archive_folder(self) -> Path:

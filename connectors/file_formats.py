@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -37,9 +38,13 @@ from plantlake.connectors.files import (
     data_rows_only,
     header_index,
     rows_to_batches,
+    snippet,
+    snippets,
     text_bytes,
 )
 from plantlake.connectors.transcode import Utf8Reader
+
+TEXT_FORMATS = ("csv", "json", "jsonl")
 
 
 def read_file(path: Path, file_format: str, layout: Layout, file_scan: Scan) -> TextFile:
@@ -55,6 +60,10 @@ def read_file(path: Path, file_format: str, layout: Layout, file_scan: Scan) -> 
         raise FileRejected(f"{path}: unknown format {file_format!r}; expected one of {sorted(readers)}")
     if file_scan.size == 0:
         raise FileRejected(f"{path}: the file is empty")
+    if file_scan.binary and file_format in TEXT_FORMATS:
+        raise FileRejected(
+            f"{path}: the file holds binary data (zero bytes), not {file_format} text; nothing of it is quoted here"
+        )
     opened = readers[file_format](path, layout, file_scan)
     check_header(opened.columns, layout.expected, path)
     return opened
@@ -73,11 +82,13 @@ def read_csv(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
     """Streams the file through Arrow's CSV reader; every physical line keeps its number."""
     encoding = file_scan.encoding(layout.encoding)
     with path.open("rb") as handle:
-        sample = handle.read(SAMPLE_BYTES).decode(encoding, errors="replace").removeprefix("\ufeff")
-    lines = sample.splitlines()[:-1] if len(sample) == SAMPLE_BYTES else sample.splitlines()
+        raw = handle.read(SAMPLE_BYTES)
+    sample = raw.decode(encoding, errors="replace").removeprefix("\ufeff")
+    lines = sample.splitlines()[:-1] if len(raw) == SAMPLE_BYTES else sample.splitlines()  # the last may be cut
     if not "".join(lines).strip():
         raise FileRejected(f"{path}: the file holds no header (it is blank)")
     delimiter = layout.delimiter or _sniff_delimiter(lines[:50])
+    csv.field_size_limit(FIELD_SIZE_LIMIT)  # Python's csv module stops at 131,072 characters by default
     head = list(csv.reader(lines[:HEADER_SEARCH_ROWS], delimiter=delimiter, quotechar=layout.quote))
     header = header_index(head, layout.expected, layout.header_row)
     if header >= len(head):
@@ -96,14 +107,17 @@ def read_csv(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
             tally.rows_skipped += 1
         return "skip"
 
-    # Arrow's reader reads up to 32 blocks ahead of the parser: 1 MB blocks keep that at 32 MB
+    utf8 = encoding in ("utf-8", "utf-8-sig")  # else transcoded to UTF-8 by Python's codec: valid, no check needed
     read_options = pcsv.ReadOptions(
-        encoding="utf8", skip_rows=header + 1, column_names=names, block_size=1 << 20, use_threads=False
+        encoding="utf8",
+        skip_rows=header + 1,
+        column_names=names,
+        block_size=block_size(file_scan.long_line, 1 if utf8 else 3),
+        use_threads=False,
     )
     parse_options = pcsv.ParseOptions(
         delimiter=delimiter, quote_char=layout.quote, ignore_empty_lines=False, invalid_row_handler=set_aside
     )
-    utf8 = encoding in ("utf-8", "utf-8-sig")  # else transcoded to UTF-8 by Python's codec: valid, no check needed
     convert_options = pcsv.ConvertOptions(
         column_types=dict.fromkeys(names, pa.string() if utf8 else pa.binary()),
         strings_can_be_null=True,
@@ -135,13 +149,27 @@ def read_csv(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
                 yield from numbered(reader)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise FileRejected(
-                f"{path}: not readable as {encoding} CSV with delimiter {delimiter!r}: {exc}; "
+                f"{path}: not readable as {encoding} CSV with delimiter {delimiter!r}: {snippet(str(exc), 200)}; "
                 "declare csv.encoding or csv.delimiter if they were guessed wrong"
             ) from None
 
     return TextFile(
         path, names, batches(), tally, {"encoding": encoding, "delimiter": delimiter, "header_row": header + 1}
     )
+
+
+FIELD_SIZE_LIMIT = min(sys.maxsize, 2**31 - 1)  # csv.field_size_limit takes a C long
+BLOCK_BYTES = 1 << 20
+
+
+def block_size(long_line: int, growth: int) -> int:
+    """Bytes of the blocks Arrow's CSV reader parses: 1 MB (it reads up to 32 blocks ahead, so 32 MB),
+    or, in a file with a longer line, a power of two over twice that line in UTF-8 (a line must fit in
+    two blocks; a transcoded byte becomes at most `growth` bytes of UTF-8)."""
+    size = BLOCK_BYTES
+    while size < 2 * growth * long_line:
+        size *= 2
+    return size
 
 
 # The bytes a UTF-8 value can begin or end with only if it begins or ends with whitespace as
@@ -179,10 +207,12 @@ def read_xlsx(path: Path, layout: Layout, _: Scan) -> TextFile:
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:
-        raise FileRejected(f"{path}: not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
+        raise FileRejected(
+            f"{path}: not a readable .xlsx workbook ({type(exc).__name__}: {snippet(str(exc), 200)})"
+        ) from None
     if layout.sheet is not None and layout.sheet not in workbook.sheetnames:
         workbook.close()
-        raise FileRejected(f"{path}: no sheet {layout.sheet!r}; the workbook has {workbook.sheetnames}")
+        raise FileRejected(f"{path}: no sheet {layout.sheet!r}; the workbook has {snippets(workbook.sheetnames)}")
     worksheet = workbook[layout.sheet] if layout.sheet else workbook.worksheets[0]
     head = [list(values) for values in worksheet.iter_rows(max_row=HEADER_SEARCH_ROWS, values_only=True)]
     if not any(any(as_text(cell) for cell in row) for row in head):
@@ -222,12 +252,12 @@ def _records(document: Any, path: Path) -> list[Any]:
 
 
 def read_json(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
+    utf16 = file_scan.bom == "utf-16" or file_scan.utf16 is not None
+    encoding = file_scan.encoding(layout.encoding) if layout.encoding != "auto" or utf16 else "utf-8-sig"
     try:
-        document = json.loads(
-            path.read_text(encoding=file_scan.encoding(layout.encoding) if layout.encoding != "auto" else "utf-8-sig")
-        )
+        document = json.loads(path.read_text(encoding=encoding))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FileRejected(f"{path}: not valid JSON ({exc})") from None
+        raise FileRejected(f"{path}: not valid JSON ({snippet(str(exc), 200)})") from None
     records = _records(document, path)
     return _records_file(path, list(enumerate(records, start=1)), layout, {"records": len(records)})
 
@@ -304,7 +334,7 @@ def read_parquet(path: Path, layout: Layout, _: Scan) -> TextFile:
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise FileRejected(f"{path}: not a readable Parquet file ({exc})") from None
+        raise FileRejected(f"{path}: not a readable Parquet file ({snippet(str(exc), 200)})") from None
     names = parquet.schema_arrow.names
     tally = Tally()
 

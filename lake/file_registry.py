@@ -1,10 +1,14 @@
-"""The registry of supplier files: one row per file content (SHA-256), what became of it.
+"""The registry of supplier files: one row per file content (SHA-256) and name, what became of it.
 
 A file is known by its content, not its name: the same bytes dropped again, under any
-name, are not loaded again; a corrected file under the same name has new content and is
-loaded as the next version of that name. For every file the registry keeps the rows read,
-loaded, quarantined and skipped (blank and totals rows), so that loaded plus quarantined
-equals read can be checked file by file, and the catalog shows it.
+name, are not loaded again (each renamed copy gets a row of its own, status `duplicate`);
+a corrected file under the same name has new content and is loaded as the next version of
+that name. A file that was never read (a link out of the drop folder, a file that could not
+be opened) is registered under a hash of what is known of it instead of its content.
+
+For every file the registry keeps the rows read, loaded, quarantined and skipped (blank and
+totals rows), so that loaded plus quarantined equals read can be checked file by file, and
+the catalog shows it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import pyarrow.dataset as ds
 from plantlake.lake import delta
 from plantlake.lake.layout import Lake
 
-LOADED, PARTLY_QUARANTINED, REJECTED = "loaded", "loaded_with_quarantine", "rejected"
+LOADED, PARTLY_QUARANTINED, REJECTED, DUPLICATE = "loaded", "loaded_with_quarantine", "rejected", "duplicate"
+KEY = ["sha256", "source", "file_name"]
 SCHEMA = pa.schema(
     [
         pa.field("sha256", pa.string(), nullable=False),
@@ -77,19 +82,28 @@ def registry_path(lake: Lake):
     return lake.table("meta", "supplier_files")
 
 
-def entries(lake: Lake, source: str) -> dict[str, FileEntry]:
-    """Every file of `source` registered so far, by content hash."""
-    rows = delta.read(registry_path(lake), filter=ds.field("source") == source)
-    if rows is None:
-        return {}
-    return {row["sha256"]: FileEntry(**row) for row in rows.to_pylist()}
+class Known:
+    """The files of one source registered so far: by content, and by content and name."""
 
+    def __init__(self, lake: Lake, source: str) -> None:
+        rows = delta.read(registry_path(lake), filter=ds.field("source") == source)
+        self.originals: dict[str, FileEntry] = {}  # by content: the file that was taken in, not a duplicate
+        self.named: dict[tuple[str, str], FileEntry] = {}
+        for row in sorted([] if rows is None else rows.to_pylist(), key=lambda row: row["registered_at"]):
+            self.add(FileEntry(**row))
 
-def next_version(known: dict[str, FileEntry], file_name: str) -> int:
-    return 1 + max((entry.version for entry in known.values() if entry.file_name == file_name), default=0)
+    def add(self, entry: FileEntry) -> None:
+        self.named[(entry.sha256, entry.file_name)] = entry
+        if entry.status != DUPLICATE:
+            self.originals.setdefault(entry.sha256, entry)
+
+    def next_version(self, file_name: str) -> int:
+        """Versions count the contents taken in under a name; duplicates are not versions."""
+        versions = [entry.version for entry in self.originals.values() if entry.file_name == file_name]
+        return 1 + max(versions, default=0)
 
 
 def record(lake: Lake, entry: FileEntry) -> None:
-    """Register one file (a rerun of the same content replaces its row rather than adding one)."""
+    """Register one file (a rerun of the same content under the same name replaces its row)."""
     table = pa.Table.from_pylist([asdict(entry)], schema=SCHEMA)
-    delta.merge(registry_path(lake), table, ["sha256", "source"], update=True)
+    delta.merge(registry_path(lake), table, KEY, update=True)

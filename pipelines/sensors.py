@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -14,18 +16,28 @@ if TYPE_CHECKING:  # the types of what define_asset_job returns and of a step's 
 
 from plantlake.assets.publish import CATALOG
 from plantlake.config import PlantlakeConfig
-from plantlake.connectors import files
+from plantlake.connectors import drop_folder
 from plantlake.lake import runlog
 from plantlake.lake.layout import Lake
 
 AssetJob = Any  # what dg.define_asset_job returns; dagster does not export its type
 
 
-def _drop_folder_state(config: PlantlakeConfig) -> dict[str, list[int]]:
-    state: dict[str, list[int]] = {}
+def _drop_folder_state(config: PlantlakeConfig, cursor: dict[str, Any], now: float) -> dict[str, Any]:
+    """The settled files of every drop folder by path, [size, mtime], and the files still settling,
+    [size, mtime, since when they have looked so] (a file is watched where its time is ahead of ours)."""
+    ready: dict[str, list[int]] = {}
+    settling: dict[str, list[float]] = {}
+    watched = cursor.get("settling", {})
     for source in config.sources.suppliers:
-        state.update(files.fingerprints(source.path, source.glob))
-    return state
+        seen = {
+            Path(path): (drop_folder.DropFile(Path(path), int(size), int(modified)), since)
+            for path, (size, modified, since) in watched.items()
+        }
+        survey = drop_folder.survey(source.path, source.glob, source.suffixes, source.settle_seconds, now, seen)
+        ready |= {str(file.path): file.fingerprint for file in survey.ready}
+        settling |= {str(path): [*file.fingerprint, since] for path, (file, since) in survey.seen.items()}
+    return {"ready": ready, "settling": settling}
 
 
 def supplier_files_sensor(config: PlantlakeConfig, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
@@ -34,19 +46,24 @@ def supplier_files_sensor(config: PlantlakeConfig, job: UnresolvedAssetJobDefini
         job=job,
         minimum_interval_seconds=config.schedule.supplier_sensor_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Starts the supplier_files job when files appear or change in a drop folder.",
+        description="Starts the supplier_files job when files appear or change in a drop folder, once they have "
+        "settled (see settle_seconds).",
     )
     def watch(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        """Compare the drop folders with what the last evaluation saw."""
-        seen = json.loads(context.cursor) if context.cursor else {}
-        current = _drop_folder_state(config)
-        new = files.changed_since(current, seen)
+        """Compare the drop folders' settled files with what the last evaluation saw."""
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        fired = cursor.get("ready", {}) if "ready" in cursor else cursor  # an older cursor: paths only
+        state = _drop_folder_state(config, cursor, time.time())
+        current = state["ready"]
+        new = sorted(path for path, fingerprint in current.items() if fired.get(path) != fingerprint)
         if not new:
-            return dg.SensorResult(skip_reason="no new supplier files", cursor=json.dumps(current))
+            settling = len(state["settling"])
+            unsettled = f"; {settling} file{'' if settling == 1 else 's'} not settled yet" if settling else ""
+            return dg.SensorResult(skip_reason=f"no new supplier files{unsettled}", cursor=json.dumps(state))
         run_key = hashlib.sha256(json.dumps({path: current[path] for path in new}).encode()).hexdigest()[:16]
         return dg.SensorResult(
             run_requests=[dg.RunRequest(run_key=run_key, tags={"plantlake/new_files": str(len(new))})],
-            cursor=json.dumps(current),
+            cursor=json.dumps(state),
         )
 
     return watch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -124,6 +125,9 @@ def write_supplier_files(plant: Plant, folder: Path, bad_row: bool = True) -> li
     write_acme_csv(acme, csv_path, bad_row)
     xlsx_path = steel_dir / f"deliveries_{plant.start:%Y%m%d}.xlsx"
     write_stahlwerk_xlsx(steel, xlsx_path)
+    delivered = plant.start.timestamp()  # long since whole: a run need not wait for them to settle
+    for path in (csv_path, xlsx_path):
+        os.utime(path, (delivered, delivered))
     return [csv_path, xlsx_path]
 
 

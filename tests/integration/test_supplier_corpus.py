@@ -50,7 +50,12 @@ SOURCES = [
 def _config(root: Path, sources: list[dict]) -> PlantlakeConfig:
     document = {
         "lake": {"root": "lake"},
-        "sources": {"suppliers": [{**source, "key": ["lot_id"], "columns": COLUMNS} for source in sources]},
+        "sources": {
+            "suppliers": [
+                {**source, "key": ["lot_id"], "columns": COLUMNS, "settle_seconds": 0}  # the files are written whole
+                for source in sources
+            ]
+        },
     }
     return parse_config(yaml.safe_dump(document, sort_keys=False), root)
 
@@ -142,6 +147,8 @@ CASES = [
     ),
     Case("auto_csv", "latin1.csv", _write(_csv_text(_lots("L1")).replace("C4", "Größe C4"), "latin-1"), "loaded", 3),
     Case("auto_csv", "utf16.csv", _write(_csv_text(_lots("U16")), "utf-16"), "loaded", 3),
+    Case("auto_csv", "utf16_le_no_bom.csv", _write(_csv_text(_lots("U16L")), "utf-16-le"), "loaded", 3),
+    Case("auto_csv", "utf16_be_no_bom.csv", _write(_csv_text(_lots("U16B")), "utf-16-be"), "loaded", 3),
     Case("auto_csv", "tabs.csv", _write(_csv_text(_lots("TAB"), "\t"), "utf-8"), "loaded", 3),
     Case(
         "auto_csv",
@@ -164,6 +171,14 @@ CASES = [
         "loaded",
         3,
         skipped=1,
+    ),
+    Case(
+        "auto_csv",
+        "summa.csv",
+        _write(_csv_text(_lots("SV")) + "Summa;;3.003,003;\r\nTotalt;;3.003,003;\r\n", "utf-8"),
+        "loaded",
+        3,
+        skipped=2,
     ),
     Case(
         "auto_csv",
@@ -298,6 +313,7 @@ def test_each_awkward_file_is_loaded_partly_quarantined_or_rejected_and_every_ro
     assert lots["XL-1"]["quantity_kg"] == Decimal("1001.001") and lots["XL-1"]["delivered_on"] == date(2026, 1, 2)
     assert lots["PQ-2"]["quantity_kg"] == Decimal("1002.002") and lots["JW-0"]["delivered_on"] == date(2026, 1, 1)
     assert "BOM-0" in lots and "U16-0" in lots and "TAB-2" in lots and "Summe" not in lots and "Gesamt" not in lots
+    assert lots["U16L-1"]["material"] == lots["U16B-1"]["material"] == "Stahl Güte C41" and "Summa" not in lots
     assert sum(1 for lot in lots if lot.startswith(("TI-", "BL-", "TR-", "EX-"))) == 12
 
     quarantined = {
@@ -346,9 +362,14 @@ def test_a_renamed_copy_is_not_loaded_again_and_a_corrected_resend_is_a_new_vers
     stats = _run(config, lake, "run-3")["auto_csv"]
     assert (stats["files_loaded"], stats["rows_loaded"], stats["rows_quarantined"]) == (1, 5, 0)
     versions = sorted(
-        (row["version"], row["status"]) for row in delta.read(file_registry.registry_path(lake)).to_pylist()
+        (row["file_name"], row["version"], row["status"])
+        for row in delta.read(file_registry.registry_path(lake)).to_pylist()
     )
-    assert versions == [(1, "loaded_with_quarantine"), (2, "loaded")]
+    assert versions == [
+        ("copy of lieferung.csv", 1, "duplicate"),  # the renamed copy has a row of its own
+        ("lieferung.csv", 1, "loaded_with_quarantine"),
+        ("lieferung.csv", 2, "loaded"),
+    ]
     lots = {row["lot_id"]: row for row in delta.read(lake.table("silver", "material_lots")).to_pylist()}
     assert lots["BV-0"]["quantity_kg"] == Decimal("999.000") and lots["BV-8"]["quantity_kg"] == Decimal("8.500")
     assert len(lots) == 5
@@ -364,6 +385,7 @@ sources:
       path: drop
       glob: "*.csv"
       format: csv
+      settle_seconds: 0
       key: [lot_id]
       columns:
         lot: {name: lot_id, required: true}

@@ -1,5 +1,7 @@
 """Supplier drop folders: good rows load, bad rows go to quarantine with their reason, no file twice."""
 
+import os
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -96,6 +98,7 @@ def test_a_wrong_header_is_rejected_whole_and_moved_aside_with_a_report(tmp_path
     write_supplier_files(plant, tmp_path / "drop", bad_row=True)
     wrong = tmp_path / "drop" / "acme" / "wrong.csv"
     wrong.write_bytes("Lot;Qty\r\nX;1\r\n".encode("cp1252"))
+    os.utime(wrong, (time.time() - 60, time.time() - 60))  # dropped a minute ago: settled
     stats = _run(config, lake, "run-1")
 
     assert stats["acme"]["files_loaded"] == 1 and stats["acme"]["files_rejected"] == 1

@@ -17,6 +17,7 @@ sources:
       path: drop
       glob: "*.csv"
       format: csv
+      settle_seconds: 0
       key: [lot_id]
       columns: {Lot: {name: lot_id}}
 """
