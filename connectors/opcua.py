@@ -267,33 +267,58 @@ async def read_history(
     details = ua.ReadRawModifiedDetails(
         IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=values_per_request, ReturnBounds=False
     )
-    for offset in range(0, len(tags), nodes_per_request):
-        pending: list[tuple[Tag, bytes | None]] = [(tag, None) for tag in tags[offset : offset + nodes_per_request]]
-        try:
-            while pending:
-                results = await opcua_decode.history_read(client, _history_params(details, pending, release=False))
-                answered, pending = pending, []
-                bodies: list[tuple[Tag, bytes]] = []
-                for (tag, _), result in zip(answered, results, strict=True):
-                    if not result.status.is_good():
-                        name, doc = ua.status_codes.get_name_and_doc(result.status.value)
-                        message = f"history read of {tag.node_id} ({tag.browse_path}) failed: {name} ({doc})"
-                        if failures is None:
-                            raise OpcuaReadError(message)
-                        failures[tag.node_id] = message
-                        continue
-                    if result.body:
-                        bodies.append((tag, result.body))
-                    if result.continuation:
-                        pending.append((tag, result.continuation))
-                # decoded in a worker thread: the event loop stays free to answer keep-alives meanwhile
-                for batch in await asyncio.to_thread(_decode_all, bodies):
-                    yield batch
-        finally:
-            if pending and any(point for _, point in pending):
-                # a read stopped early: tell the server to free what it holds for us, if it still listens
-                with contextlib.suppress(ua.UaError, OSError, ConnectionError, asyncio.TimeoutError):
-                    await client.uaclient.history_read(_history_params(details, pending, release=True))
+    groups: list[list[tuple[Tag, bytes | None]]] = [
+        [(tag, None) for tag in tags[offset : offset + nodes_per_request]]
+        for offset in range(0, len(tags), nodes_per_request)
+    ]
+    asked: list[tuple[Tag, bytes | None]] = groups.pop(0) if groups else []
+    in_flight = _ask(client, details, asked)
+    try:
+        while in_flight is not None:
+            bodies, continued = _answered(asked, await in_flight, failures)
+            # the next request goes out before this answer is decoded, so the server works meanwhile
+            asked = continued or (groups.pop(0) if groups else [])
+            in_flight = _ask(client, details, asked)
+            # decoded in a worker thread: the event loop stays free to answer keep-alives meanwhile
+            for batch in await asyncio.to_thread(_decode_all, bodies):
+                yield batch
+    finally:
+        if in_flight is not None and not in_flight.done():
+            in_flight.cancel()
+        if in_flight is not None and any(point for _, point in asked):
+            # a read stopped early: tell the server to free what it holds for us, if it still listens
+            with contextlib.suppress(ua.UaError, OSError, ConnectionError, asyncio.TimeoutError):
+                await client.uaclient.history_read(_history_params(details, asked, release=True))
+
+
+def _ask(
+    client: Client, details: ua.ReadRawModifiedDetails, asked: list[tuple[Tag, bytes | None]]
+) -> asyncio.Task[list[opcua_decode.RawResult]] | None:
+    """Send a HistoryRead for `asked` (each node with its continuation point, if any); None when nothing is asked."""
+    if not asked:
+        return None
+    return asyncio.ensure_future(opcua_decode.history_read(client, _history_params(details, asked, release=False)))
+
+
+def _answered(
+    asked: list[tuple[Tag, bytes | None]], results: list[opcua_decode.RawResult], failures: dict[str, str] | None
+) -> tuple[list[tuple[Tag, bytes]], list[tuple[Tag, bytes | None]]]:
+    """The encoded values of each node answered, and the nodes to ask again with their continuation points."""
+    bodies: list[tuple[Tag, bytes]] = []
+    continued: list[tuple[Tag, bytes | None]] = []
+    for (tag, _), result in zip(asked, results, strict=True):
+        if not result.status.is_good():
+            name, doc = ua.status_codes.get_name_and_doc(result.status.value)
+            message = f"history read of {tag.node_id} ({tag.browse_path}) failed: {name} ({doc})"
+            if failures is None:
+                raise OpcuaReadError(message)
+            failures[tag.node_id] = message
+            continue
+        if result.body:
+            bodies.append((tag, result.body))
+        if result.continuation:
+            continued.append((tag, result.continuation))
+    return bodies, continued
 
 
 async def read_snapshots(

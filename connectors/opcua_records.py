@@ -29,7 +29,7 @@ FIELDS: tuple[tuple[int, str | None, str], ...] = (
     (0x20, None, "<u2"),
 )
 RUN_WINDOW = 16  # records compared in the first strided check of a run; each further check takes 4 times more
-RUNS_BEFORE_JUMPING, SHORT_RUN = 8, 16  # after 8 runs averaging under 16 records, jump instead
+RUNS_BEFORE_JUMPING, SHORT_RUN = 4, 256  # after 4 runs averaging under 256 records, jump instead
 
 
 def layout(mask: int, variant: int) -> np.dtype | None:
@@ -97,26 +97,38 @@ def _run_length(data: np.ndarray, position: int, size: int, limit: int) -> int:
     return count
 
 
+def _candidates(data: np.ndarray, position: int, layouts: set[tuple[int, int]] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Positions from `position` on where a record of one of `layouts` (mask, variant) could begin, with its
+    size; with None, of any layout of fixed size."""
+    body = data[position:-1]
+    if layouts is None:
+        sizes = SIZES.ravel()[(body.astype(np.intp) << 8) | data[position + 1 :]]
+        found = np.flatnonzero(sizes)
+        return found + position, sizes[found]
+    starts, sizes = [], []
+    for mask, variant in layouts:
+        here = body == mask
+        if mask & 0x01:
+            here &= data[position + 1 :] == variant
+        found = np.flatnonzero(here)
+        starts.append(found + position)
+        sizes.append(np.full(found.size, SIZES[mask, variant], np.int64))
+    order = np.argsort(np.concatenate(starts), kind="stable")
+    return np.concatenate(starts)[order], np.concatenate(sizes)[order]
+
+
 def _jumped(data: np.ndarray, position: int, count: int, layouts: set[tuple[int, int]] | None) -> np.ndarray | None:
     """The starts of `count` records from `position` on, by pointer jumping.
 
-    Only bytes that can begin a record take part: those that begin one of `layouts` (mask,
-    variant), or with None any record of fixed size, renumbered densely. Index
+    Only bytes that can begin a record take part (`_candidates`), renumbered densely; index
     `len(candidates)` is a sentinel that leads to itself: "no record can follow".
     """
-    sizes = SIZES[data[:-1], data[1:]]
-    sizes[:position] = 0
-    if layouts is not None:
-        known = np.zeros(sizes.size, bool)
-        for mask, variant in layouts:
-            known |= (data[:-1] == mask) & ((data[1:] == variant) if mask & 0x01 else True)
-        sizes[~known] = 0
-    candidates = np.flatnonzero(sizes)
+    candidates, sizes = _candidates(data, position, layouts)
     if candidates.size == 0 or candidates[0] != position:
         return None
     number = np.full(data.size + RECORD_MAX, candidates.size, np.int32)  # position -> index
     number[candidates] = np.arange(candidates.size, dtype=np.int32)
-    jump = np.append(number[candidates + sizes[candidates]], np.int32(candidates.size))
+    jump = np.append(number[candidates + sizes], np.int32(candidates.size))
     chain = np.zeros(1, np.int32)
     while chain.size < count:
         chain = np.concatenate([chain, jump[chain[: count - chain.size]]])

@@ -57,7 +57,8 @@ def serving(port: int, *options: str, timeout_s: float = 120) -> Iterator[str]:
         log = Path(folder) / "server.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                ["node", str(FOLDER / "server.js"), "--port", str(port), *options],
+                # a larger young generation: encoding answers makes many short-lived objects
+                ["node", "--max-semi-space-size=64", str(FOLDER / "server.js"), "--port", str(port), *options],
                 cwd=FOLDER,
                 stdout=output,
                 stderr=subprocess.STDOUT,

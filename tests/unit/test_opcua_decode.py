@@ -118,7 +118,7 @@ def test_every_fixed_size_scalar_type_decodes_with_every_status(variant: ua.Vari
     assert set(fast.column("status").to_pylist()) == {"Good", "Uncertain", "Bad"}
 
 
-@pytest.mark.parametrize("layout", ["runs", "alternating", "random"])
+@pytest.mark.parametrize("layout", ["long runs", "runs", "alternating", "random"])
 def test_answers_that_mix_masks_and_types_decode_value_for_value(layout: str) -> None:
     """node-opcua leaves out the status of Good values; Bad ones may carry no value at all."""
     chooser = random.Random(14)
@@ -126,7 +126,9 @@ def test_answers_that_mix_masks_and_types_decode_value_for_value(layout: str) ->
     variants = list(SCALARS)
     values = []
     for i in range(3_000):
-        if layout == "runs":  # long stretches of Good values, now and then a Bad one with its status
+        if layout == "long runs":  # read run by run
+            mask, variant = (0x0F if i in (1_000, 2_500) else 0x0D), ua.VariantType.Double
+        elif layout == "runs":  # stretches of Good values, now and then a Bad one with its status
             mask = 0x0F if i % 500 in (7, 8, 9) else 0x0D
             variant = ua.VariantType.Double
         elif layout == "alternating":
