@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import codecs
 import io
+import re
+import threading
 from pathlib import Path
 
 CHUNK_BYTES = 1 << 20
@@ -53,3 +55,39 @@ class Utf8Reader(io.RawIOBase):
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+ESCAPE_ERRORS = "plantlake.escape"
+_C1_BYTES = re.compile(rb"[\x80-\x9f]")  # where cp1252 and latin-1 differ
+_escaped = threading.local()
+
+
+def _escape(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: the bytes a codec cannot read as the text `\\xNN`, their place noted."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    _escaped.ranges.append((error.start, error.end))
+    return "".join(f"\\x{byte:02x}" for byte in error.object[error.start : error.end]), error.end
+
+
+codecs.register_error(ESCAPE_ERRORS, _escape)
+
+
+def decode_escaped(data: bytes, encoding: str) -> tuple[str, list[tuple[int, int]]]:
+    """`data` in `encoding` as text, with every byte the encoding cannot read kept as the text `\\xNN`
+    rather than replaced, and where those bytes were (start and end offsets in `data`).
+
+    cp1252 is decoded as latin-1 wherever the two agree, as `Utf8Reader` does: only data holding a
+    byte 0x80-0x9F goes through cp1252's table decoder.
+    """
+    if codecs.lookup(encoding).name == "cp1252" and not _C1_BYTES.search(data):
+        return data.decode("latin-1"), []
+    try:
+        return data.decode(encoding), []
+    except UnicodeDecodeError:
+        pass
+    _escaped.ranges = []
+    try:
+        return data.decode(encoding, ESCAPE_ERRORS), _escaped.ranges
+    finally:
+        del _escaped.ranges
