@@ -283,18 +283,74 @@ class LogSource(Strict):
         default=None,
         description="regex format: named groups timestamp, host, severity, code, message; other groups go to extra",
     )
-    timestamp_format: str | None = Field(default=None, description="strptime format; ISO 8601 when not set")
+    timestamp_format: str | None = Field(
+        default=None,
+        description="strptime format, or epoch_s, epoch_ms, epoch_us (a number or a string of digits); when not "
+        "set: ISO 8601, or epoch seconds, milliseconds or microseconds told by their number of digits",
+    )
     timezone: str = Field(default="UTC", description="zone of timestamps written without an offset")
+    dst: Literal["earlier", "later", "quarantine"] = Field(
+        default="earlier",
+        description="a local time the change from or to daylight saving time makes ambiguous (the repeated hour) "
+        "or non-existent (the skipped hour): the earlier or the later of the two instants it can mean, or "
+        "quarantine; the event's dst_flag says which it was",
+    )
+    encoding: str = Field(
+        default="auto",
+        description="auto: per file as for supplier files (a BOM, UTF-16, else UTF-8 when the bytes are UTF-8, "
+        "else cp1252); or a codec such as utf-8, cp1252, utf-16-le. Bytes it cannot read are kept escaped "
+        "as \\xNN and counted",
+    )
     severity_map: dict[str, str] = Field(default_factory=dict, description="vendor level -> syslog severity name")
     settle_seconds: float = Field(default=300, ge=0, description="a live file quiet this long has its last entry read")
+    fingerprint_bytes: int = Field(
+        default=1024,
+        ge=16,
+        description="a file is known by a hash of this many first bytes with its device and inode; a live file "
+        "shorter than that waits (read from its start once it holds them)",
+    )
     machine_map: dict[str, str] = Field(
         default_factory=dict, description="host name in the log -> machine id used by ERP and OPC-UA"
+    )
+    host_match: Literal["ignore_case", "exact"] = Field(
+        default="ignore_case", description="how hosts are matched to the keys of machine_map"
     )
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return known_zone(value)
+
+    @field_validator("encoding")
+    @classmethod
+    def _line_encoding(cls, value: str) -> str:
+        """A codec whose line end is the byte 0x0A (in one, two or four bytes), as the log reader splits on it."""
+        if value == "auto":
+            return value
+        try:
+            name = codecs.lookup(value).name
+            newline = "\n".encode(name + "-le" if name in ("utf-16", "utf-32") else name.removesuffix("-sig"))
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}; use auto, utf-8, cp1252, utf-16-le, ...") from None
+        if newline.strip(b"\x00") != b"\n" or len(newline) not in (1, 2, 4):
+            raise ValueError(
+                f"encoding {value!r} does not end its lines with the byte 0x0A; it cannot be read as a log"
+            )
+        return value
+
+    @field_validator("machine_map")
+    @classmethod
+    def _one_machine_per_host(cls, value: dict[str, str]) -> dict[str, str]:
+        """Under host_match ignore_case (the default), two spellings of one host must name one machine."""
+        seen: dict[str, str] = {}
+        for host, machine in value.items():
+            other = seen.setdefault(host.lower(), host)
+            if other != host and value[other] != machine:
+                raise ValueError(
+                    f"machine_map: {other!r} and {host!r} are one host when case is ignored but map to "
+                    f"{value[other]!r} and {machine!r}; remove one, or set host_match: exact"
+                )
+        return value
 
     @model_validator(mode="after")
     def _pattern_for_regex(self) -> LogSource:

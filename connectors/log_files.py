@@ -1,19 +1,19 @@
-"""Log files followed through rotation and compression: identity by content, reading on from a position.
+"""Log files read on from where the last run stopped, a block at a time, in their own encoding.
 
-The identity of a file is a hash of its first bytes, which rotation (`app.log` -> `app.log.1`
--> `app.log.2.gz`) does not change. With the identity the caller keeps how far the file was
-read (bytes and lines of its uncompressed content), so a rotated file is never read twice
-and a growing one is read on from where the last run stopped. The newest entry of a file
-still being written is held back until the next line shows it is complete.
+Which file is which, and where it was read to, is `log_identity`'s; here a file is read from
+that position. The newest entry of a file still being written is held back until the next line
+shows it is complete. Entries keep their bytes: a start line with every line below it up to the
+next start, blank lines included, less the end of its last line (`\\n` or `\\r\\n`).
+
+The encoding is the source's, or found per file as for supplier files (`connectors.files`): a
+byte-order mark, UTF-16 without one, UTF-8 if the bytes are UTF-8, else cp1252. It is decided on
+the first bytes that are not ASCII and kept with the position. A byte the encoding cannot read is
+kept as the text `\\xNN` and counted on its entry (`invalid_bytes`), never replaced silently.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import re
-import struct
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,56 +23,53 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from plantlake.connectors.files import sample_encoding
+from plantlake.connectors.log_identity import TAIL_BYTES, Position, content_size, digest, open_content
 from plantlake.connectors.logs import LogFormat, empty_events, parse_entries
+from plantlake.connectors.transcode import decode_escaped
 
-IDENTITY_BYTES = 1024
-_ROTATED = re.compile(r"\.(\d+|gz)(\.gz)?$")
+SAMPLE_BYTES = 64 * 1024
+_BOMS = {"utf-8": codecs.BOM_UTF8, "utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE}
+_BOMS |= {"utf-32-le": codecs.BOM_UTF32_LE, "utf-32-be": codecs.BOM_UTF32_BE}
 
 
 @dataclass(frozen=True)
-class Position:
-    """How far one file (by identity) has been read: bytes and lines of its uncompressed content."""
+class Codec:
+    """An encoding as the reader needs it: its name, and how wide the code unit of a line end is."""
 
-    file_id: str
-    prefix: int
-    offset: int = 0
-    lines: int = 0
+    name: str | None  # None: not decided yet, the bytes so far are ASCII (read as UTF-8)
+    width: int = 1
+    dtype: str = "u1"
 
+    @classmethod
+    def of(cls, name: str | None, head: bytes) -> Codec:
+        """The codec `name` names; UTF-16 and UTF-32 take their byte order from the file's mark (else little-endian)."""
+        if name is None:
+            return cls(None)
+        canonical = codecs.lookup(name).name.removesuffix("-sig")
+        if canonical in ("utf-16", "utf-32"):
+            big = head.startswith((codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)) and not head.startswith(
+                codecs.BOM_UTF32_LE
+            )
+            canonical += "-be" if big else "-le"
+        width = len("\n".encode(canonical))
+        order = ">" if canonical.endswith("-be") else "<"
+        return cls(canonical, width, "u1" if width == 1 else f"{order}u{width}")
 
-def is_rotated(path: Path) -> bool:
-    """`app.log.1`, `app.log.2.gz`, `app.log.gz`: complete files that no longer grow."""
-    return bool(_ROTATED.search(path.name))
+    @property
+    def text(self) -> str:
+        return self.name or "utf-8"
 
-
-def open_content(path: Path) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
-
-
-def content_size(path: Path) -> int | None:
-    """Uncompressed size without reading (gzip keeps it mod 2**32 in its last four bytes)."""
-    if path.suffix != ".gz":
-        return path.stat().st_size
-    with path.open("rb") as handle:
-        handle.seek(-4, 2)
-        return struct.unpack("<I", handle.read(4))[0]
-
-
-def identify(path: Path, known: dict[str, Position]) -> Position | None:
-    """The file's position if its first bytes match a known file, else a new identity (None if empty)."""
-    with open_content(path) as handle:
-        head = handle.read(IDENTITY_BYTES)
-    if not head:
-        return None
-    for prefix in sorted({position.prefix for position in known.values()}, reverse=True):
-        if prefix <= len(head):
-            file_id = _file_id(head[:prefix])
-            if file_id in known:
-                return known[file_id]
-    return Position(_file_id(head), len(head))
+    def line_ends(self, data: bytes) -> np.ndarray:
+        """Offsets just past each line end in `data` (which starts at a code unit)."""
+        units = np.frombuffer(data, self.dtype, len(data) // self.width)
+        return (np.flatnonzero(units == 10) + 1) * self.width
 
 
-def _file_id(head: bytes) -> str:
-    return f"{hashlib.sha256(head).hexdigest()[:24]}-{len(head)}"
+def _decide(log_format: LogFormat, start: Position, head: bytes) -> Codec:
+    if log_format.encoding != "auto":
+        return Codec.of(log_format.encoding, head)
+    return Codec.of(start.encoding or sample_encoding(head), head)
 
 
 def read_new(
@@ -84,51 +81,74 @@ def read_new(
     without a newline are complete. Otherwise they wait for the next run.
     """
     size = content_size(path)
-    if path.suffix == ".gz" and size is not None and size == start.offset % (1 << 32):
+    if path.suffix == ".gz" and size == start.offset % (1 << 32):
         return
-    position, carry = start, b""
     with open_content(path) as handle:
-        handle.seek(start.offset)
+        head = handle.read(SAMPLE_BYTES)
+        codec = _decide(log_format, start, head)
+        position = replace(start, encoding=codec.name)
+        mark = _BOMS.get(codec.name or "", b"")
+        if position.offset == 0 and mark and head.startswith(mark):
+            position = replace(position, offset=len(mark))  # a byte-order mark is not text
+        recent_start = max(0, position.offset - TAIL_BYTES)
+        handle.seek(recent_start)
+        recent = handle.read(position.offset - recent_start)
+        block_bytes -= block_bytes % codec.width
+        carry = b""
         while True:
             block = handle.read(block_bytes)
             end = not block
             data = carry + block
-            cut = len(data) if end and final else data.rfind(b"\n") + 1
+            if codec.name is None and not data.isascii():
+                codec = Codec.of(sample_encoding(data) or "utf-8", head)
+                position = replace(position, encoding=codec.name)
+            cut = len(data) if end and final else _last_line_end(data, codec)
             if cut == 0 and not end:
                 carry = data
                 continue
-            emitted_bytes, emitted_lines, batch = _parse_block(
-                data[:cut], position, path, log_format, reference, end and final
+            used_bytes, used_lines, batch = _parse_block(
+                data[:cut], position, path, log_format, reference, end and final, codec
             )
-            if batch.num_rows:
+            if used_bytes:
+                recent = (recent + data[max(0, used_bytes - TAIL_BYTES) : used_bytes])[-TAIL_BYTES:]
                 position = replace(
-                    position, offset=position.offset + emitted_bytes, lines=position.lines + emitted_lines
+                    position,
+                    offset=position.offset + used_bytes,
+                    lines=position.lines + used_lines,
+                    tail=digest(recent),
                 )
-                yield batch, position
-            elif emitted_bytes:  # only blank lines: move past them all the same
-                position = replace(
-                    position, offset=position.offset + emitted_bytes, lines=position.lines + emitted_lines
-                )
-                yield empty_events(), position
-            carry = data[emitted_bytes:]
+                yield batch, position  # no events (blank lines only): the position moves past them all the same
+            carry = data[used_bytes:]
             if end:
                 return
 
 
+def _last_line_end(data: bytes, codec: Codec) -> int:
+    if codec.width == 1:
+        return data.rfind(b"\n") + 1
+    ends = codec.line_ends(data)
+    return int(ends[-1]) if len(ends) else 0
+
+
 def _parse_block(
-    data: bytes, position: Position, path: Path, log_format: LogFormat, reference: datetime, complete: bool
+    data: bytes,
+    position: Position,
+    path: Path,
+    log_format: LogFormat,
+    reference: datetime,
+    complete: bool,
+    codec: Codec,
 ) -> tuple[int, int, pa.RecordBatch]:
     """Events of the complete lines in `data`; the last entry is held back unless `complete`.
     Returns (bytes consumed, lines consumed, events)."""
     if not data:
         return 0, 0, empty_events()
-    newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
-    text = data.decode("utf-8", errors="replace")
+    ends = codec.line_ends(data)
+    text, invalid = decode_escaped(data, codec.text)
     lines = pc.list_flatten(pc.split_pattern(pa.array([text]), "\n"))
-    if data.endswith(b"\n"):
+    if len(ends) and ends[-1] == len(data):
         lines = lines.slice(0, len(lines) - 1)
-    line_starts = np.concatenate([[0], newlines + 1])[: len(lines)]
-    lines = pc.utf8_rtrim(lines, characters="\r")
+    line_starts = np.concatenate([[0], ends])[: len(lines)]
     numbers = np.arange(position.lines + 1, position.lines + 1 + len(lines))
     nonblank = pc.invert(pc.equal(pc.utf8_trim_whitespace(lines), "")).to_numpy(zero_copy_only=False)
     starts = (
@@ -141,39 +161,40 @@ def _parse_block(
         if keep == 0 and len(lines):
             return 0, 0, empty_events()
     consumed_bytes = len(data) if keep == len(lines) else int(line_starts[keep])
-    selected = nonblank[:keep]
-    entries, entry_lines, orphans = _group_entries(
-        lines.slice(0, keep).filter(pa.array(selected)), numbers[:keep][selected], starts[:keep][selected]
+    bad = np.zeros(len(lines), np.int64)  # per line, bytes the encoding could not read
+    if invalid:
+        where, until = np.array(invalid, np.int64).T
+        np.add.at(bad, np.searchsorted(line_starts, where, side="right") - 1, until - where)
+    entries, entry_lines, orphans, entry_bad = _group_entries(
+        lines.slice(0, keep), numbers[:keep], starts[:keep], nonblank[:keep], bad[:keep]
     )
-    batch = parse_entries(entries, entry_lines, orphans, path, position.file_id, log_format, reference)
+    batch = parse_entries(entries, entry_lines, orphans, entry_bad, path, position.file_id, log_format, reference)
     return consumed_bytes, keep, batch
 
 
-def _group_entries(lines: pa.Array, numbers: np.ndarray, starts: np.ndarray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """Lines joined into entries: each start line with the continuation lines below it.
+def _group_entries(
+    lines: pa.Array, numbers: np.ndarray, starts: np.ndarray, nonblank: np.ndarray, bad: np.ndarray
+) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]:
+    """Lines joined into entries: each start line with every line below it up to the next start.
 
-    Lines above the first start form an entry of their own, flagged as an orphan. Only the
-    entries that have continuation lines are joined one by one; the rest pass as they are.
+    Joined with `\\n`, the lines keep whatever else they end in (a `\\r`), so an entry is its bytes
+    but the end of its last line. Lines above the first start form an entry of their own, flagged
+    as an orphan, unless they are all blank. Returns entries, their first line numbers, the orphan
+    flags and the invalid bytes of each.
     """
+    count = len(lines)
+    if count == 0:
+        return pa.array([], pa.string()), numbers, np.zeros(0, bool), bad
     if starts.all():
-        return lines, numbers, np.zeros(len(lines), dtype=bool)
+        return pc.utf8_rtrim(lines, characters="\r"), numbers, np.zeros(count, bool), bad
     heads = starts.copy()
     heads[0] = True  # the orphan lines above the first start, if any, become one entry
-    entry = np.cumsum(heads) - 1
     first_lines = np.flatnonzero(heads)
-    entries = lines.filter(pa.array(heads))
-    continued = np.flatnonzero(~heads)
-    texts = lines.take(pa.array(continued)).to_pylist()
-    joined: dict[int, list[str]] = {}
-    for index, text in zip(entry[continued].tolist(), texts, strict=True):
-        if index not in joined:
-            joined[index] = [entries[index].as_py()]
-        joined[index].append(text)
-    mask = np.zeros(len(entries), dtype=bool)
-    mask[list(joined)] = True
-    whole = pc.replace_with_mask(
-        entries, pa.array(mask), pa.array(["\n".join(parts) for _, parts in sorted(joined.items())], pa.string())
-    )
-    orphans = np.zeros(len(entries), dtype=bool)
+    offsets = pa.array(np.append(first_lines, count).astype(np.int32))
+    entries = pc.utf8_rtrim(pc.binary_join(pa.ListArray.from_arrays(offsets, lines), "\n"), characters="\r")
+    entry_bad = np.add.reduceat(bad, first_lines)
+    orphans = np.zeros(len(first_lines), dtype=bool)
     orphans[0] = not starts[0]
-    return whole, numbers[first_lines], orphans
+    if orphans[0] and not nonblank[: first_lines[1] if len(first_lines) > 1 else count].any():
+        return entries.slice(1), numbers[first_lines[1:]], orphans[1:], entry_bad[1:]  # only blank lines: no entry
+    return entries, numbers[first_lines], orphans, entry_bad

@@ -137,8 +137,17 @@ def column_notes(field: pa.Field) -> dict[str, str]:
 CATALOG_COLUMNS = (
     "layer VARCHAR, table_name VARCHAR, qualified_name VARCHAR, source VARCHAR, description VARCHAR, columns VARCHAR, "
     "row_count BIGINT, last_update TIMESTAMPTZ, quality_status VARCHAR, quarantined_rows BIGINT, "
-    "schema_changes BIGINT, location VARCHAR, freshness VARCHAR, last_error VARCHAR, last_good_refresh TIMESTAMPTZ"
+    "schema_changes BIGINT, location VARCHAR, freshness VARCHAR, last_error VARCHAR, last_good_refresh TIMESTAMPTZ, "
+    "unmapped_hosts VARCHAR"
 )
+# State key of a table built from logs: per source, the hosts of the last run's new events that its
+# machine_map does not name, with their event counts ({"plc": {"PLC-9": 13}}); the catalog shows it as JSON.
+UNMAPPED_HOSTS = "unmapped_hosts"
+
+
+def _unmapped_hosts(path: Path) -> str | None:
+    noted = (state.stored(path) or {}).get(UNMAPPED_HOSTS)
+    return json.dumps(noted, ensure_ascii=False, sort_keys=True) if noted else None
 
 
 def build_catalog(lake: Lake, info: dict[str, TableInfo]) -> Path:
@@ -179,7 +188,7 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> None:
             columns = json.dumps([{"name": f.name, "type": str(f.type), **column_notes(f)} for f in schema])
             status = fresh.get(qualified, Freshness("fresh", None, None))
             connection.execute(
-                "INSERT INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     layer,
                     name,
@@ -196,6 +205,7 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> None:
                     status.status,
                     status.error,
                     status.last_good_refresh,
+                    _unmapped_hosts(path),
                 ],
             )
     finally:

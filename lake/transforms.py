@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,6 +52,8 @@ EVENT_SCHEMA = pa.schema(
         pa.field("message", pa.string()),
         pa.field("extra", pa.string()),
         pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("dst_flag", pa.string()),  # added later: null in rows merged before
+        pa.field("invalid_bytes", pa.int64()),
     ]
 )
 EVENT_KEYS = ["source", "file_id", "line_number"]
@@ -77,12 +81,36 @@ def sensor_rows(bronze: dict[str, pa.Table]) -> pa.Table:
     return latest_per_key(combined, SENSOR_KEYS, [INGESTED_AT])
 
 
+@dataclass(frozen=True)
+class Machines:
+    """A log source's `machine_map`: host as the log writes it -> machine id of ERP and OPC-UA."""
+
+    names: dict[str, str]
+    ignore_case: bool = True
+
+    def of(self, hosts: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """The machine id of each host (the host itself where the map names none), and where that was.
+        Without a map every host is its own machine id, and none is counted as unmapped."""
+        if not self.names:
+            return hosts, pa.repeat(pa.scalar(False), len(hosts))
+        keys = [host.lower() for host in self.names] if self.ignore_case else list(self.names)
+        found = pc.index_in(pc.utf8_lower(hosts) if self.ignore_case else hosts, value_set=pa.array(keys, pa.string()))
+        machines = pc.take(pa.array(list(self.names.values()), pa.string()), found)
+        return pc.coalesce(machines, hosts), pc.and_(pc.is_valid(hosts), pc.is_null(found))
+
+
 def event_rows(
-    bronze: dict[str, pa.Table], machine_maps: dict[str, dict[str, str]]
+    bronze: dict[str, pa.Table], machines: dict[str, Machines], unmapped: Counter[tuple[str, str]] | None = None
 ) -> tuple[pa.Table, list[Rejection]]:
-    """Parsed log events with the machine id the ERP and OPC-UA use; unparsed entries rejected."""
+    """Parsed log events with the machine id the ERP and OPC-UA use; unparsed entries rejected.
+
+    `unmapped` counts, per bronze table and host, the events whose host the source's map does not name.
+    """
     parts, rejections = [], []
     for name, table in bronze.items():
+        for field in EVENT_SCHEMA:  # bronze landed before a column existed (dst_flag, invalid_bytes)
+            if field.name not in table.column_names and field.name not in ("source", "machine_id"):
+                table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
         failed = pc.is_valid(table["parse_error"])
         for row in (
             table.filter(failed).select([SOURCE, "source_file", "line_number", "raw", "parse_error"]).to_pylist()
@@ -101,15 +129,11 @@ def event_rows(
                 )
             )
         good = table.filter(pc.invert(failed))
-        mapping = machine_maps.get(name, {})
-        hosts = good["host"]
-        if mapping:
-            mapped = pc.take(
-                pa.array(list(mapping.values()), pa.string()), pc.index_in(hosts, value_set=pa.array(list(mapping)))
-            )
-            machine = pc.coalesce(mapped, hosts)
-        else:
-            machine = hosts
+        hosts = good["host"].combine_chunks()
+        machine, missing = machines.get(name, Machines({})).of(hosts)
+        if unmapped is not None and pc.any(missing).as_py():
+            for counted in pc.value_counts(hosts.filter(missing)).to_pylist():
+                unmapped[(name, counted["values"])] += counted["counts"]
         good = good.rename_columns({SOURCE: "source"}).append_column("machine_id", machine)
         parts.append(good.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA))
     table = pa.concat_tables(parts) if parts else EVENT_SCHEMA.empty_table()

@@ -20,7 +20,7 @@ CONFIG = """
 lake: {root: lake}
 sources:
   logs:
-    - {name: plc, path: logs, glob: "app.log*", format: syslog, machine_map: {cnc-101: M-101}}
+    - {name: plc, path: logs, glob: "app.log*", format: syslog, machine_map: {cnc-101: M-101}, fingerprint_bytes: 128}
 """
 
 

@@ -5,8 +5,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from plantlake.connectors.log_files import Position, identify, read_new
-from plantlake.connectors.logs import LogFormat, parse_json_line
+from plantlake.connectors.log_files import read_new
+from plantlake.connectors.log_identity import Position, plan
+from plantlake.connectors.logs import LogFormat, json_record
 
 pytestmark = pytest.mark.unit
 
@@ -16,12 +17,17 @@ WRITTEN = datetime(2026, 1, 20, tzinfo=UTC)
 def _events(
     path: Path, log_format: LogFormat, final: bool = True, start: Position | None = None
 ) -> tuple[list[dict], Position]:
-    start = start or identify(path, {})
+    start = start or _identify(path, {})
     rows, position = [], start
     for batch, reached in read_new(path, start, log_format, final, WRITTEN, block_bytes=64):
         rows += batch.to_pylist()
         position = reached  # the position after the last batch
     return rows, position
+
+
+def _identify(path: Path, known: dict[str, Position]) -> Position:
+    [(_, position)] = plan([path], known, fingerprint_bytes=16).reads
+    return position
 
 
 def test_syslog_lines_of_both_rfcs(tmp_path: Path) -> None:
@@ -122,25 +128,25 @@ def test_vendor_pattern_with_its_own_time_format_zone_and_levels(tmp_path: Path)
 def test_identity_follows_rotation_and_compression(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text("<134>1 2026-01-11T06:00:00Z h plc 1 - - one\n", encoding="utf-8")
-    first = identify(log, {})
-    known = {first.file_id: Position(first.file_id, first.prefix, 10, 1)}
+    _, first = _events(log, LogFormat("syslog"))
+    known = {first.file_id: first}
     with log.open("a", encoding="utf-8") as handle:
         handle.write("<134>1 2026-01-11T06:00:01Z h plc 1 - - two\n" * 40)
     rotated = tmp_path / "app.log.1.gz"
     rotated.write_bytes(gzip.compress(log.read_bytes()))
-    assert identify(rotated, known) == known[first.file_id]
-    assert identify(log, known) == known[first.file_id]
+    log.unlink()
+    assert _identify(rotated, known).file_id == first.file_id
     other = tmp_path / "other.log"
     other.write_text("<134>1 2026-01-12T06:00:00Z h plc 1 - - fresh\n", encoding="utf-8")
-    assert identify(other, known).file_id != first.file_id
+    assert _identify(other, known).file_id != first.file_id
 
 
 def test_json_line_keeps_unknown_fields_as_extra() -> None:
-    event = parse_json_line(
+    event = json_record(
         '{"time": "2026-01-11T10:15:00+01:00", "machine": "M-101", "level": "ALARM", '
         '"code": "25050", "message": "overload", "program": "O1234"}'
     )
-    assert event["timestamp"] == datetime(2026, 1, 11, 9, 15, tzinfo=UTC)
+    assert event["stamp"] == "2026-01-11T10:15:00+01:00"  # read with the source's rules, as a column
     assert (event["host"], event["severity"], event["code"]) == ("M-101", "error", "25050")
     assert event["extra"] == '{"program": "O1234"}'
 
