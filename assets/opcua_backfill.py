@@ -25,6 +25,7 @@ def backfill_day(lake: Lake, source: OpcuaSource, day: date, run_id: str) -> Ste
     start = datetime.combine(day, time.min, UTC)
     last = start + timedelta(days=1) - timedelta(microseconds=1)  # raw reads include their end: stop before midnight
     failures: dict[str, str] = {}
+    link_losses: list[str] = []
     tags, batches = opcua_stream.read_history_blocking(
         source.endpoint,
         source.roots,
@@ -38,6 +39,7 @@ def backfill_day(lake: Lake, source: OpcuaSource, day: date, run_id: str) -> Ste
         failures,
         source.reconnect_attempts,
         source.backoff_s,
+        link_losses,
         credentials=credentials(source),
         snapshots=False,
         describe=False,
@@ -61,6 +63,7 @@ def backfill_day(lake: Lake, source: OpcuaSource, day: date, run_id: str) -> Ste
             "values_read": landed.rows_read,
             "values_inserted": landed.rows_inserted,
             "tags_failed": dg.MetadataValue.json(failures),
+            "link_losses": len(link_losses),
         },
     )
 

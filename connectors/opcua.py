@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,11 @@ READINGS_SCHEMA = pa.schema(
         pa.field("status", pa.string(), nullable=False),
     ]
 )
+
+
+# HistoryRead requests in flight at once, each for its own share of `nodes_per_request` nodes: while one
+# answer travels and is decoded, the server works on the next
+LANES = 2
 
 
 class OpcuaReadError(RuntimeError):
@@ -267,37 +273,39 @@ async def read_history(
     details = ua.ReadRawModifiedDetails(
         IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=values_per_request, ReturnBounds=False
     )
+    lanes = min(LANES, max(nodes_per_request, 1))
+    size = max(nodes_per_request // lanes, 1)  # nodes holding continuation points stay within nodes_per_request
     groups: list[list[tuple[Tag, bytes | None]]] = [
-        [(tag, None) for tag in tags[offset : offset + nodes_per_request]]
-        for offset in range(0, len(tags), nodes_per_request)
+        [(tag, None) for tag in tags[offset : offset + size]] for offset in range(0, len(tags), size)
     ]
-    asked: list[tuple[Tag, bytes | None]] = groups.pop(0) if groups else []
-    in_flight = _ask(client, details, asked)
+    in_flight: deque[tuple[list[tuple[Tag, bytes | None]], asyncio.Task[list[opcua_decode.RawResult]]]] = deque()
+
+    def ask(asked: list[tuple[Tag, bytes | None]]) -> None:
+        request = opcua_decode.history_read(client, _history_params(details, asked, release=False))
+        in_flight.append((asked, asyncio.ensure_future(request)))
+
+    while groups and len(in_flight) < lanes:
+        ask(groups.pop(0))
     try:
-        while in_flight is not None:
-            bodies, continued = _answered(asked, await in_flight, failures)
-            # the next request goes out before this answer is decoded, so the server works meanwhile
-            asked = continued or (groups.pop(0) if groups else [])
-            in_flight = _ask(client, details, asked)
+        while in_flight:
+            asked, answer = in_flight.popleft()
+            bodies, continued = _answered(asked, await answer, failures)
+            # the next requests go out before this answer is decoded, so the server works meanwhile
+            if continued:
+                ask(continued)
+            while groups and len(in_flight) < lanes:
+                ask(groups.pop(0))
             # decoded in a worker thread: the event loop stays free to answer keep-alives meanwhile
             for batch in await asyncio.to_thread(_decode_all, bodies):
                 yield batch
     finally:
-        if in_flight is not None and not in_flight.done():
-            in_flight.cancel()
-        if in_flight is not None and any(point for _, point in asked):
+        for _, answer in in_flight:
+            answer.cancel()
+        held: list[tuple[Tag, bytes | None]] = [(tag, point) for asked, _ in in_flight for tag, point in asked if point]
+        if held:
             # a read stopped early: tell the server to free what it holds for us, if it still listens
             with contextlib.suppress(ua.UaError, OSError, ConnectionError, asyncio.TimeoutError):
-                await client.uaclient.history_read(_history_params(details, asked, release=True))
-
-
-def _ask(
-    client: Client, details: ua.ReadRawModifiedDetails, asked: list[tuple[Tag, bytes | None]]
-) -> asyncio.Task[list[opcua_decode.RawResult]] | None:
-    """Send a HistoryRead for `asked` (each node with its continuation point, if any); None when nothing is asked."""
-    if not asked:
-        return None
-    return asyncio.ensure_future(opcua_decode.history_read(client, _history_params(details, asked, release=False)))
+                await client.uaclient.history_read(_history_params(details, held, release=True))
 
 
 def _answered(

@@ -52,8 +52,8 @@ def node_opcua() -> None:
 def server(node_opcua: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]]:
     """The node-opcua server and what it served."""
     served = tmp_path_factory.mktemp("nodeopcua") / "served.json"
-    with launch.serving(free_port(), *SERVER, "--served", str(served)) as endpoint:
-        yield endpoint, launch.served(served)
+    with launch.serving(free_port(), *SERVER, "--served", str(served)) as running:
+        yield running.endpoint, launch.served(served)
 
 
 def _typed(kind: str, value: object) -> tuple:
@@ -160,10 +160,10 @@ def test_a_server_restarted_in_the_middle_of_a_read_loses_and_repeats_nothing(no
     """Continuation points die with the server; each tag resumes after its last value delivered."""
     port, served_file = free_port(), tmp_path / "served.json"
     options = [*SERVER, "--served", str(served_file)]
-    with launch.serving(port, *options) as endpoint:
+    with launch.serving(port, *options) as running:
         served = launch.served(served_file)
         _tags, batches = read_history_blocking(
-            endpoint,
+            running.endpoint,
             ["1:Plant"],
             START,
             START + timedelta(days=1),
@@ -184,9 +184,9 @@ def test_a_server_restarted_in_the_middle_of_a_read_loses_and_repeats_nothing(no
 
 
 def test_a_request_the_server_never_answers_says_it_timed_out_and_after_how_long(node_opcua) -> None:
-    with launch.serving(free_port(), *SERVER, "--stall", "1") as endpoint:
+    with launch.serving(free_port(), *SERVER, "--stall", "1") as running:
         _tags, batches = read_history_blocking(
-            endpoint,
+            running.endpoint,
             ["1:Plant"],
             START,
             START + timedelta(days=1),

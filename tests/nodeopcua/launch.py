@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 FOLDER = Path(__file__).resolve().parent
@@ -50,9 +51,15 @@ def install() -> None:
     _INSTALLED.write_text(lock)
 
 
+@dataclass(frozen=True)
+class Server:
+    endpoint: str
+    process: subprocess.Popen
+
+
 @contextlib.contextmanager
-def serving(port: int, *options: str, timeout_s: float = 120) -> Iterator[str]:
-    """Run server.js on `port` with `options` until the block ends; yields its endpoint once it listens."""
+def serving(port: int, *options: str, timeout_s: float = 600) -> Iterator[Server]:
+    """Run server.js on `port` with `options` until the block ends; yields it once it listens."""
     with tempfile.TemporaryDirectory(prefix="plantlake-nodeopcua-") as folder:
         log = Path(folder) / "server.log"
         with log.open("wb") as output:
@@ -64,7 +71,7 @@ def serving(port: int, *options: str, timeout_s: float = 120) -> Iterator[str]:
                 stderr=subprocess.STDOUT,
             )
         try:
-            yield _wait_until_ready(process, log, timeout_s)
+            yield Server(_wait_until_ready(process, log, timeout_s), process)
         finally:
             stop(process)
 
