@@ -226,6 +226,12 @@ def read_history_blocking(
             include or [],
             exclude or [],
         )
+    except TimeoutError as exc:
+        session.close()
+        raise OpcuaReadError(
+            f"browsing {endpoint} for the tags below {roots} timed out: a request got no answer within "
+            f"{timeout_s:g} s (`timeout_s`)"
+        ) from exc
     except BaseException:
         session.close()
         raise

@@ -9,7 +9,10 @@ are followed; it writes what it served as JSON, which each test compares with wh
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -181,6 +184,55 @@ def test_a_server_restarted_in_the_middle_of_a_read_loses_and_repeats_nothing(no
     assert observed(table) == expected(served)
     assert table.num_rows == len(served["tags"]) * COUNT  # none twice
     assert len(losses) == 1  # the link did drop, once
+
+
+def test_a_restart_during_a_run_lands_every_value_once(node_opcua, tmp_path, lake: Lake, monkeypatch) -> None:
+    """The server is restarted while a nightly run reads it (after its 12th answer body): bronze holds
+    what the server served, each value once, and the run counts the one lost link."""
+    port, served_file = free_port(), tmp_path / "served.json"
+    options = [*SERVER, "--served", str(served_file)]
+    servers = contextlib.ExitStack()
+    first = servers.enter_context(launch.serving(port, *options))
+    asked_to_stop, stopped = threading.Event(), threading.Event()
+    bodies = itertools.count(1)
+    decode = opcua_decode.decode
+
+    def decode_then_stop_the_server(body, columns, schema):
+        if next(bodies) == 12:  # held here until the server is gone, so the read cannot finish first
+            asked_to_stop.set()
+            assert stopped.wait(timeout=120)
+        return decode(body, columns, schema)
+
+    def restart() -> None:
+        asked_to_stop.wait(timeout=300)
+        servers.close()
+        stopped.set()
+        servers.enter_context(launch.serving(port, *options))
+
+    monkeypatch.setattr(opcua_decode, "decode", decode_then_stop_the_server)
+    restarter = threading.Thread(target=restart, daemon=True)
+    restarter.start()
+    try:
+        source = OpcuaSource(
+            name="node",
+            endpoint=first.endpoint,
+            roots=["1:Plant"],
+            history_days=2,
+            values_per_request=50,
+            nodes_per_request=4,
+            reconnect_attempts=8,
+            backoff_s=0.5,
+        )
+        step = load_bronze(lake, source, "run-1", now=START + timedelta(days=1))
+    finally:
+        restarter.join(timeout=300)
+        servers.close()
+    served = launch.served(served_file)
+    readings = delta.read(lake.table("bronze", "node_readings"))
+    history = readings.filter(pc.not_equal(readings["tag"], "Setpoint"))
+    assert observed(history) == expected(served)
+    assert history.num_rows == len(served["tags"]) * COUNT  # none twice
+    assert (step.metadata["values_inserted"], step.metadata["link_losses"]) == (history.num_rows + 1, 1)
 
 
 def test_a_request_the_server_never_answers_says_it_timed_out_and_after_how_long(node_opcua) -> None:
