@@ -7,8 +7,9 @@ It starts the plant simulator (asyncua) with machines x tags historized tags of 
 history (default: 100 tags, one day, 8.64 million values), then the node-opcua test server
 (tests/nodeopcua, installed with npm on first use) with `--nodeopcua-tags` tags of the same
 history (default: 20 tags, 1.73 million values; node-opcua leaves out the status of Good
-values, so its answers mix encodings). Against each it times, each case in its own child
-process (imports before the clock starts), reading all of it into a Delta table:
+values, so its answers mix encodings; it is read once untimed first, so both cases meet a warm
+server). Against each it times, each case in its own child process (imports before the clock
+starts), reading all of it into a Delta table:
 - plantlake: the daily backfill's read (`assets.opcua_backfill.backfill_day`): many nodes per
   HistoryRead, continuation points followed, batches streamed into bronze;
 - plain loop: for each tag `Node.read_raw_history(start, end)`, then the values into Arrow and
@@ -160,9 +161,22 @@ def against_nodeopcua(args: argparse.Namespace, start: datetime) -> dict[str, di
     options += ["--count", str(count), "--step-ms", str(args.sample_seconds * 1000)]
     with launch.serving(free_port(), *options) as server:
         print(f"node-opcua: {args.nodeopcua_tags} tags, {args.nodeopcua_tags * count:,} values", flush=True)
+        warm_up(server.endpoint, start, args.hours)
         return compare(
             server.endpoint, ["1:Plant"], [], server.process.pid, args.nodeopcua_tags * count, start, args.hours
         )
+
+
+def warm_up(endpoint: str, start: datetime, hours: float) -> None:
+    """Read everything once, untimed: node-opcua's encoder is compiled by its first answers, and each case
+    should meet the same warm server (the first one would pay for it otherwise)."""
+    from plantlake.connectors.opcua_stream import read_history_blocking
+
+    _tags, batches = read_history_blocking(
+        endpoint, ["1:Plant"], start, start + timedelta(hours=hours), 10_000, 10, snapshots=False, describe=False
+    )
+    for _ in batches:
+        pass
 
 
 def main() -> None:
