@@ -1,5 +1,6 @@
 """OPC-UA historians: one bronze asset per server, one silver table of all sensor readings."""
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,6 +39,34 @@ def credentials(source: OpcuaSource) -> opcua_stream.Credentials:
     )
 
 
+def read_history(
+    source: OpcuaSource,
+    start_for: Callable[[str], datetime] | datetime,
+    end: datetime,
+    failures: dict[str, str],
+    link_losses: list[str],
+    **options: bool,
+) -> tuple[list[opcua.Tag], Iterator[pa.RecordBatch]]:
+    """The source's tags and their history from `start_for` to `end`, read with its own settings."""
+    return opcua_stream.read_history_blocking(
+        source.endpoint,
+        source.roots,
+        start_for,
+        end,
+        source.values_per_request,
+        source.nodes_per_request,
+        source.timeout_s,
+        source.include,
+        source.exclude,
+        failures,
+        source.reconnect_attempts,
+        source.backoff_s,
+        link_losses,
+        credentials(source),
+        **options,
+    )
+
+
 def _window(tags: list[opcua.Tag], earliest: datetime) -> ds.Expression:
     """The bronze rows this read can meet again: history from the earliest start, and every snapshot."""
     window = ds.field("source_timestamp") >= earliest
@@ -65,22 +94,7 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
 
     failures: dict[str, str] = {}
     link_losses: list[str] = []
-    tags, batches = opcua_stream.read_history_blocking(
-        source.endpoint,
-        source.roots,
-        start_of,
-        end,
-        source.values_per_request,
-        source.nodes_per_request,
-        source.timeout_s,
-        source.include,
-        source.exclude,
-        failures,
-        source.reconnect_attempts,
-        source.backoff_s,
-        link_losses,
-        credentials(source),
-    )
+    tags, batches = read_history(source, start_of, end, failures, link_losses)
     delta.overwrite(lake.table("bronze", f"{source.name}_tags"), opcua.tag_table(tags))
     earliest = min((start_of(tag.node_id) for tag in tags), default=end)
     with bronze.spooled(

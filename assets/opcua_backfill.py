@@ -10,11 +10,11 @@ from datetime import UTC, date, datetime, time, timedelta
 import dagster as dg
 import pyarrow.dataset as ds
 
-from plantlake.assets.opcua import bronze_key, bronze_path, credentials
+from plantlake.assets.opcua import bronze_key, bronze_path, read_history
 from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import WRITES_TAG, Step
 from plantlake.config import OpcuaSource
-from plantlake.connectors import opcua, opcua_stream
+from plantlake.connectors import opcua
 from plantlake.lake import bronze, locks
 from plantlake.lake.layout import Ingestion, Lake
 
@@ -26,24 +26,7 @@ def backfill_day(lake: Lake, source: OpcuaSource, day: date, run_id: str) -> Ste
     last = start + timedelta(days=1) - timedelta(microseconds=1)  # raw reads include their end: stop before midnight
     failures: dict[str, str] = {}
     link_losses: list[str] = []
-    tags, batches = opcua_stream.read_history_blocking(
-        source.endpoint,
-        source.roots,
-        start,
-        last,
-        source.values_per_request,
-        source.nodes_per_request,
-        source.timeout_s,
-        source.include,
-        source.exclude,
-        failures,
-        source.reconnect_attempts,
-        source.backoff_s,
-        link_losses,
-        credentials=credentials(source),
-        snapshots=False,
-        describe=False,
-    )
+    tags, batches = read_history(source, start, last, failures, link_losses, snapshots=False, describe=False)
     window = (ds.field("source_timestamp") >= start) & (ds.field("source_timestamp") <= last)
     landed = bronze.land(
         path,
