@@ -5,7 +5,8 @@
 //   node server.js --port 4841 --bench-tags 20 --start ... --count 86400     (the benchmark's plant)
 //   add --stall 1 for a variable whose history reads are never answered
 //
-// Test mode: below Objects/Plant/L1/M-901 one variable per scalar type, each with `count` values pushed
+// Test mode: below Objects/Plant/L1/<MACHINE> (a name with spaces, punctuation, non-ASCII letters
+// and SQL, as another vendor may name things) one variable per scalar type, each with `count` values pushed
 // into node-opcua's own historian (installHistoricalDataNode) with chosen source and server timestamps,
 // Good, Uncertain and Bad statuses (Bad ones with and without a value), sub-millisecond timestamps
 // carried by picoseconds, and a setpoint that keeps no history. Every value served is written to
@@ -29,6 +30,8 @@ const {
     VariantArrayType
 } = require("node-opcua");
 
+// the test machine's name: spaces, punctuation, non-ASCII letters and SQL, as another vendor may name things
+const MACHINE = "Presse 7 (Süd) 'Ø'; DROP TABLE x";
 const TYPES = [
     "Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32",
     "Int64", "UInt64", "Float", "Double", "String", "DateTime"
@@ -203,12 +206,12 @@ async function main() {
             }
         }
     } else {
-        const machine = namespace.addObject({ organizedBy: line, browseName: "M-901" });
+        const machine = namespace.addObject({ organizedBy: line, browseName: MACHINE });
         for (const type of TYPES) {
             const variable = namespace.addVariable({
                 componentOf: machine,
-                browseName: type,
-                nodeId: `s=Plant.L1.M-901.${type}`,
+                browseName: `${type} Wert`,
+                nodeId: `s=Plant.L1.${MACHINE}.${type}`,
                 dataType: type,
                 historizing: true,
                 accessLevel: AccessLevelFlag.CurrentRead | AccessLevelFlag.HistoryRead,
@@ -224,13 +227,18 @@ async function main() {
                 await variable.varHistorian.push(dataValue);
                 values.push(told);
             }
-            served.push({ node_id: `ns=1;s=Plant.L1.M-901.${type}`, browse_path: `Plant/L1/M-901/${type}`, type, values });
+            served.push({
+                node_id: `ns=1;s=Plant.L1.${MACHINE}.${type}`,
+                browse_path: `Plant/L1/${MACHINE}/${type} Wert`,
+                type,
+                values
+            });
         }
         // a setpoint that keeps no history: its value is read as it stands, timestamps with picoseconds
         namespace.addVariable({
             componentOf: machine,
             browseName: "Setpoint",
-            nodeId: "s=Plant.L1.M-901.Setpoint",
+            nodeId: `s=Plant.L1.${MACHINE}.Setpoint`,
             dataType: "Double",
             accessLevel: AccessLevelFlag.CurrentRead,
             value: {

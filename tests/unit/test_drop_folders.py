@@ -441,3 +441,18 @@ def test_reading_a_binary_file_as_text_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"Charge;Menge\r\n\x00\x01\x02\x03garbage\r\n")
     with pytest.raises(FileRejected, match="binary"):
         file_formats.read_file(path, "csv", Layout(["Charge"]), scan(path))
+
+
+def test_any_file_or_folder_name_loads_and_is_registered_as_written(tmp_path: Path) -> None:
+    """Spaces, punctuation, non-ASCII letters and SQL in the names of the file and of every folder."""
+    root = tmp_path / "Zulieferer Süd; DROP TABLE x"
+    source, lake = _source(root, glob="*"), Lake(root / "lake 'é'")
+    name = "Lieferung Nr. 7 (Süd) 'Ø' ; DELETE FROM bronze.csv"
+    _drop(source, name, HEADER + _rows(range(4)))
+    stats = load_bronze(lake, source, "run-1", clock=FakeClock()).metadata
+    assert stats["files_loaded"] == 1
+    (entry,) = _registry(lake)
+    assert entry["file_name"] == name and entry["status"] == "loaded" and entry["rows_loaded"] == 4
+    archived = Path(entry["moved_to"])  # the name kept, the content's hash before the extension
+    assert archived.exists() and archived.name.startswith(name.removesuffix(".csv")) and archived.suffix == ".csv"
+    assert sorted(row["lot_id"] for row in _bronze(lake)) == [f"LOT-{n}" for n in range(4)]
