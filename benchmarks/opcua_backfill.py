@@ -36,7 +36,7 @@ from pathlib import Path
 from harness import entry_point, run_case
 
 from plantlake.simulator.plant import default_anchor
-from plantlake.simulator.process import free_port, serve_command, wait_for_port
+from plantlake.simulator.process import free_port, serve_command, stop, wait_for_port
 
 
 def case_plantlake(
@@ -147,8 +147,7 @@ def against_simulator(args: argparse.Namespace, start: datetime) -> dict[str, di
         endpoint = f"opc.tcp://127.0.0.1:{port}/plantlake"
         return compare(endpoint, ["2:Plant"], ["*/SerialNumber"], server.pid, expected, start, args.hours)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
 
 
 def against_nodeopcua(args: argparse.Namespace, start: datetime) -> dict[str, dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 from datetime import date, datetime
 from pathlib import Path
 
@@ -99,6 +100,10 @@ def main(argv: list[str] | None = None) -> None:
         written = generate_sources(plant, args.output, args.erp_url)
         print(f"generated ERP tables {written['erp']} and files under {args.output}")
     else:
+        # A parent that started with SIGINT ignored (a background job of a script) and then ran a
+        # Dagster job hands SIGTERM down ignored too (Dagster maps SIGTERM to SIGINT's handler);
+        # a server must stop when asked to.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
             security = None
             if args.secure_dir is not None:

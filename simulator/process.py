@@ -117,9 +117,15 @@ def serving(command: list[str], port: int, timeout_s: float = 60, env: dict[str,
         wait_for_port(port, process, timeout_s)
         yield f"opc.tcp://127.0.0.1:{port}/plantlake"
     finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 10) -> None:
+    """Stop a server process: SIGTERM, then SIGKILL if it has not exited after `timeout_s`."""
+    if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+            process.wait(timeout=timeout_s)

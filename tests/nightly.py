@@ -45,7 +45,7 @@ from plantlake.simulator.clock import (
     expected_material_lots,
     expected_sensor_readings,
 )
-from plantlake.simulator.process import free_port, wait_for_port
+from plantlake.simulator.process import free_port, stop, wait_for_port
 
 REPO = Path(__file__).parents[1]
 WRITTEN_LAYERS = ("bronze", "silver", "gold", "quarantine")
@@ -78,8 +78,7 @@ class _Server:
         return f"opc.tcp://127.0.0.1:{self.port}/plantlake"
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        stop(self.process)
 
 
 @dataclass

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from plantlake.simulator.process import stop
+
 FOLDER = Path(__file__).resolve().parent
 READY = "plantlake-nodeopcua ready "
 _INSTALLED = FOLDER / "node_modules" / ".plantlake-lock-sha256"
@@ -87,17 +89,6 @@ def _wait_until_ready(process: subprocess.Popen, log: Path, timeout_s: float) ->
             raise RuntimeError(f"the node-opcua server exited with {process.returncode}:\n{text[-3000:]}")
         time.sleep(0.1)
     raise RuntimeError(f"the node-opcua server did not say it was ready within {timeout_s} s:\n{text[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def served(path: Path) -> dict:
