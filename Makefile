@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: FORCE check format demo test test-unit test-integration ui validate sim query bench-erp bench-files bench-opcua bench-nights clean
+.PHONY: FORCE check format demo test test-unit test-integration ui validate sim query bench-erp bench-e2e bench-files bench-opcua bench-nights clean
 
 PACKAGES := config connectors lake quality assets pipelines simulator
 MODULES := $(sort $(wildcard $(addsuffix /*.py,$(PACKAGES))))
@@ -59,9 +59,16 @@ sim: $(VENV)/.installed
 	$(BIN)/python -m plantlake.simulator serve --port 48400
 
 # PostgreSQL and MariaDB must be running; dlt (the baseline) comes with the bench extra
-bench-erp: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+$(VENV)/.bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,bench]' --config-settings editable_mode=strict
+	touch $@
+
+bench-erp: $(VENV)/.bench
 	$(BIN)/python benchmarks/erp_load.py
+
+# PostgreSQL running: source to queryable silver, against dlt's connectorx backend and a raw COPY
+bench-e2e: $(VENV)/.bench
+	$(BIN)/python benchmarks/end_to_end.py
 
 # supplier CSV against pandas, syslog against a plain Python loop; needs no service
 bench-files: $(VENV)/.installed

@@ -431,8 +431,7 @@ def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id:
     """Rows of all suppliers of `target`, the newest per key (latest file version wins)."""
     path = lake.table("silver", target)
     bronze_tables = {
-        f"{s.name}_rows": silver.BronzeInput(lake.table("bronze", f"{s.name}_rows"), [transforms.FILE_HASH, files.LINE])
-        for s in sources
+        f"{s.name}_rows": silver.BronzeInput(lake.table("bronze", f"{s.name}_rows"), s.key) for s in sources
     }
     key = sources[0].key
     return merge_validated(

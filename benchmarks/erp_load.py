@@ -7,7 +7,8 @@ PostgreSQL and MariaDB services. It builds a 10-column table of N rows in a scra
 database on each, then, each case in its own child process so its peak memory is its own:
 - copy: `COPY ... TO STDOUT (FORMAT binary)` from PostgreSQL, bytes read and dropped;
 - plantlake: the bronze asset's load (`assets.erp.load_bronze`, ADBC or connectorx), source to Delta table;
-- dlt: `sql_table(backend="pyarrow")` into a Delta table on the local filesystem;
+- dlt: `sql_table` into a Delta table on the local filesystem, with its pyarrow backend and with
+  its connectorx backend (its fastest for these databases);
 - plantlake at N/2 rows (a row filter), to show peak memory does not grow with N;
 - incremental: 1% of the PostgreSQL rows updated, then plantlake's load again, three times from
   copies of the lake after the full load; the median counts.
@@ -129,7 +130,7 @@ def case_plantlake(url: str, lake_root: str, options: dict) -> Callable[[], int]
     ]
 
 
-def case_dlt(url: str, lake_root: str, _: dict) -> Callable[[], int]:
+def case_dlt(url: str, lake_root: str, options: dict) -> Callable[[], int]:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     import dlt
     from dlt.sources.sql_database import sql_table
@@ -141,7 +142,7 @@ def case_dlt(url: str, lake_root: str, _: dict) -> Callable[[], int]:
             dataset_name="bench",
             pipelines_dir=str(Path(lake_root) / "_dlt"),
         )
-        source = sql_table(credentials=url, table=TABLE, backend="pyarrow", chunk_size=100_000)
+        source = sql_table(credentials=url, table=TABLE, backend=options["backend"], chunk_size=100_000)
         pipeline.run(source, table_format="delta").raise_on_failed_jobs()
         return int(pipeline.last_trace.last_normalize_info.row_counts.get(TABLE, 0))
 
@@ -171,9 +172,13 @@ def main() -> None:
         half = run_case(
             __file__, "plantlake (pg, N/2)", "plantlake", pg, str(work / "pg_half"), {"limit": args.rows // 2}
         )
-        dlt_pg = run_case(__file__, "dlt (pg)", "dlt", pg, str(work / "dlt_pg"), {})
+        dlt_pg = run_case(__file__, "dlt pyarrow (pg)", "dlt", pg, str(work / "dlt_pg"), {"backend": "pyarrow"})
+        cx_pg = run_case(__file__, "dlt connectorx (pg)", "dlt", pg, str(work / "cx_pg"), {"backend": "connectorx"})
         full_my = run_case(__file__, "plantlake (mariadb)", "plantlake", my, str(work / "my"), {})
-        dlt_my = run_case(__file__, "dlt (mariadb)", "dlt", my, str(work / "dlt_my"), {})
+        dlt_my = run_case(__file__, "dlt pyarrow (mariadb)", "dlt", my, str(work / "dlt_my"), {"backend": "pyarrow"})
+        cx_my = run_case(
+            __file__, "dlt connectorx (mariadb)", "dlt", my, str(work / "cx_my"), {"backend": "connectorx"}
+        )
         with sa.create_engine(pg, isolation_level="AUTOCOMMIT").connect() as connection:
             changed = connection.execute(
                 sa.text(
@@ -205,6 +210,8 @@ def main() -> None:
     print(
         f"vs_dlt_pg={dlt_pg['seconds'] / full['seconds']:.1f} "
         f"vs_dlt_mariadb={dlt_my['seconds'] / full_my['seconds']:.1f} "
+        f"vs_dlt_connectorx_pg={cx_pg['seconds'] / full['seconds']:.1f} "
+        f"vs_dlt_connectorx_mariadb={cx_my['seconds'] / full_my['seconds']:.1f} "
         f"vs_copy={full['seconds'] / copy['seconds']:.1f} peak_mb={full['peak_mb']:.0f} "
         f"peak_mb_half={half['peak_mb']:.0f} incr_share={incremental['seconds'] / full['seconds']:.3f}"
     )

@@ -160,6 +160,9 @@ def merge(
             source_alias="s",
             target_alias="t",
             merge_schema=True,
+            # a table in memory: delta-rs then skips the target files outside its keys' min/max
+            # (streamed, it cannot know them); a stream keeps its memory to a batch
+            streamed_exec=not isinstance(data, pa.Table),
         )
         if update:
             merger = merger.when_matched_update_all()

@@ -2,8 +2,8 @@
 
 Silver consumes bronze by ingestion time: each silver commit records, per bronze table,
 the newest `_ingested_at` it has taken in. New bronze rows are processed in chunks split
-by a hash of the key, so every version of a key falls in the same chunk and memory is
-bounded by the chunk size, not the table. Only the last chunk's commit advances the mark:
+by ranges of the key's first column, so every version of a key falls in the same chunk and
+memory is bounded by the chunk size, not the table. Only the last chunk's commit advances the mark:
 a run that fails part-way leaves it where it was, and the rerun merges the same rows
 again on their keys, which changes nothing already merged.
 """
@@ -11,6 +11,7 @@ again on their keys, which changes nothing already merged.
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from deltalake import DeltaTable
 
 from plantlake.lake import delta
 from plantlake.lake.delta import quote
@@ -27,6 +29,8 @@ from plantlake.lake.layout import INGESTED_AT
 
 CONSUMED = "consumed"
 CHUNK_ROWS = 250_000
+MERGE_TARGET_ROWS = 1_000_000  # rows of the table one MERGE meets, at most about
+SAMPLE_EVERY = 64  # at most one key in this many is sampled to split the new rows into ranges
 
 
 @dataclass
@@ -39,7 +43,7 @@ class Pending:
 
 @dataclass(frozen=True)
 class BronzeInput:
-    """A bronze table silver reads, and the columns that identify one of its rows' keys."""
+    """A bronze table silver reads, and its columns that hold silver's key (the first splits the rows into chunks)."""
 
     path: Path
     keys: list[str]
@@ -51,55 +55,119 @@ def _new_rows_filter(data: ds.Dataset, mark: str | None) -> ds.Expression | None
     return ds.field(INGESTED_AT) > pa.scalar(datetime.fromisoformat(mark), data.schema.field(INGESTED_AT).type)
 
 
-def _partition(data: ds.Dataset, condition: ds.Expression | None, keys: list[str], part: int, parts: int) -> pa.Table:
-    """The new rows whose key hashes to `part` of `parts`, filtered batch by batch as they are read."""
-    scanner = data.scanner(filter=condition, batch_size=64_000, batch_readahead=2, fragment_readahead=1)
-    if parts == 1:
-        return scanner.to_table()
-    connection = duckdb.connect()
-    query = f"SELECT * FROM batch WHERE hash({', '.join(quote(key) for key in keys)}) % {parts} = {part}"
-    pieces = [data.schema.empty_table()]
-    for batch in scanner.to_batches():
-        connection.register("batch", pa.Table.from_batches([batch]))
-        pieces.append(connection.sql(query).to_arrow_table().cast(data.schema))
-        connection.unregister("batch")
-    return pa.concat_tables(pieces)
+@dataclass
+class _NewRows:
+    """What one bronze table holds past silver's mark: the scan, how many rows, the newest, a key sample."""
+
+    data: ds.Dataset
+    condition: ds.Expression | None
+    key: str
+    rows: int = 0
+    newest: datetime | None = None
+    sample: list[pa.Array] = field(default_factory=list)
+
+    def scan(self) -> ds.Scanner:
+        return self.data.scanner(filter=self.condition, batch_size=64_000, batch_readahead=2, fragment_readahead=1)
+
+
+def _survey(data: ds.Dataset, condition: ds.Expression | None, key: str, chunk_rows: int) -> _NewRows:
+    """Count the new rows and keep a sample of the key that splits them into ranges (16 or more per chunk)."""
+    found, every = _NewRows(data, condition, key), max(1, min(SAMPLE_EVERY, chunk_rows // 16))
+    for batch in data.scanner(columns=[INGESTED_AT, key], filter=condition).to_batches():
+        if batch.num_rows:
+            found.rows += batch.num_rows
+            newest = pc.max(batch.column(0)).as_py()
+            found.newest = newest if found.newest is None else max(found.newest, newest)
+            found.sample.append(batch.column(1).take(pa.array(range(0, batch.num_rows, every))))
+    return found
+
+
+def _range_bounds(inputs: list[_NewRows], parts: int) -> list[pa.Scalar]:
+    """Up to `parts - 1` values of the key that split the new rows into ranges of about equal size."""
+    values = pa.chunked_array([piece for found in inputs for piece in found.sample]).combine_chunks()
+    values = values.filter(values.is_valid()).cast(inputs[0].data.schema.field(inputs[0].key).type)
+    if len(values) == 0:
+        return []
+    ordered = values.take(pc.sort_indices(values))
+    picked = [ordered[len(ordered) * index // parts] for index in range(1, parts)]
+    return [bound for index, bound in enumerate(picked) if index == 0 or bound != picked[index - 1]]
+
+
+def _range_of(column: pa.ChunkedArray | pa.Array, bounds: list[pa.Scalar]) -> pa.Array:
+    """Per row, the number of the range its key falls in (nulls in the first)."""
+    number = pa.array([0] * len(column), pa.int32())
+    for bound in bounds:
+        above = pc.fill_null(pc.greater_equal(column, bound.cast(column.type)), False)
+        number = pc.add(number, pc.cast(above, pa.int32()))
+    return number
+
+
+def _spill_by_range(found: _NewRows, bounds: list[pa.Scalar], folder: Path, name: str) -> list[Path]:
+    """Write the new rows to one Arrow file per key range, in one scan; memory holds one batch."""
+    files = [folder / f"{name}.{part}.arrow" for part in range(len(bounds) + 1)]
+    writers = [pa.ipc.new_file(str(path), found.data.schema) for path in files]
+    try:
+        for batch in found.scan().to_batches():
+            if not batch.num_rows:
+                continue
+            ranges = _range_of(batch.column(found.key), bounds)
+            order = pc.sort_indices(ranges)
+            grouped, counts = batch.take(order), pc.value_counts(ranges)
+            offsets = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+            start = 0
+            for part in sorted(offsets):
+                writers[part].write_batch(grouped.slice(start, offsets[part]))
+                start += offsets[part]
+    finally:
+        for writer in writers:
+            writer.close()
+    return files
 
 
 def pending_chunks(
     silver_path: Path, bronze: dict[str, BronzeInput], chunk_rows: int = CHUNK_ROWS
 ) -> Iterator[Pending]:
-    """New rows of each bronze table since silver last consumed it, in key-hash chunks."""
+    """New rows of each bronze table since silver last consumed it, in chunks by ranges of the first key.
+
+    Every version of a key falls in the same chunk, and the chunks follow the key's order, so
+    the files silver writes from them hold narrow key ranges: a later merge finds the few that
+    can hold its keys by their statistics. More rows than one chunk are split in one scan into
+    Arrow files on local disk, one per range, read back one chunk at a time.
+    """
     marks: dict[str, str] = delta.read_state(silver_path, CONSUMED, required=True) or {}
-    consumed, inputs, total = dict(marks), {}, 0
+    consumed, inputs = dict(marks), {}
     for name, source in bronze.items():
         data = delta.dataset(source.path)
         if data is None:
             continue
-        condition = _new_rows_filter(data, marks.get(name))
-        count, newest = 0, None
-        for batch in data.scanner(columns=[INGESTED_AT], filter=condition).to_batches():
-            if batch.num_rows:
-                count += batch.num_rows
-                batch_newest = pc.max(batch.column(0)).as_py()
-                newest = batch_newest if newest is None else max(newest, batch_newest)
-        if count and newest is not None:
-            inputs[name] = (data, condition, source.keys)
-            consumed[name] = newest.isoformat()
-            total += count
+        found = _survey(data, _new_rows_filter(data, marks.get(name)), source.keys[0], chunk_rows)
+        if found.rows and found.newest is not None:
+            inputs[name] = found
+            consumed[name] = found.newest.isoformat()
     if not inputs:
         return
-    parts = max(1, math.ceil(total / chunk_rows))
-    for part in range(parts):
-        rows = {
-            name: _partition(data, condition, keys, part, parts) for name, (data, condition, keys) in inputs.items()
-        }
-        yield Pending(rows=rows, consumed=consumed if part == parts - 1 else dict(marks))
+    parts = max(1, math.ceil(sum(found.rows for found in inputs.values()) / chunk_rows))
+    if parts == 1:
+        yield Pending(rows={name: found.scan().to_table() for name, found in inputs.items()}, consumed=consumed)
+        return
+    bounds = _range_bounds(list(inputs.values()), parts)
+    with tempfile.TemporaryDirectory(prefix="plantlake-silver-") as folder:
+        spilled = {name: _spill_by_range(found, bounds, Path(folder), name) for name, found in inputs.items()}
+        for part in range(len(bounds) + 1):
+            rows = {name: _read_spilled(files[part]) for name, files in spilled.items()}
+            yield Pending(rows=rows, consumed=consumed if part == len(bounds) else dict(marks))
+
+
+def _read_spilled(path: Path) -> pa.Table:
+    with pa.ipc.open_file(str(path)) as reader:
+        table = reader.read_all()
+    path.unlink()
+    return table
 
 
 def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) -> pa.Table:
     """One row per key: the first by `newest_first` (descending)."""
-    if table.num_rows == 0:
+    if table.num_rows == 0 or _unique(table, keys):
         return table
     connection = duckdb.connect()
     connection.register("incoming", table)
@@ -107,6 +175,11 @@ def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) ->
     partition = ", ".join(quote(key) for key in keys)
     query = f"SELECT * FROM incoming QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1"
     return connection.sql(query).to_arrow_table().cast(table.schema)
+
+
+def _unique(table: pa.Table, keys: list[str]) -> bool:
+    """Each key once (the usual case, as in a first load): nothing to choose between. Checked for one key column."""
+    return len(keys) == 1 and pc.count_distinct(table[keys[0]], mode="all").as_py() == table.num_rows
 
 
 def commit(
@@ -119,27 +192,31 @@ def commit(
 ) -> dict[str, int]:
     """Upsert `rows` on `keys` and record what bronze was consumed.
 
+    Rows are written in the order of their keys, so each file holds a narrow range of them.
+
     `first_load`: the table did not exist when this run began. Chunks hold disjoint keys,
     so each can be appended; a rerun after a failure finds the table and merges.
 
-    `window_key`: a key column that orders the rows, such as a reading's time. The table's
-    keys between the incoming rows' lowest and highest value of it (files and row groups
-    outside are skipped by their statistics) tell which rows are new: those are appended,
-    only the others merged. A MERGE reads the whole table it merges into, so without this
-    the nightly cost of a table of readings would grow with its age. A run that fails
-    between the append and the merge leaves the mark where it was; the rerun finds the
-    appended rows there and merges them, which changes nothing.
+    `window_key` (default: the first key): a key column that orders the rows, such as a
+    reading's time or an order's id. The table's keys between the incoming rows' lowest and
+    highest value of it (files and row groups outside are skipped by their statistics) tell
+    which rows are new: those are appended, only the others merged, and each merge meets only
+    the files whose range of it holds its keys (see `_merge_by_file_ranges`). A MERGE reads
+    every file it meets, so without this the nightly cost of a table would grow with its age.
+    A run that fails between the append and the merge leaves the mark where it was; the rerun
+    finds the appended rows there and merges them, which changes nothing.
     """
     state = {CONSUMED: work.consumed}
+    rows = rows.sort_by([(key, "ascending") for key in keys]) if rows.num_rows > 1 else rows
     if first_load:
         return delta.append(silver_path, rows, state=state)
-    if window_key is None or rows.num_rows == 0:
+    if rows.num_rows == 0:
         return delta.merge(silver_path, rows, keys, update=True, state=state)
-    new, existing = _split_new(silver_path, rows, keys, window_key)
+    new, existing = _split_new(silver_path, rows, keys, window_key or keys[0])
     appended = delta.append(silver_path, new, state=None if existing.num_rows else state)
     if not existing.num_rows:
         return appended
-    merged = delta.merge(silver_path, existing, keys, update=True, state=state)
+    merged = _merge_by_file_ranges(silver_path, existing, keys, window_key or keys[0], state)
     return {"inserted": appended["inserted"] + merged["inserted"], "updated": merged["updated"]}
 
 
@@ -154,3 +231,49 @@ def _split_new(path: Path, rows: pa.Table, keys: list[str], window_key: str) -> 
     new = rows.join(landed, keys, join_type="left anti").select(rows.column_names)
     existing = rows.join(landed, keys, join_type="left semi").select(rows.column_names)
     return new.cast(rows.schema), existing.cast(rows.schema)
+
+
+def _merge_by_file_ranges(path: Path, rows: pa.Table, keys: list[str], order_key: str, state: dict) -> dict[str, int]:
+    """MERGE `rows` in slices by `order_key` that each meet about `MERGE_TARGET_ROWS` of the table.
+
+    delta-rs skips the files whose statistics of `order_key` lie outside a MERGE's source
+    range, so a slice meets only the files of its range: memory follows the slice, not the
+    table. Files whose ranges overlap (a table written before its rows were ordered) would be
+    met by many slices; then one MERGE does it all. Only the last slice's commit saves `state`.
+    """
+    rows = rows.sort_by(order_key)
+    slices = _slices_by_files(delta.load(path), rows, order_key)
+    totals = {"inserted": 0, "updated": 0}
+    for index, part in enumerate(slices):
+        merged = delta.merge(path, part, keys, update=True, state=state if index == len(slices) - 1 else None)
+        totals = {name: totals[name] + merged[name] for name in totals}
+    return totals
+
+
+def _slices_by_files(table: DeltaTable, rows: pa.Table, order_key: str) -> list[pa.Table]:
+    files = pa.table(table.get_add_actions(flatten=True))
+    low_name, high_name = f"min.{order_key}", f"max.{order_key}"
+    if rows.num_rows < 2 or low_name not in files.column_names or files.num_rows < 2:
+        return [rows]
+    files = files.filter(pc.is_valid(files[low_name])).sort_by(low_name)
+    lows, highs = files[low_name].to_pylist(), files[high_name].to_pylist()
+    counts = files["num_records"].to_pylist()
+    if any(lows[index] <= highs[index - 1] for index in range(1, len(lows))):
+        return [rows]  # ranges overlap
+    column = rows[order_key].cast(files.schema.field(low_name).type)
+    slices, start, met = [], 0, 0
+    for index in range(len(lows)):
+        met += counts[index]
+        if met < MERGE_TARGET_ROWS and index < len(lows) - 1:
+            continue
+        last = index == len(lows) - 1
+        end = rows.num_rows if last else _count_below(column, lows[index + 1])
+        if end > start:
+            slices.append(rows.slice(start, end - start))
+        start, met = end, 0
+    return slices
+
+
+def _count_below(column: pa.ChunkedArray, bound: object) -> int:
+    """How many of the sorted values lie below `bound`."""
+    return pc.sum(pc.less(column, pa.scalar(bound, column.type))).as_py() or 0

@@ -1,0 +1,122 @@
+"""Silver's layout: chunks by key ranges, files that hold narrow key ranges, merges that meet only
+the files that can hold their keys, and the same rows whatever the layout (after compaction too)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+
+from plantlake.lake import bronze, delta, maintenance, silver, state, transforms
+from plantlake.lake.layout import Ingestion
+
+pytestmark = pytest.mark.unit
+SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("version", pa.int64()), pa.field("name", pa.string())])
+KEYS = ["id"]
+
+
+def _land(path: Path, ids: np.ndarray, version: int, run: str) -> None:
+    batch = pa.RecordBatch.from_pydict(
+        {"id": ids, "version": np.full(len(ids), version), "name": [f"v{version}-{i}" for i in ids]}, schema=SCHEMA
+    )
+    bronze.land(path, iter([batch]), SCHEMA, ["id", "version"], Ingestion.now(run), "erp")
+
+
+def _to_silver(root: Path, chunk_rows: int) -> list[silver.Pending]:
+    """Every new bronze row to silver, chunk by chunk, as the silver step does (without validation)."""
+    path, first_load = root / "silver", delta.open_table(root / "silver") is None
+    chunks = list(silver.pending_chunks(path, {"orders": silver.BronzeInput(root / "bronze", KEYS)}, chunk_rows))
+    for work in chunks:
+        rows = transforms.erp_rows(work.rows["orders"], KEYS, "version")
+        silver.commit(path, rows, KEYS, work, first_load)
+    return chunks
+
+
+def _expected(history: list[tuple[np.ndarray, int]]) -> dict[int, str]:
+    newest: dict[int, str] = {}
+    for ids, version in history:
+        newest.update({int(i): f"v{version}-{i}" for i in ids})
+    return newest
+
+
+def _silver(root: Path) -> dict[int, str]:
+    table = delta.read(root / "silver", columns=["id", "name"])
+    assert len(pc.unique(table["id"])) == table.num_rows, "a key twice in silver"
+    return dict(zip(table["id"].to_pylist(), table["name"].to_pylist(), strict=True))
+
+
+def _file_ranges(path: Path) -> list[tuple[int, int]]:
+    files = pa.table(DeltaTable(str(path)).get_add_actions(flatten=True))
+    return sorted(zip(files["min.id"].to_pylist(), files["max.id"].to_pylist(), strict=True))
+
+
+@pytest.fixture
+def shuffled() -> np.ndarray:
+    return np.random.default_rng(3).permutation(10_000)
+
+
+def test_chunks_hold_disjoint_key_ranges_in_order_and_every_version_of_a_key_in_one(
+    tmp_path: Path, shuffled: np.ndarray
+) -> None:
+    _land(tmp_path / "bronze", shuffled, 1, "r1")
+    _land(tmp_path / "bronze", shuffled[:3_000], 2, "r2")  # a second version of some keys, landed later
+    chunks = _to_silver(tmp_path, chunk_rows=1_000)
+    assert len(chunks) >= 10
+    ranges = [pc.min_max(work.rows["orders"]["id"]).values() for work in chunks]
+    lows, highs = [low.as_py() for low, _ in ranges], [high.as_py() for _, high in ranges]
+    assert all(highs[index] < lows[index + 1] for index in range(len(ranges) - 1))
+    assert sum(work.rows["orders"].num_rows for work in chunks) == 13_000
+    assert [bool(work.consumed) for work in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert _silver(tmp_path) == _expected([(shuffled, 1), (shuffled[:3_000], 2)])
+    files = _file_ranges(tmp_path / "silver")
+    assert all(files[index][1] < files[index + 1][0] for index in range(len(files) - 1)), files
+
+
+def test_a_merge_of_recent_keys_rewrites_only_the_files_of_their_range(tmp_path: Path, shuffled: np.ndarray) -> None:
+    _land(tmp_path / "bronze", shuffled, 1, "r1")
+    _to_silver(tmp_path, chunk_rows=1_000)
+    before = set(DeltaTable(str(tmp_path / "silver")).file_uris())
+    changed, new = np.arange(9_950, 10_000), np.arange(10_000, 10_050)
+    _land(tmp_path / "bronze", np.concatenate([changed, new]), 2, "r2")
+    _to_silver(tmp_path, chunk_rows=1_000)
+    after = set(DeltaTable(str(tmp_path / "silver")).file_uris())
+    assert len(before - after) == 1, "only the file holding keys 9000..9999 is rewritten"
+    assert len(after - before) == 2, "its rewrite, and the new keys appended in a file of their own"
+    assert _silver(tmp_path) == _expected([(shuffled, 1), (np.concatenate([changed, new]), 2)])
+    assert state.current(tmp_path / "silver")[silver.CONSUMED]
+
+
+def test_changes_spread_over_every_key_merge_in_slices_and_stay_exact(
+    tmp_path: Path, shuffled: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(silver, "MERGE_TARGET_ROWS", 2_500)  # a MERGE meets about three files of 1,000 rows
+    _land(tmp_path / "bronze", shuffled, 1, "r1")
+    _to_silver(tmp_path, chunk_rows=1_000)
+    version = DeltaTable(str(tmp_path / "silver")).version()
+    spread = shuffled[::50]
+    _land(tmp_path / "bronze", spread, 2, "r2")
+    _to_silver(tmp_path, chunk_rows=1_000_000)
+    merges = DeltaTable(str(tmp_path / "silver")).history(DeltaTable(str(tmp_path / "silver")).version() - version)
+    assert [entry["operation"] for entry in merges] == ["MERGE"] * 4
+    assert all(entry["operationMetrics"]["num_target_files_scanned"] <= 4 for entry in merges)
+    assert _silver(tmp_path) == _expected([(shuffled, 1), (spread, 2)])
+
+
+def test_silver_stays_exact_after_maintenance_compacts_it_and_later_merges(
+    tmp_path: Path, shuffled: np.ndarray
+) -> None:
+    history = [(shuffled, 1), (shuffled[::7], 2), (np.arange(9_990, 10_100), 3)]
+    _land(tmp_path / "bronze", *history[0], "r1")
+    _to_silver(tmp_path, chunk_rows=1_000)
+    maintenance.maintain_table(tmp_path / "silver", timedelta(0))
+    assert len(_file_ranges(tmp_path / "silver")) < 10
+    for ids, version in history[1:]:
+        _land(tmp_path / "bronze", ids, version, f"r{version}")
+        _to_silver(tmp_path, chunk_rows=1_000)
+        maintenance.maintain_table(tmp_path / "silver", timedelta(0))
+    assert _silver(tmp_path) == _expected(history)
