@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +16,11 @@ from plantlake.quality import expectations
 from plantlake.quality.suites import Expect
 
 Prepare = Callable[[silver.Pending], tuple[pa.Table, list[Rejection]]]
+
+
+def _add(totals: dict[str, int], merged: dict[str, int]) -> None:
+    totals["rows_inserted"] += merged["inserted"]
+    totals["rows_updated"] += merged["updated"]
 
 
 def merge_validated(
@@ -37,19 +43,31 @@ def merge_validated(
     totals = {"rows_new": 0, "rows_inserted": 0, "rows_updated": 0, "chunks": 0}
     validations = []
     first_load = delta.open_table(path) is None
-    for work in chunks:
-        incoming, rejected_before = prepare(work)
-        validation = expectations.validate(incoming, suite(incoming.schema), f"silver.{path.name}", source, keys)
-        validation.rejections = rejected_before + validation.rejections
-        validation.rows_rejected += len({(r.file, r.row) for r in rejected_before})
-        quarantine.write(lake, validation.rejections, run_id)
-        merged = silver.commit(path, validation.accepted, keys, work, first_load, window_key)
-        totals["rows_new"] += incoming.num_rows
-        totals["rows_inserted"] += merged["inserted"]
-        totals["rows_updated"] += merged["updated"]
-        totals["chunks"] += 1
-        validation.accepted = pa.table({})  # merged: keep only the counts, so memory stays one chunk's worth
-        validations.append(validation)
+
+    def write(accepted: pa.Table, rejections: list[Rejection], work: silver.Pending) -> dict[str, int]:
+        quarantine.write(lake, rejections, run_id)
+        return silver.commit(path, accepted, keys, work, first_load, window_key)
+
+    # one chunk is written (Arrow encodes without the GIL) while the next is read and validated;
+    # the writes keep their order, and a failed one stops the step before any later chunk's
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plantlake-silver-write") as writer:
+        writing: Future[dict[str, int]] | None = None
+        for work in chunks:
+            incoming, rejected_before = prepare(work)
+            validation = expectations.validate(incoming, suite(incoming.schema), f"silver.{path.name}", source, keys)
+            validation.rejections = rejected_before + validation.rejections
+            validation.rows_rejected += len({(r.file, r.row) for r in rejected_before})
+            if writing is not None:
+                _add(totals, writing.result())
+            writing = writer.submit(write, validation.accepted, validation.rejections, work)
+            totals["rows_new"] += incoming.num_rows
+            totals["chunks"] += 1
+            validation.accepted = pa.table({})  # kept only for its counts: memory stays two chunks' worth
+            validations.append(validation)
+            del work, incoming
+            pa.default_memory_pool().release_unused()
+        if writing is not None:
+            _add(totals, writing.result())
     if not validations:
         return Step(path, {"rows_new": 0}, expectations.Validation.nothing_new())
     combined = expectations.Validation.combine(validations)

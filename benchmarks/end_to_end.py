@@ -268,8 +268,10 @@ def main() -> None:
         fixed = run_case(__file__, "plantlake, nothing new", "plantlake", pg, str(work / "pl_incr_0"), {})
         spread = change_rows(pg, args.rows, spread=True)
         spread_run = run_case(__file__, "plantlake spread", "plantlake", pg, str(work / "pl_incr_1"), {"run": "spread"})
-        csv = run_case(__file__, "plantlake csv", "csv_plantlake", str(work / "csv"), str(work / "csv_pl"), {})
-        pandas = run_case(__file__, "pandas + MERGE", "csv_pandas", str(work / "csv"), str(work / "csv_pd"), {})
+        for copy_to in ("csv_pl_src", "csv_pd_src"):  # plantlake moves a loaded file to its processed folder
+            shutil.copytree(work / "csv", work / copy_to)
+        csv = run_case(__file__, "plantlake csv", "csv_plantlake", str(work / "csv_pl_src"), str(work / "csv_pl"), {})
+        pandas = run_case(__file__, "pandas + MERGE", "csv_pandas", str(work / "csv_pd_src"), str(work / "csv_pd"), {})
         assert csv["rows"] == pandas["rows"] == args.csv_rows, (csv["rows"], pandas["rows"])
     finally:
         drop(PG_SERVER, database)

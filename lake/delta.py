@@ -265,10 +265,25 @@ def overwrite(path: Path, data: pa.Table) -> bool:
     return True
 
 
-def dataset(path: Path) -> ds.Dataset | None:
-    """The current version as a pyarrow dataset (scanned lazily, in batches), in the table's own schema."""
+def dataset(path: Path, order_by: str | None = None) -> ds.Dataset | None:
+    """The current version as a pyarrow dataset (scanned lazily, in batches), in the table's own schema.
+
+    `order_by`: a column whose statistics order the files, lowest first, so that a table
+    written in that column's order is scanned in it (a table's file list has no order).
+    """
     table = open_table(path)
-    return None if table is None else table.to_pyarrow_dataset()
+    if table is None:
+        return None
+    data = table.to_pyarrow_dataset()
+    if order_by is None or not isinstance(data, ds.FileSystemDataset):
+        return data
+    files = pa.table(table.get_add_actions(flatten=True))
+    if f"min.{order_by}" not in files.column_names:
+        return data
+    files = files.sort_by([(f"min.{order_by}", "ascending")])  # files without statistics last
+    rank = {unquote(name): index for index, name in enumerate(files["path"].to_pylist())}
+    fragments = sorted(data.get_fragments(), key=lambda fragment: rank.get(unquote(fragment.path), len(rank)))
+    return ds.FileSystemDataset(fragments, data.schema, data.format, data.filesystem)
 
 
 def _refuses_predicate(error: pa.ArrowNotImplementedError) -> bool:

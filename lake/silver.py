@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -30,6 +31,10 @@ from plantlake.lake.layout import INGESTED_AT
 CONSUMED = "consumed"
 CHUNK_ROWS = 250_000
 MERGE_TARGET_ROWS = 1_000_000  # rows of the table one MERGE meets, at most about
+# whole row groups read ahead raise the peak by tens of MB for no gain in a scan that feeds one consumer
+NO_PREBUFFER = ds.ParquetFragmentScanOptions(pre_buffer=False)
+SCAN_BATCH_ROWS = 131_072  # above a row group (lake.parquet_files): a batch is a row group
+RUN_ROWS_MAX = 4  # a run may grow to this many chunks' rows while it waits for a clean cut
 SAMPLE_EVERY = 64  # at most one key in this many is sampled to split the new rows into ranges
 
 
@@ -57,7 +62,8 @@ def _new_rows_filter(data: ds.Dataset, mark: str | None) -> ds.Expression | None
 
 @dataclass
 class _NewRows:
-    """What one bronze table holds past silver's mark: the scan, how many rows, the newest, a key sample."""
+    """What one bronze table holds past silver's mark: the scan, how many rows, the newest, and per
+    batch of the scan its rows and lowest and highest key (None where a key is null)."""
 
     data: ds.Dataset
     condition: ds.Expression | None
@@ -65,20 +71,55 @@ class _NewRows:
     rows: int = 0
     newest: datetime | None = None
     sample: list[pa.Array] = field(default_factory=list)
+    batches: list[tuple[int, Any, Any]] = field(default_factory=list)
 
-    def scan(self) -> ds.Scanner:
-        return self.data.scanner(filter=self.condition, batch_size=64_000, batch_readahead=2, fragment_readahead=1)
+    def scan(self, columns: list[str] | None = None) -> ds.Scanner:
+        """The new rows; batch for batch the same whatever the columns (batches follow the row groups)."""
+        return self.data.scanner(
+            columns=columns,
+            filter=self.condition,
+            batch_size=SCAN_BATCH_ROWS,
+            batch_readahead=1,
+            fragment_readahead=1,
+            fragment_scan_options=NO_PREBUFFER,
+        )
+
+    def cuts(self, chunk_rows: int) -> list[int] | None:
+        """Batch numbers before which the rows can be cut so that every key after a cut lies above
+        every key before it: runs of about `chunk_rows` that need no split into ranges. None when
+        the batches do not allow it (keys out of order across them, or a null key)."""
+        held = [(index, low, high) for index, (rows, low, high) in enumerate(self.batches) if rows]
+        if any(low is None for _, low, _ in held):
+            return None
+        above: list[Any] = [None] * len(held)  # the lowest key from each batch on
+        for position in range(len(held) - 1, -1, -1):
+            low = held[position][1]
+            above[position] = low if position == len(held) - 1 else min(low, above[position + 1])
+        cuts, size, high = [], 0, None
+        for position, (index, _, batch_high) in enumerate(held):
+            if size >= chunk_rows and above[position] > high:
+                cuts.append(index)
+                size = 0
+            size += self.batches[index][0]
+            if size > RUN_ROWS_MAX * chunk_rows:
+                return None
+            high = batch_high if high is None else max(high, batch_high)
+        return cuts
 
 
 def _survey(data: ds.Dataset, condition: ds.Expression | None, key: str, chunk_rows: int) -> _NewRows:
-    """Count the new rows and keep a sample of the key that splits them into ranges (16 or more per chunk)."""
+    """Count the new rows, note each batch's key range, and keep a sample of the key (16 or more per chunk)."""
     found, every = _NewRows(data, condition, key), max(1, min(SAMPLE_EVERY, chunk_rows // 16))
-    for batch in data.scanner(columns=[INGESTED_AT, key], filter=condition).to_batches():
-        if batch.num_rows:
-            found.rows += batch.num_rows
-            newest = pc.max(batch.column(0)).as_py()
-            found.newest = newest if found.newest is None else max(found.newest, newest)
-            found.sample.append(batch.column(1).take(pa.array(range(0, batch.num_rows, every))))
+    for batch in found.scan([INGESTED_AT, key]).to_batches():
+        if not batch.num_rows:
+            found.batches.append((0, None, None))
+            continue
+        found.rows += batch.num_rows
+        newest = pc.max(batch.column(0)).as_py()
+        found.newest = newest if found.newest is None else max(found.newest, newest)
+        found.sample.append(batch.column(1).take(pa.array(range(0, batch.num_rows, every))))
+        low, high = (value.as_py() for value in pc.min_max(batch.column(1)).values())
+        found.batches.append((batch.num_rows, *((None, None) if batch.column(1).null_count else (low, high))))
     return found
 
 
@@ -118,6 +159,8 @@ def _spill_by_range(found: _NewRows, bounds: list[pa.Scalar], folder: Path, name
             for part in sorted(offsets):
                 writers[part].write_batch(grouped.slice(start, offsets[part]))
                 start += offsets[part]
+            del grouped, order, ranges
+            pa.default_memory_pool().release_unused()  # give the batch back: peak RSS stays one batch
     finally:
         for writer in writers:
             writer.close()
@@ -131,13 +174,14 @@ def pending_chunks(
 
     Every version of a key falls in the same chunk, and the chunks follow the key's order, so
     the files silver writes from them hold narrow key ranges: a later merge finds the few that
-    can hold its keys by their statistics. More rows than one chunk are split in one scan into
-    Arrow files on local disk, one per range, read back one chunk at a time.
+    can hold its keys by their statistics. More rows than one chunk that arrive in key order are
+    cut into runs as they are read; others are split in one scan into Arrow files on local
+    disk, one per range, read back one chunk at a time.
     """
     marks: dict[str, str] = delta.read_state(silver_path, CONSUMED, required=True) or {}
     consumed, inputs = dict(marks), {}
     for name, source in bronze.items():
-        data = delta.dataset(source.path)
+        data = delta.dataset(source.path, order_by=source.keys[0])
         if data is None:
             continue
         found = _survey(data, _new_rows_filter(data, marks.get(name)), source.keys[0], chunk_rows)
@@ -150,12 +194,33 @@ def pending_chunks(
     if parts == 1:
         yield Pending(rows={name: found.scan().to_table() for name, found in inputs.items()}, consumed=consumed)
         return
+    cuts = next(iter(inputs.values())).cuts(chunk_rows) if len(inputs) == 1 else None
+    if cuts is not None:
+        [(name, found)] = inputs.items()
+        seen = 0
+        for rows in _runs(found, set(cuts)):
+            seen += rows.num_rows  # the scan reads the snapshot the survey counted: the last run ends at its count
+            yield Pending(rows={name: rows}, consumed=consumed if seen == found.rows else dict(marks))
+        return
     bounds = _range_bounds(list(inputs.values()), parts)
     with tempfile.TemporaryDirectory(prefix="plantlake-silver-") as folder:
         spilled = {name: _spill_by_range(found, bounds, Path(folder), name) for name, found in inputs.items()}
         for part in range(len(bounds) + 1):
             rows = {name: _read_spilled(files[part]) for name, files in spilled.items()}
             yield Pending(rows=rows, consumed=consumed if part == len(bounds) else dict(marks))
+
+
+def _runs(found: _NewRows, cuts: set[int]) -> Iterator[pa.Table]:
+    """The new rows in runs, cut before the batches `cuts` names (see `_NewRows.cuts`)."""
+    pending: list[pa.RecordBatch] = []
+    for index, batch in enumerate(found.scan().to_batches()):
+        if index in cuts and pending:
+            yield pa.Table.from_batches(pending)
+            pending = []
+        if batch.num_rows:
+            pending.append(batch)
+    if pending:
+        yield pa.Table.from_batches(pending)
 
 
 def _read_spilled(path: Path) -> pa.Table:
@@ -178,8 +243,14 @@ def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) ->
 
 
 def _unique(table: pa.Table, keys: list[str]) -> bool:
-    """Each key once (the usual case, as in a first load): nothing to choose between. Checked for one key column."""
-    return len(keys) == 1 and pc.count_distinct(table[keys[0]], mode="all").as_py() == table.num_rows
+    """Each key once (the usual case, as in a first load): nothing to choose between. Checked for
+    one key column: rising keys (a file or table read in key order) are unique without hashing."""
+    if len(keys) != 1 or table.num_rows < 2:
+        return len(keys) == 1
+    column = table[keys[0]].combine_chunks()
+    if column.null_count == 0 and pc.all(pc.greater(column[1:], column[:-1])).as_py():
+        return True
+    return pc.count_distinct(column, mode="all").as_py() == table.num_rows
 
 
 def commit(
@@ -192,7 +263,7 @@ def commit(
 ) -> dict[str, int]:
     """Upsert `rows` on `keys` and record what bronze was consumed.
 
-    Rows are written in the order of their keys, so each file holds a narrow range of them.
+    Each chunk holds a range of keys (see `pending_chunks`), so each file it writes does too.
 
     `first_load`: the table did not exist when this run began. Chunks hold disjoint keys,
     so each can be appended; a rerun after a failure finds the table and merges.
@@ -207,7 +278,6 @@ def commit(
     finds the appended rows there and merges them, which changes nothing.
     """
     state = {CONSUMED: work.consumed}
-    rows = rows.sort_by([(key, "ascending") for key in keys]) if rows.num_rows > 1 else rows
     if first_load:
         return delta.append(silver_path, rows, state=state)
     if rows.num_rows == 0:
@@ -238,8 +308,8 @@ def _merge_by_file_ranges(path: Path, rows: pa.Table, keys: list[str], order_key
 
     delta-rs skips the files whose statistics of `order_key` lie outside a MERGE's source
     range, so a slice meets only the files of its range: memory follows the slice, not the
-    table. Files whose ranges overlap (a table written before its rows were ordered) would be
-    met by many slices; then one MERGE does it all. Only the last slice's commit saves `state`.
+    table. Files whose ranges overlap widely (a table written before its rows were ordered) would
+    be met by many slices; then one MERGE does it all. Only the last slice's commit saves `state`.
     """
     rows = rows.sort_by(order_key)
     slices = _slices_by_files(delta.load(path), rows, order_key)
@@ -258,8 +328,9 @@ def _slices_by_files(table: DeltaTable, rows: pa.Table, order_key: str) -> list[
     files = files.filter(pc.is_valid(files[low_name])).sort_by(low_name)
     lows, highs = files[low_name].to_pylist(), files[high_name].to_pylist()
     counts = files["num_records"].to_pylist()
-    if any(lows[index] <= highs[index - 1] for index in range(1, len(lows))):
-        return [rows]  # ranges overlap
+    overlaps = sum(1 for index in range(len(lows)) for later in lows[index + 1 :] if later <= highs[index])
+    if overlaps > 2 * len(lows):
+        return [rows]  # ranges overlap widely: every slice would meet most files
     column = rows[order_key].cast(files.schema.field(low_name).type)
     slices, start, met = [], 0, 0
     for index in range(len(lows)):

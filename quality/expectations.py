@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from plantlake.config.sources import OnFail
 from plantlake.lake.quarantine import Rejection
@@ -128,12 +129,37 @@ def gx_suite(name: str, suite: list[Expect], schema: pa.Schema) -> Any:
     )
 
 
-def _checked_columns(suite: list[Expect], schema: pa.Schema) -> list[str]:
-    """The columns the suite reads: only these go to pandas, which costs most of a validation."""
-    named = {expect.column for expect in suite} | {
-        name for expect in suite if expect.condition for name in schema.names if name in expect.condition
-    }
-    return [name for name in schema.names if name in named]
+def _gx_frame(table: pa.Table, suite: list[Expect]) -> Any:
+    """The pandas frame GX checks: only the columns the suite reads, each in the form GX checks fast.
+
+    GX hashes the whole frame for every batch and checks values one by one in Python unless they
+    are numbers or nanosecond times. A column only checked for nulls is passed as 1.0 or NaN (same
+    rows null), a decimal as a float, a naive time in nanoseconds; row positions stay the same.
+    """
+    conditions = " ".join(expect.condition or "" for expect in suite)
+    kinds: dict[str, set[str]] = {}
+    for expect in suite:
+        kinds.setdefault(expect.column, set()).add(expect.kind)
+    columns = {}
+    for name in table.column_names:
+        used = kinds.get(name, set())
+        if name in conditions:
+            columns[name] = table[name]
+        elif used == {"not_null"}:
+            columns[name] = pc.if_else(pc.is_valid(table[name]), 1.0, pa.scalar(None, pa.float64()))
+        elif used:
+            columns[name] = _fast_for_gx(table[name], used)
+    return pa.table(columns).to_pandas() if columns else pa.table({"_": pa.nulls(table.num_rows)}).to_pandas()
+
+
+def _fast_for_gx(column: pa.ChunkedArray, kinds: set[str]) -> pa.ChunkedArray:
+    if "in_set" in kinds:
+        return column
+    if pa.types.is_decimal(column.type):
+        return column.cast(pa.float64())
+    if pa.types.is_timestamp(column.type) and column.type.tz is None:
+        return column.cast(pa.timestamp("ns"), safe=False)
+    return column
 
 
 def _row_key(record: dict[str, Any], key_columns: list[str], index: int) -> str:
@@ -156,7 +182,7 @@ def validate(
     """Run `suite` over `table`; failing rows become rejections naming the expectation."""
     if table.num_rows == 0:
         return Validation(accepted=table)
-    frame = table.select(_checked_columns(suite, table.schema)).to_pandas()
+    frame = _gx_frame(table, suite)
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(gx_suite(table_name, suite, table.schema), result_format={"result_format": "COMPLETE"})
     failed_rows: dict[int, list[Expect]] = {}
@@ -191,9 +217,10 @@ def validate(
                     value=None if record.get(column) is None else str(record.get(column)),
                 )
             )
-    # typed indexes: an empty Python list would be a null array, which `take` refuses on every column type
-    keep = pa.array([index for index in range(table.num_rows) if index not in failed_rows], pa.int64())
-    return Validation(table.take(keep), rejections, outcomes, table.num_rows, len(failed_rows))
+    if not failed_rows:
+        return Validation(table, rejections, outcomes, table.num_rows, 0)
+    keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.int64()), pa.array(sorted(failed_rows), pa.int64())))
+    return Validation(table.filter(keep), rejections, outcomes, table.num_rows, len(failed_rows))
 
 
 def _stop(table: pa.Table, expect: Expect, indexes: list[int], table_name: str, key_columns: list[str]) -> None:

@@ -120,3 +120,44 @@ def test_silver_stays_exact_after_maintenance_compacts_it_and_later_merges(
         _to_silver(tmp_path, chunk_rows=1_000)
         maintenance.maintain_table(tmp_path / "silver", timedelta(0))
     assert _silver(tmp_path) == _expected(history)
+
+
+def test_rows_landed_in_key_order_are_cut_into_runs_without_a_spill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_spill(*_: object) -> None:
+        raise AssertionError("rows in key order need no split into ranges")
+
+    monkeypatch.setattr(silver, "_spill_by_range", no_spill)
+    ids = np.arange(5_000)
+    for start in range(0, 5_000, 500):  # batches in key order, as a source returns a table by its key
+        _land(tmp_path / "bronze", ids[start : start + 500], 1, f"r{start}")
+    twice = np.repeat(np.arange(2_000, 2_010), 2)  # ... and keys landed again later: no longer in order
+    chunks = _to_silver(tmp_path, chunk_rows=1_000)
+    assert len(chunks) == 5
+    assert [bool(work.consumed) for work in chunks] == [False] * 4 + [True]
+    assert _silver(tmp_path) == _expected([(ids, 1)])
+    _land(tmp_path / "bronze", np.unique(twice), 2, "later")
+    _to_silver(tmp_path, chunk_rows=1_000)
+    assert _silver(tmp_path) == _expected([(ids, 1), (np.unique(twice), 2)])
+
+
+def test_a_key_whose_versions_straddle_a_run_boundary_stays_in_one_run(tmp_path: Path) -> None:
+    ids = np.repeat(np.arange(1_000), 3)  # three versions of every key, next to each other, in key order
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": ids,
+            "version": np.tile([1, 2, 3], 1_000),
+            "name": [f"v{v}-{i}" for i, v in zip(ids, np.tile([1, 2, 3], 1_000), strict=True)],
+        },
+        schema=SCHEMA,
+    )
+    path = tmp_path / "bronze"
+    for start in range(0, len(ids), 250):  # batch boundaries fall inside a key's versions
+        bronze.land(path, iter([batch.slice(start, 250)]), SCHEMA, ["id", "version"], Ingestion.now("r"), "erp")
+    chunks = _to_silver(tmp_path, chunk_rows=500)
+    assert len(chunks) > 3
+    for work in chunks:
+        counts = pc.value_counts(work.rows["orders"]["id"]).field("counts")
+        assert pc.min(counts).as_py() == 3, "every version of a key in one chunk"
+    assert _silver(tmp_path) == {i: f"v3-{i}" for i in range(1_000)}
