@@ -46,7 +46,11 @@ def merge_validated(
 
     def write(accepted: pa.Table, rejections: list[Rejection], work: silver.Pending) -> dict[str, int]:
         quarantine.write(lake, rejections, run_id)
-        return silver.commit(path, accepted, keys, work, first_load, window_key)
+        try:
+            return silver.commit(path, accepted, keys, work, first_load, window_key)
+        finally:
+            del accepted, work
+            pa.default_memory_pool().release_unused()  # this thread's allocator keeps what it freed otherwise
 
     # one chunk is written (Arrow encodes without the GIL) while the next is read and validated;
     # the writes keep their order, and a failed one stops the step before any later chunk's

@@ -286,6 +286,20 @@ def dataset(path: Path, order_by: str | None = None) -> ds.Dataset | None:
     return ds.FileSystemDataset(fragments, data.schema, data.format, data.filesystem)
 
 
+def row_groups(
+    data: ds.Dataset, columns: list[str] | None = None, filter: ds.Expression | None = None
+) -> Iterator[pa.Table]:
+    """The rows of `data` one Parquet row group at a time, in file order, in the dataset's schema.
+
+    Row groups whose statistics rule out `filter` are skipped. Unlike a dataset scanner, whose
+    read-ahead runs on while a slow consumer works (several hundred MB for a table of a few
+    million rows), this holds one row group: memory follows the row group, not the table.
+    """
+    for fragment in data.get_fragments():
+        for group in fragment.split_by_row_group(filter=filter, schema=data.schema):
+            yield group.to_table(schema=data.schema, columns=columns, filter=filter)
+
+
 def _refuses_predicate(error: pa.ArrowNotImplementedError) -> bool:
     return "string_view" in str(error) or "binary_view" in str(error)
 

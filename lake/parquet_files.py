@@ -193,6 +193,25 @@ def _usable(value: Any) -> bool:
     return not (isinstance(value, float) and not math.isfinite(value))
 
 
+def _leaf_paths(schema: pa.Schema) -> list[list[str]]:
+    """Each Parquet leaf column's path as names, in Parquet's order: a name may hold a dot."""
+
+    def walk(field: pa.Field, prefix: list[str]) -> list[list[str]]:
+        path = [*prefix, field.name]
+        if pa.types.is_struct(field.type):
+            return [leaf for child in field.type for leaf in walk(child, path)]
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+            return walk(field.type.value_field, [*path, "list"])
+        if pa.types.is_map(field.type):
+            return [
+                *walk(field.type.key_field, [*path, "key_value"]),
+                *walk(field.type.item_field, [*path, "key_value"]),
+            ]
+        return [path]
+
+    return [leaf for field in schema for leaf in walk(field, [])]
+
+
 def file_stats(metadata: pq.FileMetaData) -> str:
     """numRecords, and min, max and null count per column (nested struct fields as nested keys).
 
@@ -201,9 +220,10 @@ def file_stats(metadata: pq.FileMetaData) -> str:
     """
     stats: dict[str, Any] = {"numRecords": metadata.num_rows, "minValues": {}, "maxValues": {}, "nullCount": {}}
     groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
+    paths = _leaf_paths(metadata.schema.to_arrow_schema())
     for index in range(metadata.num_columns):
         column = metadata.schema.column(index)
-        path = column.path.split(".")
+        path = paths[index]
         binary = column.physical_type == "BYTE_ARRAY" and column.logical_type.type == "NONE"
         chunks = [group.column(index) for group in groups]
         if binary or "list" in path[1:] or not all(chunk.is_stats_set for chunk in chunks):

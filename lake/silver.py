@@ -29,12 +29,9 @@ from plantlake.lake.delta import quote
 from plantlake.lake.layout import INGESTED_AT
 
 CONSUMED = "consumed"
-CHUNK_ROWS = 250_000
+CHUNK_ROWS = 125_000
 MERGE_TARGET_ROWS = 1_000_000  # rows of the table one MERGE meets, at most about
-# whole row groups read ahead raise the peak by tens of MB for no gain in a scan that feeds one consumer
-NO_PREBUFFER = ds.ParquetFragmentScanOptions(pre_buffer=False)
-SCAN_BATCH_ROWS = 131_072  # above a row group (lake.parquet_files): a batch is a row group
-RUN_ROWS_MAX = 4  # a run may grow to this many chunks' rows while it waits for a clean cut
+RUN_ROWS_MAX = 8  # a run may grow to this many chunks' rows while it waits for a clean cut
 SAMPLE_EVERY = 64  # at most one key in this many is sampled to split the new rows into ranges
 
 
@@ -73,16 +70,9 @@ class _NewRows:
     sample: list[pa.Array] = field(default_factory=list)
     batches: list[tuple[int, Any, Any]] = field(default_factory=list)
 
-    def scan(self, columns: list[str] | None = None) -> ds.Scanner:
-        """The new rows; batch for batch the same whatever the columns (batches follow the row groups)."""
-        return self.data.scanner(
-            columns=columns,
-            filter=self.condition,
-            batch_size=SCAN_BATCH_ROWS,
-            batch_readahead=1,
-            fragment_readahead=1,
-            fragment_scan_options=NO_PREBUFFER,
-        )
+    def scan(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """The new rows, a row group at a time: the same groups whatever the columns."""
+        return delta.row_groups(self.data, columns, self.condition)
 
     def cuts(self, chunk_rows: int) -> list[int] | None:
         """Batch numbers before which the rows can be cut so that every key after a cut lies above
@@ -110,7 +100,7 @@ class _NewRows:
 def _survey(data: ds.Dataset, condition: ds.Expression | None, key: str, chunk_rows: int) -> _NewRows:
     """Count the new rows, note each batch's key range, and keep a sample of the key (16 or more per chunk)."""
     found, every = _NewRows(data, condition, key), max(1, min(SAMPLE_EVERY, chunk_rows // 16))
-    for batch in found.scan([INGESTED_AT, key]).to_batches():
+    for batch in found.scan([INGESTED_AT, key]):
         if not batch.num_rows:
             found.batches.append((0, None, None))
             continue
@@ -148,7 +138,7 @@ def _spill_by_range(found: _NewRows, bounds: list[pa.Scalar], folder: Path, name
     files = [folder / f"{name}.{part}.arrow" for part in range(len(bounds) + 1)]
     writers = [pa.ipc.new_file(str(path), found.data.schema) for path in files]
     try:
-        for batch in found.scan().to_batches():
+        for batch in found.scan():
             if not batch.num_rows:
                 continue
             ranges = _range_of(batch.column(found.key), bounds)
@@ -157,7 +147,7 @@ def _spill_by_range(found: _NewRows, bounds: list[pa.Scalar], folder: Path, name
             offsets = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
             start = 0
             for part in sorted(offsets):
-                writers[part].write_batch(grouped.slice(start, offsets[part]))
+                writers[part].write_table(grouped.slice(start, offsets[part]))
                 start += offsets[part]
             del grouped, order, ranges
             pa.default_memory_pool().release_unused()  # give the batch back: peak RSS stays one batch
@@ -192,7 +182,10 @@ def pending_chunks(
         return
     parts = max(1, math.ceil(sum(found.rows for found in inputs.values()) / chunk_rows))
     if parts == 1:
-        yield Pending(rows={name: found.scan().to_table() for name, found in inputs.items()}, consumed=consumed)
+        rows = {
+            name: pa.concat_tables([found.data.schema.empty_table(), *found.scan()]) for name, found in inputs.items()
+        }
+        yield Pending(rows=rows, consumed=consumed)
         return
     cuts = next(iter(inputs.values())).cuts(chunk_rows) if len(inputs) == 1 else None
     if cuts is not None:
@@ -212,15 +205,15 @@ def pending_chunks(
 
 def _runs(found: _NewRows, cuts: set[int]) -> Iterator[pa.Table]:
     """The new rows in runs, cut before the batches `cuts` names (see `_NewRows.cuts`)."""
-    pending: list[pa.RecordBatch] = []
-    for index, batch in enumerate(found.scan().to_batches()):
+    pending: list[pa.Table] = []
+    for index, batch in enumerate(found.scan()):
         if index in cuts and pending:
-            yield pa.Table.from_batches(pending)
+            yield pa.concat_tables(pending)
             pending = []
         if batch.num_rows:
             pending.append(batch)
     if pending:
-        yield pa.Table.from_batches(pending)
+        yield pa.concat_tables(pending)
 
 
 def _read_spilled(path: Path) -> pa.Table:

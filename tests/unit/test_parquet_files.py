@@ -151,3 +151,14 @@ def test_constants_are_stored_as_plain_columns_with_statistics(tmp_path: Path) -
     assert first["nullCount"]["_file_hash"] == 0 and first["maxValues"]["_ingested_at"] == "2026-03-01T06:00:00.000Z"
     for file in (tmp_path / "t").glob("*.parquet"):
         assert pq.read_schema(file).field("_run_id").type == pa.string()
+
+
+def test_a_column_name_with_dots_keeps_its_statistics_and_a_filter_on_it_finds_its_rows(tmp_path: Path) -> None:
+    """A dot in a name is not a nested field: `Work Order No.` once lost its statistics to a
+    nested path, and a filter on it then skipped every file (silver appended keys it held)."""
+    path = tmp_path / "orders"
+    delta.append(path, pa.table({"Work Order No.": ["WO-1", "WO-2", "WO-3"], "s.t": [{"a.b": 1}] * 3}))
+    [stats] = pa.table(DeltaTable(str(path)).get_add_actions(flatten=True)).select(["min.Work Order No."]).to_pylist()
+    assert stats == {"min.Work Order No.": "WO-1"}
+    window = (ds.field("Work Order No.") >= "WO-2") & (ds.field("Work Order No.") <= "WO-9")
+    assert sorted(delta.read(path, columns=["Work Order No."], filter=window).column(0).to_pylist()) == ["WO-2", "WO-3"]
