@@ -37,8 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
-from erp_load import TABLE, build_postgres, case_copy, drop
-from files_logs import COLUMNS, write_csv
+from erp_load import TABLE, build_postgres, case_copy, dlt_load, drop
+from files_logs import read_csv_with_pandas, supplier_source, write_csv
 from harness import entry_point, run_case
 
 PG_SERVER = os.environ.get("PLANTLAKE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/")
@@ -89,25 +89,16 @@ def case_dlt(url: str, lake_root: str, _: dict) -> Callable[[], int]:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     import dlt
     from deltalake import DeltaTable
-    from dlt.sources.sql_database import sql_table
 
     def run() -> int:
-        pipeline = dlt.pipeline(
-            pipeline_name="bench",
-            destination=dlt.destinations.filesystem(Path(lake_root).as_uri()),
-            dataset_name="bench",
-            pipelines_dir=str(Path(lake_root) / "_dlt"),
-        )
-        source = sql_table(
-            credentials=url,
-            table=TABLE,
-            backend="connectorx",
-            chunk_size=100_000,
+        dlt_load(
+            url,
+            lake_root,
+            "connectorx",
             incremental=dlt.sources.incremental("updated_at"),
             primary_key="id",
             write_disposition={"disposition": "merge", "strategy": "upsert"},
         )
-        pipeline.run(source, table_format="delta").raise_on_failed_jobs()
         return int(DeltaTable(str(Path(lake_root) / "bench" / TABLE)).to_pyarrow_dataset().count_rows())
 
     return run
@@ -115,22 +106,10 @@ def case_dlt(url: str, lake_root: str, _: dict) -> Callable[[], int]:
 
 def case_csv_plantlake(folder: str, lake_root: str, _: dict) -> Callable[[], int]:
     from plantlake.assets.suppliers import build_silver, load_bronze
-    from plantlake.config import SupplierSource
     from plantlake.lake import delta
     from plantlake.lake.layout import Lake
 
-    source = SupplierSource.model_validate(
-        {
-            "name": "bench",
-            "path": folder,
-            "glob": "*.csv",
-            "format": "csv",
-            "settle_seconds": 0,  # the copy is whole: what is timed is the load, not the wait for a writer
-            "csv": {"date_format": "%d.%m.%Y"},
-            "key": ["lot_id"],
-            "columns": COLUMNS,
-        }
-    )
+    source = supplier_source(folder)
     lake = Lake(Path(lake_root))
     _warm_up_validation()
 
@@ -143,24 +122,11 @@ def case_csv_plantlake(folder: str, lake_root: str, _: dict) -> Callable[[], int
 
 
 def case_csv_pandas(folder: str, lake_root: str, _: dict) -> Callable[[], int]:
-    import pandas as pd
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
 
     def run() -> int:
-        [path] = Path(folder).glob("*.csv")
-        frame = pd.read_csv(
-            path,
-            sep=";",
-            decimal=",",
-            thousands=".",
-            encoding="cp1252",
-            parse_dates=["Lieferdatum"],
-            date_format="%d.%m.%Y",
-            dtype={"Charge": str, "Werkstoff": str, "Lieferant": str, "Zeugnis": str},
-        )
-        frame.columns = [COLUMNS[name]["name"] for name in frame.columns]
-        frame = frame.drop_duplicates("lot_id", keep="last")  # a MERGE refuses a key twice in its source
+        frame = read_csv_with_pandas(folder).drop_duplicates("lot_id", keep="last")  # a MERGE takes a key once
         data = pa.Table.from_pandas(frame, preserve_index=False)
         write_deltalake(lake_root, data.schema.empty_table(), mode="append")  # the table a nightly merge meets
         DeltaTable(lake_root).merge(

@@ -95,12 +95,11 @@ def write_syslog(path: Path, lines: int) -> None:
 # --- the cases ----------------------------------------------------------------------------------
 
 
-def case_csv_plantlake(folder: str, lake_root: str) -> Callable[[], int]:
-    from plantlake.assets.suppliers import load_bronze
+def supplier_source(folder: str):
+    """The benchmark CSV's folder declared as a supplier source, as the YAML would."""
     from plantlake.config import SupplierSource
-    from plantlake.lake.layout import Lake
 
-    source = SupplierSource.model_validate(
+    return SupplierSource.model_validate(
         {
             "name": "bench",
             "path": folder,
@@ -112,26 +111,41 @@ def case_csv_plantlake(folder: str, lake_root: str) -> Callable[[], int]:
             "columns": COLUMNS,
         }
     )
+
+
+def case_csv_plantlake(folder: str, lake_root: str) -> Callable[[], int]:
+    from plantlake.assets.suppliers import load_bronze
+    from plantlake.lake.layout import Lake
+
+    source = supplier_source(folder)
     return lambda: load_bronze(Lake(Path(lake_root)), source, "bench").metadata["rows_loaded"]
 
 
-def case_csv_pandas(folder: str, lake_root: str) -> Callable[[], int]:
+def read_csv_with_pandas(folder: str):
+    """The folder's one CSV read as a new user would with pandas: the right options, columns renamed."""
     import pandas as pd
+
+    [path] = Path(folder).glob("*.csv")
+    frame = pd.read_csv(
+        path,
+        sep=";",
+        decimal=",",
+        thousands=".",
+        encoding="cp1252",
+        parse_dates=["Lieferdatum"],
+        date_format="%d.%m.%Y",
+        dtype={"Charge": str, "Werkstoff": str, "Lieferant": str, "Zeugnis": str},
+    )
+    frame.columns = [COLUMNS[name]["name"] for name in frame.columns]
+    return frame
+
+
+def case_csv_pandas(folder: str, lake_root: str) -> Callable[[], int]:
+    import pandas as pd  # noqa: F401 - imported before the clock starts
     from deltalake import write_deltalake
 
     def run() -> int:
-        [path] = Path(folder).glob("*.csv")
-        frame = pd.read_csv(
-            path,
-            sep=";",
-            decimal=",",
-            thousands=".",
-            encoding="cp1252",
-            parse_dates=["Lieferdatum"],
-            date_format="%d.%m.%Y",
-            dtype={"Charge": str, "Werkstoff": str, "Lieferant": str, "Zeugnis": str},
-        )
-        frame.columns = [COLUMNS[name]["name"] for name in frame.columns]
+        frame = read_csv_with_pandas(folder)
         write_deltalake(lake_root, frame, mode="append")
         return len(frame)
 
