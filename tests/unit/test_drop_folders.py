@@ -204,13 +204,13 @@ def test_settling_by_modification_time_or_by_watching_and_settle_seconds_zero_ta
     folder.mkdir()
     path = folder / "a.csv"
     path.write_bytes(b"x")
-    stat = path.lstat()
-    now = stat.st_mtime + 10
+    modified = path.lstat().st_mtime_ns / 1e9  # as the survey reads it (st_mtime may differ in the last bits)
+    now = modified + 10
     survey = drop_folder.survey(folder, "*.csv", None, settle_seconds=30, now=now)
     [waiting] = survey.waiting
     assert survey.ready == [] and waiting.settles_in == pytest.approx(20)
-    assert [file.path for file in drop_folder.survey(folder, "*.csv", None, 30, now=now + 20).ready] == [path]
-    ahead = stat.st_mtime - 3600  # a share whose clock runs an hour ahead: watched unchanged for 30 s, it has settled
+    assert [file.path for file in drop_folder.survey(folder, "*.csv", None, 30, now=modified + 30).ready] == [path]
+    ahead = modified - 3600  # a share whose clock runs an hour ahead: watched unchanged for 30 s, it has settled
     [future] = drop_folder.survey(folder, "*.csv", None, 30, now=ahead).waiting
     assert future.settles_in == 30
     watched = drop_folder.survey(folder, "*.csv", None, 30, now=ahead + 30, seen={path: (future.file, ahead)})
