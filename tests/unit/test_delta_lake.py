@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pytest
 
 from plantlake.lake import bronze, delta
@@ -70,3 +71,20 @@ def test_upsert_updates_matching_keys_and_names_need_quoting(tmp_path: Path) -> 
     assert result == {"inserted": 1, "updated": 1}
     rows = sorted(delta.read(path).to_pylist(), key=lambda r: r["Order Id"])
     assert [r["status"] for r in rows] == ["open", "done", "open"]
+
+
+def test_row_groups_come_one_at_a_time_in_key_order_of_the_files_and_skip_by_statistics(tmp_path: Path) -> None:
+    from plantlake.lake import parquet_files
+
+    path = tmp_path / "t"
+    for start in (2_000, 0, 1_000):  # committed out of key order
+        rows = pa.table(
+            {"id": pa.array(range(start, start + 1_000), pa.int64()), "name": [f"n{i}" for i in range(1_000)]}
+        )
+        delta.append(path, rows)
+    data = delta.dataset(path, order_by="id")
+    groups = list(delta.row_groups(data))
+    assert [group["id"][0].as_py() for group in groups] == [0, 1_000, 2_000]
+    assert all(group.num_rows <= parquet_files.ROW_GROUP_ROWS for group in groups)
+    found = list(delta.row_groups(data, ["id"], filter=ds.field("id") >= 1_500))
+    assert len(found) == 2 and sum(group.num_rows for group in found) == 1_500 and found[0].column_names == ["id"]

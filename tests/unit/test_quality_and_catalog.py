@@ -97,3 +97,43 @@ def test_catalog_opens_in_a_plain_duckdb_without_extensions(tmp_path: Path) -> N
     assert lines[2] == "[(0,)]"
     with duckdb.connect(str(lake.catalog_file), read_only=True) as connection:
         assert connection.execute("select count(*) from quarantine.rows").fetchone() == (1,)
+
+
+def _naive(*parts: int) -> datetime:
+    return datetime(*parts)  # noqa: DTZ001 - a time without a zone on purpose: such a column goes to GX in ns
+
+
+def test_gx_finds_the_same_rows_in_the_forms_it_checks_fast() -> None:
+    """Columns go to GX as 1.0/NaN (nulls only), floats (decimals) and nanoseconds (naive times):
+    the rows it finds must be those of the values as they are, at their positions."""
+    from decimal import Decimal
+
+    from plantlake.quality.suites import Expect
+
+    table = pa.table(
+        {
+            "lot": pa.array(["L1", None, "L3", "L4", None], pa.string()),
+            "kg": pa.array(
+                [Decimal("1.5"), Decimal("2000001.25"), None, Decimal("7"), Decimal("-0.001")], pa.decimal128(12, 3)
+            ),
+            "at": pa.array([_naive(2026, 1, 1), _naive(1970, 1, 1), _naive(2026, 1, 2), None, _naive(2026, 1, 3)]),
+            "status": ["ok", "ok", "bad", "ok", "ok"],
+        }
+    )
+    suite = [
+        Expect("not_null", "lot"),
+        Expect("between", "kg", 0, 1_000_000),
+        Expect("between", "at", _naive(2000, 1, 1), _naive(2100, 1, 1)),
+        Expect("in_set", "status", values=("ok",)),
+    ]
+    result = validate(table, suite, "silver.lots")
+    failed = {(rejection.field, rejection.row) for rejection in result.rejections}
+    assert failed == {
+        ("lot", "batch row 1"),
+        ("lot", "batch row 4"),
+        ("kg", "batch row 1"),
+        ("kg", "batch row 4"),
+        ("at", "batch row 1"),
+        ("status", "batch row 2"),
+    }
+    assert result.accepted.column("lot").to_pylist() == ["L1", "L4"]
