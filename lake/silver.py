@@ -31,7 +31,8 @@ from plantlake.lake.layout import INGESTED_AT
 CONSUMED = "consumed"
 CHUNK_ROWS = 125_000
 MERGE_TARGET_ROWS = 1_000_000  # rows of the table one MERGE meets, at most about
-RUN_ROWS_MAX = 8  # a run may grow to this many chunks' rows while it waits for a clean cut
+RUN_ROWS_MAX = 4  # a run may grow to this many chunks' rows while it waits for a cut
+OVERLAP_BATCHES = 4  # a cut may take rows from this many batches after it
 SAMPLE_EVERY = 64  # at most one key in this many is sampled to split the new rows into ranges
 
 
@@ -74,27 +75,40 @@ class _NewRows:
         """The new rows, a row group at a time: the same groups whatever the columns."""
         return delta.row_groups(self.data, columns, self.condition)
 
-    def cuts(self, chunk_rows: int) -> list[int] | None:
-        """Batch numbers before which the rows can be cut so that every key after a cut lies above
-        every key before it: runs of about `chunk_rows` that need no split into ranges. None when
-        the batches do not allow it (keys out of order across them, or a null key)."""
-        held = [(index, low, high) for index, (rows, low, high) in enumerate(self.batches) if rows]
-        if any(low is None for _, low, _ in held):
+    def cuts(self, chunk_rows: int) -> list[Cut] | None:
+        """Where to end each run of about `chunk_rows`: before a batch, taking from the next few
+        batches the rows whose keys lie at or below every key already taken (rows read nearly in
+        key order, as a database's parallel scan returns them, overlap their neighbours a little).
+        None when that would take more than `OVERLAP_BATCHES` batches or a run would grow past
+        `RUN_ROWS_MAX` chunks, or a key is null: the rows are then split into ranges instead."""
+        held = [(index, rows, low, high) for index, (rows, low, high) in enumerate(self.batches) if rows]
+        if any(low is None for _, _, low, _ in held):
             return None
-        above: list[Any] = [None] * len(held)  # the lowest key from each batch on
-        for position in range(len(held) - 1, -1, -1):
-            low = held[position][1]
-            above[position] = low if position == len(held) - 1 else min(low, above[position + 1])
-        cuts, size, high = [], 0, None
-        for position, (index, _, batch_high) in enumerate(held):
-            if size >= chunk_rows and above[position] > high:
-                cuts.append(index)
-                size = 0
-            size += self.batches[index][0]
+        cuts: list[Cut] = []
+        size, high = 0, None
+        for position, (index, rows, _, batch_high) in enumerate(held):
+            settled = not cuts or cuts[-1].last is None or index > cuts[-1].last  # the last cut has taken its rows
+            if size >= chunk_rows and settled:
+                reach = [later for later, _, low, _ in held[position:] if low <= high]
+                last = max(reach, default=None)
+                if last is None or last - index < OVERLAP_BATCHES:
+                    cuts.append(Cut(index, high, last))
+                    size = 0
+            size += rows
             if size > RUN_ROWS_MAX * chunk_rows:
                 return None
             high = batch_high if high is None else max(high, batch_high)
         return cuts
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A run ends before batch `before`, with every later row whose key is at most `through`
+    (found up to batch `last`, None if no later batch holds one)."""
+
+    before: int
+    through: Any
+    last: int | None
 
 
 def _survey(data: ds.Dataset, condition: ds.Expression | None, key: str, chunk_rows: int) -> _NewRows:
@@ -191,7 +205,7 @@ def pending_chunks(
     if cuts is not None:
         [(name, found)] = inputs.items()
         seen = 0
-        for rows in _runs(found, set(cuts)):
+        for rows in _runs(found, cuts, found.key):
             seen += rows.num_rows  # the scan reads the snapshot the survey counted: the last run ends at its count
             yield Pending(rows={name: rows}, consumed=consumed if seen == found.rows else dict(marks))
         return
@@ -203,17 +217,31 @@ def pending_chunks(
             yield Pending(rows=rows, consumed=consumed if part == len(bounds) else dict(marks))
 
 
-def _runs(found: _NewRows, cuts: set[int]) -> Iterator[pa.Table]:
-    """The new rows in runs, cut before the batches `cuts` names (see `_NewRows.cuts`)."""
-    pending: list[pa.Table] = []
+def _runs(found: _NewRows, cuts: list[Cut], key: str) -> Iterator[pa.Table]:
+    """The new rows in runs as `cuts` plans them (see `_NewRows.cuts`)."""
+    taken: list[pa.Table] = []  # rows of the run being gathered
+    ahead: list[pa.Table] = []  # rows read past a cut that belong to the next run
+    plan = iter(cuts)
+    cut = next(plan, None)
     for index, batch in enumerate(found.scan()):
-        if index in cuts and pending:
-            yield pa.concat_tables(pending)
-            pending = []
-        if batch.num_rows:
-            pending.append(batch)
-    if pending:
-        yield pa.concat_tables(pending)
+        while cut is not None and index >= cut.before and (cut.last is None or index > cut.last):
+            yield pa.concat_tables(taken)  # every row at or below the cut's key has been read
+            taken, ahead = ahead, []
+            cut = next(plan, None)
+        if not batch.num_rows:
+            continue
+        if cut is not None and index >= cut.before:  # past the cut: split off what belongs before it
+            before = pc.less_equal(batch[key], pa.scalar(cut.through, batch.schema.field(key).type))
+            taken.append(batch.filter(before))
+            ahead.append(batch.filter(pc.invert(before)))
+        else:
+            taken.append(batch)
+    while cut is not None:
+        yield pa.concat_tables(taken)
+        taken, ahead = ahead, []
+        cut = next(plan, None)
+    if taken:
+        yield pa.concat_tables(taken)
 
 
 def _read_spilled(path: Path) -> pa.Table:

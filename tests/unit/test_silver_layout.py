@@ -161,3 +161,36 @@ def test_a_key_whose_versions_straddle_a_run_boundary_stays_in_one_run(tmp_path:
         counts = pc.value_counts(work.rows["orders"]["id"]).field("counts")
         assert pc.min(counts).as_py() == 3, "every version of a key in one chunk"
     assert _silver(tmp_path) == {i: f"v3-{i}" for i in range(1_000)}
+
+
+def test_rows_read_nearly_in_key_order_are_cut_into_runs_that_keep_every_version_of_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a database's parallel scan returns a table: each batch overlaps its neighbours a little,
+    and here the overlap holds a second version of keys whose first is in the batch before."""
+
+    def no_spill(*_: object) -> None:
+        raise AssertionError("rows nearly in key order need no split into ranges")
+
+    monkeypatch.setattr(silver, "_spill_by_range", no_spill)
+    rows: list[tuple[int, int]] = []
+    for start in range(0, 6_000, 500):
+        batch = [(key, 1) for key in range(start, start + 500)]
+        if start:
+            batch += [(key, 2) for key in range(start - 10, start)]  # later versions of the batch before's last keys
+        rows.append(batch)
+    for number, batch in enumerate(rows):
+        ids = np.array([key for key, _ in batch])
+        versions = np.array([version for _, version in batch])
+        table = pa.RecordBatch.from_pydict(
+            {"id": ids, "version": versions, "name": [f"v{v}-{i}" for i, v in zip(ids, versions, strict=True)]},
+            schema=SCHEMA,
+        )
+        bronze.land(tmp_path / "bronze", iter([table]), SCHEMA, ["id", "version"], Ingestion.now(f"r{number}"), "erp")
+    chunks = _to_silver(tmp_path, chunk_rows=1_000)
+    assert len(chunks) >= 4
+    ranges = [[value.as_py() for value in pc.min_max(work.rows["orders"]["id"]).values()] for work in chunks]
+    assert all(ranges[i][1] < ranges[i + 1][0] for i in range(len(ranges) - 1)), ("disjoint, in order", ranges)
+    expected = {key: f"v1-{key}" for key in range(6_000)}
+    expected.update({key: f"v2-{key}" for start in range(500, 6_000, 500) for key in range(start - 10, start)})
+    assert _silver(tmp_path) == expected
