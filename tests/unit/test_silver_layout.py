@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
-from plantlake.lake import bronze, delta, maintenance, silver, state, transforms
+from plantlake.lake import bronze, delta, maintenance, silver, silver_chunks, state, transforms
 from plantlake.lake.layout import Ingestion
 
 pytestmark = pytest.mark.unit
@@ -128,7 +128,7 @@ def test_rows_landed_in_key_order_are_cut_into_runs_without_a_spill(
     def no_spill(*_: object) -> None:
         raise AssertionError("rows in key order need no split into ranges")
 
-    monkeypatch.setattr(silver, "_spill_by_range", no_spill)
+    monkeypatch.setattr(silver_chunks, "_spill_by_range", no_spill)
     ids = np.arange(5_000)
     for start in range(0, 5_000, 500):  # batches in key order, as a source returns a table by its key
         _land(tmp_path / "bronze", ids[start : start + 500], 1, f"r{start}")
@@ -172,7 +172,7 @@ def test_rows_read_nearly_in_key_order_are_cut_into_runs_that_keep_every_version
     def no_spill(*_: object) -> None:
         raise AssertionError("rows nearly in key order need no split into ranges")
 
-    monkeypatch.setattr(silver, "_spill_by_range", no_spill)
+    monkeypatch.setattr(silver_chunks, "_spill_by_range", no_spill)
     rows: list[tuple[int, int]] = []
     for start in range(0, 6_000, 500):
         batch = [(key, 1) for key in range(start, start + 500)]
