@@ -66,6 +66,15 @@ def erp_rows(bronze: pa.Table, primary_key: list[str], cursor: str | None) -> pa
     return newest.append_column(DELETED_FIELD, pa.nulls(newest.num_rows, DELETED_FIELD.type))
 
 
+def with_missing_columns(table: pa.Table, schema: pa.Schema, derived: tuple[str, ...] = ()) -> pa.Table:
+    """`table` with the columns of `schema` it lacks added as nulls: bronze landed before a column
+    existed (a reading's value_int, an event's dst_flag). Columns in `derived` are made later."""
+    for field in schema:
+        if field.name not in table.column_names and field.name not in derived:
+            table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+    return table
+
+
 def sensor_rows(bronze: dict[str, pa.Table]) -> pa.Table:
     """Long-form readings of every OPC-UA source: one row per tag and timestamp."""
     parts = []
@@ -73,10 +82,7 @@ def sensor_rows(bronze: dict[str, pa.Table]) -> pa.Table:
         if table.num_rows == 0:
             continue
         renamed = table.rename_columns({"source_timestamp": "timestamp", SOURCE: "source"})
-        for field in SENSOR_SCHEMA:  # bronze landed before a column existed (value_int, value_bool)
-            if field.name not in renamed.column_names:
-                renamed = renamed.append_column(field.name, pa.nulls(renamed.num_rows, field.type))
-        parts.append(renamed.select(SENSOR_SCHEMA.names).cast(SENSOR_SCHEMA))
+        parts.append(with_missing_columns(renamed, SENSOR_SCHEMA).select(SENSOR_SCHEMA.names).cast(SENSOR_SCHEMA))
     combined = pa.concat_tables(parts) if parts else SENSOR_SCHEMA.empty_table()
     return latest_per_key(combined, SENSOR_KEYS, [INGESTED_AT])
 
@@ -108,9 +114,7 @@ def event_rows(
     """
     parts, rejections = [], []
     for name, table in bronze.items():
-        for field in EVENT_SCHEMA:  # bronze landed before a column existed (dst_flag, invalid_bytes)
-            if field.name not in table.column_names and field.name not in ("source", "machine_id"):
-                table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+        table = with_missing_columns(table, EVENT_SCHEMA, derived=("source", "machine_id"))
         failed = pc.is_valid(table["parse_error"])
         for row in (
             table.filter(failed).select([SOURCE, "source_file", "line_number", "raw", "parse_error"]).to_pylist()
