@@ -49,7 +49,6 @@ def merge_validated(
         try:
             return silver.commit(path, accepted, keys, work, first_load, window_key)
         finally:
-            del accepted, work
             pa.default_memory_pool().release_unused()  # this thread's allocator keeps what it freed otherwise
 
     # one chunk is written (Arrow encodes without the GIL) while the next is read and validated;

@@ -72,16 +72,16 @@ def commit(
     A run that fails between the append and the merge leaves the mark where it was; the rerun
     finds the appended rows there and merges them, which changes nothing.
     """
-    state = {CONSUMED: work.consumed}
+    state, window_key = {CONSUMED: work.consumed}, window_key or keys[0]
     if first_load:
         return delta.append(silver_path, rows, state=state)
     if rows.num_rows == 0:
         return delta.merge(silver_path, rows, keys, update=True, state=state)
-    new, existing = _split_new(silver_path, rows, keys, window_key or keys[0])
+    new, existing = _split_new(silver_path, rows, keys, window_key)
     appended = delta.append(silver_path, new, state=None if existing.num_rows else state)
     if not existing.num_rows:
         return appended
-    merged = _merge_by_file_ranges(silver_path, existing, keys, window_key or keys[0], state)
+    merged = _merge_by_file_ranges(silver_path, existing, keys, window_key, state)
     return {"inserted": appended["inserted"] + merged["inserted"], "updated": merged["updated"]}
 
 
