@@ -162,3 +162,23 @@ def test_a_column_name_with_dots_keeps_its_statistics_and_a_filter_on_it_finds_i
     assert stats == {"min.Work Order No.": "WO-1"}
     window = (ds.field("Work Order No.") >= "WO-2") & (ds.field("Work Order No.") <= "WO-9")
     assert sorted(delta.read(path, columns=["Work Order No."], filter=window).column(0).to_pylist()) == ["WO-2", "WO-3"]
+
+
+def test_only_repeated_text_is_dictionary_encoded(tmp_path: Path) -> None:
+    """Hashing every order number into a dictionary the writer then abandons costs time and saves no space."""
+    rows = 20_000
+    data = pa.table(
+        {
+            "order_no": [f"SO-{index:08d}" for index in range(rows)],
+            "status": [("draft", "sale", "done")[index % 3] for index in range(rows)],
+            "note": [None] * rows,
+            "id": list(range(rows)),
+        }
+    )
+    delta.append(tmp_path / "t", data, constants={"_run_id": pa.scalar("run-1")})
+    [file] = (tmp_path / "t").glob("*.parquet")
+    group = pq.ParquetFile(file).metadata.row_group(0)
+    encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(group.num_columns)}
+    dictionary = {name for name, used in encodings.items() if any("DICTIONARY" in encoding for encoding in used)}
+    assert dictionary == {"status", "_run_id"}  # an all-null column has no values to encode either way
+    assert DeltaTable(str(tmp_path / "t")).to_pyarrow_table().sort_by("id").select(data.column_names).equals(data)
