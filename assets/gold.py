@@ -1,10 +1,15 @@
-"""Gold feature tables for analysts and AI teams."""
+"""Gold models: one asset per model file the YAML's `gold.models` folder holds, with its checks."""
+
+import logging
+from datetime import UTC, datetime, time, timedelta
 
 import dagster as dg
+import pyarrow as pa
 
 from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import (
     OWNERS,
+    WRITES_TAG,
     Step,
     expectation_spec,
     invariants_result,
@@ -12,94 +17,211 @@ from plantlake.assets.results import (
     refreshed,
 )
 from plantlake.config import PlantlakeConfig
-from plantlake.lake import delta, gold
+from plantlake.config.models import ModelSpec, load_models
+from plantlake.lake import delta, gold, signals
 from plantlake.lake.layout import Lake
 from plantlake.quality import expectations, invariants, suites
 
-MACHINE_HOUR_FEATURES = dg.AssetKey(["gold", "machine_hour_features"])
-FEATURE_KEYS = ["machine_id", "hour"]
+log = logging.getLogger(__name__)
 
 
-def configured_inputs(config: PlantlakeConfig) -> dict[str, str]:
-    """The silver tables the features read that some configured source fills, by role."""
-    inputs = {}
+def silver_tables(config: PlantlakeConfig) -> set[str]:
+    """The silver tables some configured source fills."""
+    tables = {source.lake_table(table) for source in config.sources.erp for table in source.tables}
+    tables |= {source.target for source in config.sources.suppliers}
     if config.sources.opcua:
-        inputs["sensor_readings"] = "sensor_readings"
+        tables |= {signals.SENSOR_READINGS, signals.OPCUA_TAGS}
     if config.sources.logs:
-        inputs["machine_events"] = "machine_events"
-    erp_tables = {source.lake_table(table) for source in config.sources.erp for table in source.tables}
-    if config.gold.production_orders in erp_tables:
-        inputs["production_orders"] = config.gold.production_orders
-    if any(source.target == "material_lots" for source in config.sources.suppliers):
-        inputs["material_lots"] = "material_lots"
-    return inputs
+        tables.add(signals.MACHINE_EVENTS)
+    return tables
 
 
-def build_machine_hour_features(lake: Lake, config: PlantlakeConfig) -> Step:
-    """Recompute the features from silver; publish them only if every expectation holds."""
-    path = lake.table("gold", "machine_hour_features")
-    inputs = {role: lake.table("silver", name) for role, name in configured_inputs(config).items()}
-    features = gold.machine_hour_features(inputs)
-    validation = expectations.validate(
-        features, suites.machine_hour_suite(features.schema), "gold.machine_hour_features"
-    )
-    # published unless a rule that keeps rows out failed; a rule that only warns does not hold gold back
-    committed = delta.overwrite(path, features) if validation.holds else False
-    missing = sorted(
-        role
-        for role in ("sensor_readings", "machine_events", "production_orders", "material_lots")
-        if role not in inputs or delta.open_table(inputs[role]) is None
-    )
+def _views(silver: set[str]) -> dict[str, tuple[str, ...]]:
+    """The views a model may read, by the silver tables each needs."""
+    found = {"machine_alias": ()}
+    for view, sources in gold.VIEW_INPUTS.items():
+        if sources[0] in silver:
+            found[view] = sources
+    return found
+
+
+def buildable_models(config: PlantlakeConfig) -> list[tuple[ModelSpec, dict[str, tuple[str, ...]]]]:
+    """Each model whose inputs are all configured, with the silver tables behind each input.
+
+    A model naming a table no source fills is left out (and said so in the log), as is every
+    model that reads it.
+    """
+    silver = silver_tables(config)
+    views = _views(silver)
+    built: list[tuple[ModelSpec, dict[str, tuple[str, ...]]]] = []
+    for model in load_models(config.gold.models):
+        available = silver | set(views) | {other.name for other, _ in built}
+        found, missing = gold.inputs_of(model, available)
+        if missing:
+            log.warning("gold model %s is not built: %s not configured", model.name, ", ".join(sorted(missing)))
+            continue
+        built.append((model, {name: views.get(name, (name,)) for name in found}))
+    return built
+
+
+def model_inputs(lake: Lake, model_names: set[str], inputs: dict[str, tuple[str, ...]]) -> gold.Inputs:
+    silver = {table: lake.table("silver", table) for name, tables in inputs.items() for table in tables}
+    models = {name: lake.table("gold", name) for name in inputs if name in model_names}
+    return gold.Inputs({name: path for name, path in silver.items() if name not in model_names}, models)
+
+
+def build_model(
+    lake: Lake,
+    config: PlantlakeConfig,
+    model: ModelSpec,
+    inputs: gold.Inputs,
+    now: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Step:
+    """Recompute the windows new silver rows touch (or a range); append changed windows if they pass."""
+    path = lake.table("gold", model.name)
+    validations: list[expectations.Validation] = []
+
+    def gate(rows: pa.Table) -> bool:
+        validation = expectations.validate(rows, suites.model_suite(model, rows.schema), f"gold.{model.name}")
+        validations.append(validation)
+        return validation.holds
+
+    done = gold.refresh(path, model, config.gold, inputs, now, start, end, gate)
+    validation = expectations.Validation.combine(validations) if validations else expectations.Validation.nothing_new()
     return Step(
         path,
         {
-            "rows_computed": features.num_rows,
-            "published": validation.holds,
-            "changed": committed,
-            "inputs_missing": ", ".join(missing) or "none",
+            "windows_from": str(done.windows_from),
+            "windows_to": str(done.windows_to),
+            "full_build": done.full,
+            "rows_computed": done.rows_computed,
+            "versions_added": done.versions_added,
+            "published": done.published,
+            "inputs_read": dg.MetadataValue.json(done.inputs_read),
+            "definition": model.definition_hash,
         },
         validation,
     )
 
 
-def gold_assets(config: PlantlakeConfig) -> list:
-    """The feature table, when sensor readings (what it is built around) are configured; else nothing."""
-    inputs = configured_inputs(config)
-    if "sensor_readings" not in inputs:
-        return []
-    upstream = [dg.AssetKey(["silver", name]) for name in inputs.values()]
+def column_schema(model: ModelSpec, schema: pa.Schema | None) -> dg.TableSchema:
+    """The feature dictionary: type, description, unit, where it comes from, whether known at the window's end."""
+    columns = []
+    for field in schema or []:
+        doc = model.columns.get(field.name)
+        if field.name in gold.VERSION_COLUMNS:
+            description = gold.VERSION_NOTES[field.name]
+            tags = {}
+        elif doc is None:
+            description, tags = "(not documented in the model file)", {}
+        else:
+            description = doc.description + (f" [{doc.unit}]" if doc.unit else "")
+            tags = {
+                "unit": doc.unit or "",
+                "from": ",".join(doc.sources),
+                "known_at_window_end": str(doc.known_at_window_end).lower(),
+            }
+        columns.append(dg.TableColumn(field.name, str(field.type), description=description, tags=tags))
+    return dg.TableSchema(columns=columns)
+
+
+def _model_assets(
+    config: PlantlakeConfig, model: ModelSpec, inputs: dict[str, tuple[str, ...]], names: set[str]
+) -> list:
+    key = dg.AssetKey(["gold", model.name])
+    deps = sorted(
+        {dg.AssetKey(["gold", name]) for name in inputs if name in names}
+        | {dg.AssetKey(["silver", table]) for name, tables in inputs.items() if name not in names for table in tables}
+    )
 
     @dg.asset(
-        key=MACHINE_HOUR_FEATURES,
-        deps=upstream,
+        key=key,
+        deps=deps,
         group_name="gold",
         owners=OWNERS,
         kinds={"duckdb", "delta"},
-        check_specs=[expectation_spec(MACHINE_HOUR_FEATURES, blocking=True)],
-        description="Per machine and hour: sensor aggregates, the production order then running, "
-        "its material lot and supplier, and the alarm count.",
+        check_specs=[expectation_spec(key, blocking=True)],
+        description=model.description.strip(),
+        metadata={"model_file": model.path.name, "grain": model.grain, "late_arrival": model.late_arrival},
     )
-    def machine_hour_features(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
-        """Recompute machine-hour features from silver."""
-        lake = plantlake.lake
+    def model_asset(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
+        """Recompute the model's changed windows from silver and append new versions."""
+        lake, now = plantlake.lake, plantlake.present()
         step = refreshed(
-            lake, MACHINE_HOUR_FEATURES, context.run.run_id, lambda: build_machine_hour_features(lake, plantlake.config)
+            lake,
+            key,
+            context.run.run_id,
+            lambda: build_model(lake, plantlake.config, model, model_inputs(lake, names, inputs), now),
         )
-        return materialize(context, lake, step, blocking=True)
+        result = materialize(context, lake, step, blocking=True)
+        table = delta.open_table(step.table)
+        schema = None if table is None else pa.schema(table.schema().to_arrow())
+        result.metadata["dagster/column_schema"] = column_schema(model, schema)  # type: ignore[index]
+        return result
 
-    @dg.asset_check(
-        asset=MACHINE_HOUR_FEATURES, name="invariants", blocking=True, description="One row per machine and hour"
-    )
-    def feature_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
-        """Unique (machine_id, hour) and not empty."""
-        path = plantlake.lake.table("gold", "machine_hour_features")
+    @dg.asset_check(asset=key, name="invariants", blocking=True, description="One version per window and known time")
+    def model_invariants(context: dg.AssetCheckExecutionContext, plantlake: PlantlakeResource) -> dg.AssetCheckResult:
+        """Unique (key, window, known_at), and not empty."""
         return invariants_result(
             context,
             plantlake.lake,
-            MACHINE_HOUR_FEATURES,
-            path,
-            lambda data: [invariants.unique_keys(data, FEATURE_KEYS), invariants.not_empty(data)],
+            key,
+            plantlake.lake.table("gold", model.name),
+            lambda data: [
+                invariants.unique_keys(data, [*model.key, model.time, gold.KNOWN_AT]),
+                invariants.not_empty(data),
+            ],
             blocking=True,
         )
 
-    return [machine_hour_features, feature_invariants]
+    return [model_asset, model_invariants]
+
+
+def gold_assets(config: PlantlakeConfig) -> list:
+    """An asset and its checks per buildable model."""
+    models = buildable_models(config)
+    names = {model.name for model, _ in models}
+    return [definition for model, inputs in models for definition in _model_assets(config, model, inputs, names)]
+
+
+def rebuild_job(config: PlantlakeConfig, first_day: str = "2024-01-01") -> dg.JobDefinition | None:
+    """A job partitioned by day that recomputes every model's windows of a day; a range is a backfill in the UI."""
+    models = buildable_models(config)
+    if not models:
+        return None
+    names = {model.name for model, _ in models}
+    days = dg.DailyPartitionsDefinition(start_date=first_day, timezone="UTC")
+
+    @dg.op(description="Recompute every gold model's windows of the partition's day and append what changed.")
+    def rebuild_gold_day(context: dg.OpExecutionContext, plantlake: PlantlakeResource) -> None:
+        """Models in dependency order, so a model reads the rebuilt versions of those it reads."""
+        day = context.partition_time_window.start.date()
+        start = datetime.combine(day, time.min, UTC)
+        lake, now = plantlake.lake, plantlake.present()
+        for model, inputs in models:
+            key = dg.AssetKey(["gold", model.name])
+            step = refreshed(
+                lake,
+                key,
+                context.run.run_id,
+                lambda model=model, inputs=inputs: build_model(
+                    lake,
+                    plantlake.config,
+                    model,
+                    model_inputs(lake, names, inputs),
+                    now,
+                    start,
+                    start + timedelta(days=1),
+                ),
+            )
+            context.log_event(
+                dg.AssetMaterialization(asset_key=key, metadata={**step.metadata, "rebuilt_day": day.isoformat()})
+            )
+
+    @dg.job(name="rebuild_gold", partitions_def=days, tags=WRITES_TAG, description="Rebuild gold for a range of days.")
+    def rebuild_gold() -> None:
+        rebuild_gold_day()
+
+    return rebuild_gold

@@ -6,6 +6,7 @@ import pyarrow as pa
 from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import OWNERS
 from plantlake.config import PlantlakeConfig
+from plantlake.config.models import load_models
 from plantlake.lake import delta, locks
 from plantlake.lake.catalog import TableInfo, build_catalog
 from plantlake.lake.layout import Lake
@@ -36,7 +37,8 @@ def table_infos(
     sources.setdefault("silver.sensor_readings", "opcua")
     sources.setdefault("silver.opcua_tags", "opcua")
     sources.setdefault("silver.machine_events", "logs")
-    sources.setdefault("gold.machine_hour_features", "silver")
+    for model in load_models(config.gold.models):
+        sources.setdefault(f"gold.{model.name}", "silver")
     descriptions = {
         **descriptions,
         "quarantine.rows": "Rows kept out of the lake, with table, file, row, field, value, check and reason.",
@@ -57,8 +59,9 @@ def table_infos(
 def suite_for(config: PlantlakeConfig, qualified: str, schema: pa.Schema) -> list[suites.Expect]:
     """The row-level suite of a silver or gold table, as used at ingestion."""
     _, name = qualified.split(".", 1)
-    if qualified == "gold.machine_hour_features":
-        return suites.machine_hour_suite(schema)
+    for model in load_models(config.gold.models):
+        if qualified == f"gold.{model.name}":
+            return suites.model_suite(model, schema)
     if qualified == "silver.sensor_readings":
         return suites.sensor_suite(schema)
     if qualified == "silver.machine_events":

@@ -14,16 +14,10 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError
 
+from plantlake.config.gold import GoldConfig
 from plantlake.config.sources import ConfigError, Sources, Strict
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}")
-
-
-class GoldConfig(Strict):
-    production_orders: str = Field(
-        default="erp_production_orders",
-        description="silver table with machine_id, actual_start, actual_end, material_lot",
-    )
 
 
 class LakeConfig(Strict):
@@ -119,6 +113,8 @@ def _resolve_paths(config: PlantlakeConfig, base: Path) -> None:
         supplier.rejected = resolve(supplier.rejected) if supplier.rejected else None
     if config.simulator:
         config.simulator.output = resolve(config.simulator.output)
+    if config.gold.models is not None:
+        config.gold.models = resolve(config.gold.models)
     for erp in config.sources.erp:
         if erp.url.startswith("sqlite:///") and not erp.url.startswith("sqlite:////"):
             erp.url = "sqlite:///" + str(resolve(Path(erp.url.removeprefix("sqlite:///"))))

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from plantlake.lake import delta, locks, state
+from plantlake.lake import delta, gold, locks, state
 from plantlake.lake.drift import SCHEMA_CHANGES
 from plantlake.lake.layout import Lake
 
@@ -183,7 +183,10 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> None:
             view = f"{delta.quote(layer)}.{delta.quote(name)}"
             table = delta.load(path)  # once: every figure below is of this version
             schema = pa.schema(table.schema().to_arrow())
-            delta.create_view(connection, view, table)
+            if layer == "gold":  # the newest version of each window; every version beside it
+                gold.register_latest(connection, view, f"{delta.quote(layer)}.{delta.quote(name + '_versions')}", path)
+            else:
+                delta.create_view(connection, view, table)
             described = info.get(qualified, TableInfo(source="plantlake", description=""))
             columns = json.dumps([{"name": f.name, "type": str(f.type), **column_notes(f)} for f in schema])
             status = fresh.get(qualified, Freshness("fresh", None, None))

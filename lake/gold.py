@@ -1,115 +1,379 @@
-"""Gold: curated feature tables computed from silver with DuckDB."""
+"""Gold: declared feature models computed with DuckDB, by window, kept as versions.
+
+A model (`config.models.ModelSpec`) is a SELECT over silver, the `signals` and `events` views
+(`lake.signals`) and other models. A night recomputes only the windows that new silver rows
+touch, from the declared late-arrival allowance on, and compares each window's row with its
+newest version: what changed is appended in one commit as a new version with `known_at` (when
+gold learned it) and `feature_time` (the window's end). Nothing is overwritten, so the value as
+of any past moment can be read back (`lake.training`), and an unchanged recompute commits nothing.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
-from plantlake.lake import delta
+from plantlake.config.gold import GoldConfig
+from plantlake.config.models import ModelSpec
+from plantlake.lake import delta, signals
+from plantlake.lake import state as lake_state
+from plantlake.lake.delta import quote
+from plantlake.lake.layout import INGESTED_AT
 
-# Means and deviations sum in time order: floating-point sums depend on their order, and the
-# files' row order changes when maintenance compacts silver, which would change the last digit
-# of a feature (and commit a new gold) although no reading changed.
-MACHINE_HOUR_FEATURES = """
-WITH readings AS (
-    SELECT machine_id, date_trunc('hour', "timestamp") AS hour, "timestamp", tag, value, status
-    FROM sensor_readings
-    WHERE machine_id IS NOT NULL AND tag IN ('Temperature', 'Vibration', 'SpindleSpeed', 'State', 'PartCounter')
-),
-sensors AS (
-    SELECT
-        machine_id,
-        hour,
-        avg(value ORDER BY "timestamp") FILTER (WHERE tag = 'Temperature' AND status = 'Good') AS temperature_mean,
-        max(value) FILTER (WHERE tag = 'Temperature' AND status = 'Good') AS temperature_max,
-        avg(value ORDER BY "timestamp") FILTER (WHERE tag = 'Vibration' AND status = 'Good') AS vibration_mean,
-        max(value) FILTER (WHERE tag = 'Vibration' AND status = 'Good') AS vibration_max,
-        stddev_samp(value ORDER BY "timestamp") FILTER (WHERE tag = 'Vibration' AND status = 'Good') AS vibration_std,
-        avg(value ORDER BY "timestamp") FILTER (WHERE tag = 'SpindleSpeed' AND status = 'Good') AS spindle_speed_mean,
-        avg(CASE WHEN value = 2 THEN 1.0 ELSE 0.0 END) FILTER (WHERE tag = 'State') AS running_share,
-        avg(CASE WHEN value = 3 THEN 1.0 ELSE 0.0 END) FILTER (WHERE tag = 'State') AS fault_share,
-        coalesce(max(value) FILTER (WHERE tag = 'PartCounter') - min(value) FILTER (WHERE tag = 'PartCounter'), 0)
-            AS parts_produced,
-        count(*) FILTER (WHERE status <> 'Good') AS readings_not_good,
-        count(*) AS readings
-    FROM readings
-    GROUP BY machine_id, hour
-),
-alarms AS (
-    SELECT machine_id, date_trunc('hour', "timestamp") AS hour, count(*) AS alarm_count
-    FROM machine_events
-    WHERE severity IN ('emergency', 'alert', 'critical', 'error')
-    GROUP BY machine_id, hour
-),
-orders AS (
-    SELECT s.machine_id, s.hour, o.id AS production_order_id, o.material_lot,
-           row_number() OVER (PARTITION BY s.machine_id, s.hour ORDER BY o.actual_start DESC) AS pick
-    FROM sensors s
-    JOIN production_orders o
-      ON o.machine_id = s.machine_id
-     AND o.actual_start < s.hour + INTERVAL 1 HOUR
-     AND o.actual_end > s.hour
-)
-SELECT
-    s.machine_id,
-    s.hour,
-    s.temperature_mean, s.temperature_max,
-    s.vibration_mean, s.vibration_max, s.vibration_std,
-    s.spindle_speed_mean, s.running_share, s.fault_share,
-    CAST(s.parts_produced AS BIGINT) AS parts_produced,
-    s.readings, s.readings_not_good,
-    o.production_order_id,
-    o.material_lot,
-    l.supplier AS material_supplier,
-    l.material AS material_grade,
-    CAST(coalesce(a.alarm_count, 0) AS BIGINT) AS alarm_count
-FROM sensors s
-LEFT JOIN orders o ON o.machine_id = s.machine_id AND o.hour = s.hour AND o.pick = 1
-LEFT JOIN material_lots l ON l.lot_id = o.material_lot
-LEFT JOIN alarms a ON a.machine_id = s.machine_id AND a.hour = s.hour
-ORDER BY s.machine_id, s.hour
-"""
-
-_EMPTY = {
-    "sensor_readings": pa.schema(
-        [
-            ("machine_id", pa.string()),
-            ("timestamp", pa.timestamp("us", tz="UTC")),
-            ("tag", pa.string()),
-            ("value", pa.float64()),
-            ("status", pa.string()),
-        ]
-    ),
-    "machine_events": pa.schema(
-        [("machine_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC")), ("severity", pa.string())]
-    ),
-    "production_orders": pa.schema(
-        [
-            ("id", pa.int64()),
-            ("machine_id", pa.string()),
-            ("material_lot", pa.string()),
-            ("actual_start", pa.timestamp("us", tz="UTC")),
-            ("actual_end", pa.timestamp("us", tz="UTC")),
-        ]
-    ),
-    "material_lots": pa.schema([("lot_id", pa.string()), ("supplier", pa.string()), ("material", pa.string())]),
+FEATURE_TIME, KNOWN_AT, ROW_HASH, DEFINITION = "feature_time", "known_at", "_row_hash", "_definition"
+VERSION_COLUMNS = (FEATURE_TIME, KNOWN_AT, ROW_HASH, DEFINITION)
+VERSION_NOTES = {
+    FEATURE_TIME: "End of the window: the earliest time the row's values can describe (Feast: event timestamp)",
+    KNOWN_AT: "When gold computed this version; a later correction adds a newer one (Feast: created timestamp)",
+    ROW_HASH: "Hash of the row's values, to tell a changed window from an unchanged one",
+    DEFINITION: "Hash of the model file that computed the row",
 }
+CONSUMED, BUILT_THROUGH, SHAPE = "consumed", "built_through", "model"
+SLICE = timedelta(days=31)  # a rebuild computes at most this much at once: memory follows the slice
+VIEWS = ("signals", "events", "machine_alias")
+VIEW_INPUTS = {"signals": (signals.SENSOR_READINGS, signals.OPCUA_TAGS), "events": (signals.MACHINE_EVENTS,)}
 
 
-def machine_hour_features(inputs: Mapping[str, Path | None]) -> pa.Table:
-    """Per machine and hour: sensor aggregates, the order then running, its lot's supplier, alarms.
+def grain_length(model: ModelSpec, config: GoldConfig) -> timedelta:
+    return {"hour": timedelta(hours=1), "day": timedelta(days=1), "shift": timedelta(hours=config.shifts.hours)}[
+        model.grain
+    ]
 
-    `inputs` maps sensor_readings, machine_events, production_orders and material_lots to
-    their silver tables; one not configured (None) or not yet written counts as empty, so
-    features still come out. DuckDB reads the tables' Parquet files itself (`delta.register`).
-    """
+
+def _origin(model: ModelSpec, config: GoldConfig) -> datetime:
+    """Windows start at this moment plus whole windows (shifts from the first shift's start, UTC)."""
+    hours, minutes = (int(part) for part in config.shifts.first_start.split(":"))
+    offset = timedelta(hours=hours, minutes=minutes) if model.grain == "shift" else timedelta()
+    return datetime(2000, 1, 3, tzinfo=UTC) + offset
+
+
+def window_start(moment: datetime, model: ModelSpec, config: GoldConfig) -> datetime:
+    """The start of the window that holds `moment`."""
+    length, origin = grain_length(model, config), _origin(model, config)
+    return origin + ((moment - origin) // length) * length
+
+
+def inputs_of(model: ModelSpec, available: set[str]) -> tuple[set[str], set[str]]:
+    """The relations the model's SQL names that are available, and those that are not."""
+    scratch = duckdb.connect()
+    _window_macros(scratch, timedelta(hours=1), datetime(2000, 1, 3, tzinfo=UTC))
+    named = {name for name in scratch.get_table_names(model.sql, qualified=False) if name != model.name}
+    scratch.close()
+    return named & available, named - available
+
+
+def _window_macros(connection: duckdb.DuckDBPyConnection, length: timedelta, origin: datetime) -> None:
+    """`window_of(ts)` and `window_end_of(ts)`: the start and end of the model's window holding `ts`."""
+    interval = f"INTERVAL '{int(length.total_seconds())} seconds'"
+    connection.execute(f"CREATE MACRO window_of(ts) AS time_bucket({interval}, ts, TIMESTAMPTZ '{origin.isoformat()}')")
+    connection.execute(f"CREATE MACRO window_end_of(ts) AS window_of(ts) + {interval}")
+
+
+@dataclass
+class Inputs:
+    """Where the model's relations live: silver tables by name, and other models' gold tables."""
+
+    silver: Mapping[str, Path]
+    gold: Mapping[str, Path] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)  # table versions read, for the record
+
+
+def _connect(model: ModelSpec, config: GoldConfig, inputs: Inputs) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
-    for name, empty in _EMPTY.items():
-        path = inputs.get(name)
-        if path is None or not delta.register(connection, name, path):
-            delta.register_empty(connection, delta.quote(name), empty)
-    return connection.sql(MACHINE_HOUR_FEATURES).to_arrow_table()
+    length, origin = grain_length(model, config), _origin(model, config)
+    _window_macros(connection, length, origin)
+    for name, path in inputs.silver.items():
+        table = delta.open_table(path)
+        if table is not None:
+            inputs.versions[f"silver.{name}"] = table.version()
+            delta.create_view(connection, quote(name), table)
+    signals.register_views(connection, dict(inputs.silver), config)
+    for name, path in inputs.gold.items():
+        table = delta.open_table(path)
+        if table is not None:
+            inputs.versions[f"gold.{name}"] = table.version()
+            register_latest(connection, quote(name), quote(f"{name}__versions"), path)
+    return connection
+
+
+def register_latest(connection: duckdb.DuckDBPyConnection, latest: str, versions: str, path: Path) -> None:
+    """Views of a gold table: `versions` holds every version, `latest` the newest of each window
+    without the bookkeeping columns. Both identifiers are quoted SQL (`delta.quote`)."""
+    shape = delta.read_state(path, SHAPE) or {}
+    delta.create_view(connection, versions, delta.load(path))
+    partition = ", ".join(quote(column) for column in [*shape.get("key", []), shape.get("time", FEATURE_TIME)])
+    connection.execute(
+        f"CREATE OR REPLACE VIEW {latest} AS SELECT * EXCLUDE ({ROW_HASH}, {DEFINITION}) FROM {versions} "
+        f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {KNOWN_AT} DESC) = 1"
+    )
+
+
+def compute(
+    model: ModelSpec, config: GoldConfig, inputs: Inputs, start: datetime, end: datetime, now: datetime
+) -> pa.Table:
+    """The model's rows for the windows in [start, end), with `feature_time` and a hash of each row's values.
+
+    The SELECT sees `getvariable('now')`: an order still running (no end time) runs until then.
+    """
+    length = grain_length(model, config)
+    connection = _connect(model, config, inputs)
+    try:
+        moments = {"window_start": start, "window_end": end, "read_from": start - length, "now": now}
+        for name, value in moments.items():
+            connection.execute(f"SET VARIABLE {name} = TIMESTAMPTZ '{value.isoformat()}'")
+        relation = connection.sql(model.sql)
+        columns = [column for column in relation.columns if column not in VERSION_COLUMNS]
+        missing = [column for column in [*model.key, model.time] if column not in columns]
+        if missing:
+            raise ValueError(
+                f"{model.path}: the SELECT has no column {missing[0]!r}, which the header names as key or time"
+            )
+        hashed = ", ".join(quote(column) for column in columns)
+        connection.register("computed", relation.to_arrow_table())
+        return connection.sql(
+            f"SELECT {hashed}, {quote(model.time)} + INTERVAL '{int(length.total_seconds())} seconds' AS {FEATURE_TIME}, "
+            f"CAST(hash({hashed}) >> 1 AS BIGINT) AS {ROW_HASH} FROM computed "
+            f"WHERE {quote(model.time)} >= getvariable('window_start') AND {quote(model.time)} < getvariable('window_end') "
+            f"ORDER BY {', '.join(quote(column) for column in [*model.key, model.time])}"
+        ).to_arrow_table()
+    finally:
+        connection.close()
+
+
+def _changed(path: Path, rows: pa.Table, model: ModelSpec, start: datetime, end: datetime) -> pa.Table:
+    """The rows whose window has no version of this definition yet, or whose newest holds other
+    values; with `corrects`: whether the window had such a version (the row is then a correction)."""
+    corrects = pa.field("corrects", pa.bool_())
+    table = delta.open_table(path)
+    if table is None or rows.num_rows == 0:
+        return rows.append_column(corrects, pa.repeat(pa.scalar(False), rows.num_rows))
+    window = (ds.field(model.time) >= start) & (ds.field(model.time) < end)
+    window &= ds.field(DEFINITION) == model.definition_hash
+    held = delta.read(path, columns=[*model.key, model.time, KNOWN_AT, ROW_HASH], filter=window)
+    connection = duckdb.connect()
+    connection.register("computed", rows)
+    connection.register("held", held if held is not None else pa.table({}))
+    keys = ", ".join(quote(column) for column in [*model.key, model.time])
+    same = " AND ".join(f"n.{quote(column)} = c.{quote(column)}" for column in [*model.key, model.time])
+    if held is None or held.num_rows == 0:
+        return rows.append_column(corrects, pa.repeat(pa.scalar(False), rows.num_rows))
+    return connection.sql(
+        f"WITH newest AS (SELECT {keys}, {ROW_HASH} FROM held "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {KNOWN_AT} DESC) = 1) "
+        f"SELECT c.*, n.{ROW_HASH} IS NOT NULL AS corrects FROM computed c LEFT JOIN newest n ON {same} "
+        f"WHERE n.{ROW_HASH} IS NULL OR n.{ROW_HASH} <> c.{ROW_HASH} ORDER BY {keys}"
+    ).to_arrow_table()
+
+
+def known_at(changed: pa.Table, now: datetime, backfill_before: datetime | None) -> pa.Array:
+    """When each version became known: `now`, except in a full build or a rebuild (`backfill_before`
+    set), where a window seen for the first time under this definition counts as known when it
+    ended, as a live run would have computed it then. Corrections are always known `now`."""
+    moment = pa.scalar(now, pa.timestamp("us", "UTC"))
+    if backfill_before is None:
+        return pa.repeat(moment, changed.num_rows)
+    ended = changed[FEATURE_TIME].cast(pa.timestamp("us", "UTC"))
+    history = pc.and_(pc.invert(changed["corrects"]), pc.less_equal(ended, pa.scalar(backfill_before, ended.type)))
+    return pc.if_else(history, ended, moment)
+
+
+@dataclass
+class Refresh:
+    windows_from: datetime | None
+    windows_to: datetime | None
+    rows_computed: int = 0
+    versions_added: int = 0
+    full: bool = False
+    published: bool = True
+    inputs_read: dict[str, int] = field(default_factory=dict)
+
+
+def _marks(inputs: Inputs) -> dict[str, int]:
+    """Each input table's current version: an input whose version has not moved has nothing new."""
+    found = {}
+    for layer, tables in (("silver", inputs.silver), ("gold", inputs.gold)):
+        for name, path in tables.items():
+            table = delta.open_table(path)
+            if table is not None:
+                found[f"{layer}.{name}"] = table.version()
+    return found
+
+
+def _earliest_change(path: Path, columns: list[str], since: str | None) -> datetime | None:
+    """The earliest value of `columns` among rows ingested after `since`; for all rows (`since`
+    None) from the file statistics alone. The scan holds one batch at a time."""
+    table = delta.open_table(path)
+    if table is None:
+        return None
+    names = pa.schema(table.schema().to_arrow()).names
+    present = [column for column in columns if column in names]
+    if since is None or INGESTED_AT not in names:
+        files = pa.table(table.get_add_actions(flatten=True))
+        lows = [pc.min(files[f"min.{column}"]).as_py() for column in present if f"min.{column}" in files.column_names]
+    else:
+        newer = ds.field(INGESTED_AT) > pa.scalar(datetime.fromisoformat(since), pa.timestamp("us", "UTC"))
+        data = delta.dataset(path)
+        assert data is not None
+        lows = [
+            pc.min(batch.column(column)).as_py() for batch in delta.scan(data, present, newer) for column in present
+        ]
+    found = [_as_utc(low) for low in lows if low is not None]
+    return min(found) if found else None
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):  # a statistic as the log keeps it
+        return _as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)  # a date
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The windows a refresh computes: from `start` (None: nothing to do), and whether all of history."""
+
+    start: datetime | None
+    full: bool
+
+
+def plan(path: Path, model: ModelSpec, config: GoldConfig, inputs: Inputs, now: datetime) -> Plan:
+    """From the earliest window a changed input row touches, or the late-arrival allowance.
+
+    A new or changed definition, or a changed input with no declared time columns, is a full build.
+    An input whose table version has not moved since the last refresh is not read at all.
+    """
+    consumed = delta.read_state(path, CONSUMED) or {}
+    versions, ingested = consumed.get("versions", {}), consumed.get("ingested", {})
+    built = delta.read_state(path, BUILT_THROUGH)
+    full = delta.open_table(path) is None or consumed.get("definition") != model.definition_hash
+    earliest: list[datetime] = []
+    moved = False
+    for qualified, input_path, columns in _inputs_with_times(model, inputs):
+        table = delta.open_table(input_path)
+        if table is None or (not full and versions.get(qualified) == table.version()):
+            continue
+        moved = True
+        if columns is None:
+            full = True
+            continue
+        change = _earliest_change(input_path, columns, None if full else ingested.get(qualified))
+        if change is not None:
+            earliest.append(change)
+    if full:
+        return Plan(min(earliest) if earliest else None, True)
+    current = window_start(now, model, config)
+    if not moved and built is not None and datetime.fromisoformat(built) >= current:
+        return Plan(None, False)  # nothing new, and every complete window is built
+    due = current - model.late
+    if built is not None:
+        due = min(due, datetime.fromisoformat(built) - model.late)
+    return Plan(min([*earliest, due]), False)
+
+
+def _inputs_with_times(model: ModelSpec, inputs: Inputs) -> Iterator[tuple[str, Path, list[str] | None]]:
+    """Each input table, and its columns that place a changed row in time (None: every window)."""
+    for name, path in inputs.silver.items():
+        view = next((view for view, sources in VIEW_INPUTS.items() if name in sources), None)
+        if name == signals.OPCUA_TAGS:
+            yield f"silver.{name}", path, []  # a unit or a tag's description changes nothing already computed
+        elif view is not None:
+            yield f"silver.{name}", path, model.time_columns(view)
+        else:
+            yield f"silver.{name}", path, model.time_columns(name)
+    for name, path in inputs.gold.items():
+        yield f"gold.{name}", path, [FEATURE_TIME]
+
+
+def refresh(
+    path: Path,
+    model: ModelSpec,
+    config: GoldConfig,
+    inputs: Inputs,
+    now: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    gate: Callable[[pa.Table], bool] | None = None,
+) -> Refresh:
+    """Recompute the windows changed silver rows touch (or [start, end) for a rebuild) and append what changed.
+
+    `gate` sees each slice's changed rows before they are committed; when it refuses them, the
+    refresh stops there, commits nothing more and keeps its marks, so the next run tries again.
+
+    Only complete windows (ending by `now`) are computed. Each slice of windows is one commit;
+    the marks of what was consumed are saved after the last, so a rerun after a failure
+    computes the same windows again and adds nothing twice (unchanged rows add no version).
+    """
+    rebuild = start is not None
+    last = min(end or now, window_start(now, model, config))
+    planned = Plan(start, False) if rebuild else plan(path, model, config, inputs, now)
+    if planned.start is None:
+        return Refresh(None, None)
+    first = window_start(planned.start, model, config)
+    marks, ingested = _marks(inputs), _ingested_marks(inputs)
+    backfill_before = last if planned.full or rebuild else None  # a nightly run's new windows are known now
+    result = Refresh(first, last, full=planned.full)
+    for low, high in _slices(first, last):
+        rows = compute(model, config, inputs, low, high, now)
+        changed = _changed(path, rows, model, low, high)
+        result.rows_computed += rows.num_rows
+        result.versions_added += changed.num_rows
+        if changed.num_rows and gate is not None and not gate(changed.drop_columns("corrects")):
+            result.published = False
+            return result
+        if changed.num_rows:
+            versions = changed.append_column(KNOWN_AT, known_at(changed, now, backfill_before)).drop_columns("corrects")
+            delta.append(path, versions, constants={DEFINITION: pa.scalar(model.definition_hash)})
+    result.inputs_read = dict(inputs.versions)
+    if delta.open_table(path) is None:
+        return result
+    saved: dict[str, Any] = {SHAPE: _shape(model)}
+    if not rebuild:
+        saved |= {
+            CONSUMED: {"versions": marks, "ingested": ingested, "definition": model.definition_hash},
+            BUILT_THROUGH: last.isoformat(),
+        }
+    lake_state.write(path, saved)
+    return result
+
+
+def _shape(model: ModelSpec) -> dict[str, Any]:
+    return {"key": model.key, "time": model.time, "grain": model.grain}
+
+
+def _ingested_marks(inputs: Inputs) -> dict[str, str]:
+    """The newest ingestion time of each silver input, to find the rows that arrive after it."""
+    found = {}
+    for name, path in inputs.silver.items():
+        data = delta.dataset(path)
+        if data is not None and INGESTED_AT in data.schema.names:
+            newest = _newest_ingested(path)
+            if newest is not None:
+                found[f"silver.{name}"] = newest.isoformat()
+    return found
+
+
+def _newest_ingested(path: Path) -> datetime | None:
+    """From the file statistics alone: no row is read."""
+    files = pa.table(delta.load(path).get_add_actions(flatten=True))
+    column = f"max.{INGESTED_AT}"
+    if column not in files.column_names or files.num_rows == 0:
+        return None
+    newest = pc.max(files[column]).as_py()
+    return None if newest is None else _as_utc(newest)
+
+
+def _slices(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+    low = start
+    while low < end:
+        yield low, min(low + SLICE, end)
+        low += SLICE

@@ -7,7 +7,7 @@ from datetime import datetime
 import dagster as dg
 
 from plantlake.assets.erp import erp_assets
-from plantlake.assets.gold import gold_assets
+from plantlake.assets.gold import gold_assets, rebuild_job
 from plantlake.assets.logs import log_assets
 from plantlake.assets.maintenance import maintenance_job
 from plantlake.assets.opcua import opcua_assets
@@ -88,13 +88,20 @@ def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> d
             default_status=dg.DefaultScheduleStatus.RUNNING,
         ),
     ]
+    rebuild = rebuild_job(config)
     sensors = [failed_runs_sensor(config, publish, refresh_jobs)]
     if config.sources.suppliers:
         sensors.append(supplier_files_sensor(config, supplier_job))
     return dg.Definitions(
         assets=[d for d in everything if not isinstance(d, dg.AssetChecksDefinition)],
         asset_checks=[d for d in everything if isinstance(d, dg.AssetChecksDefinition)],
-        jobs=[*refresh_jobs, publish, maintenance_job, *(backfill_job(s) for s in config.sources.opcua)],
+        jobs=[
+            *refresh_jobs,
+            publish,
+            maintenance_job,
+            *(backfill_job(s) for s in config.sources.opcua),
+            *([rebuild] if rebuild else []),
+        ],
         schedules=schedules,
         sensors=sensors,
         resources={"plantlake": PlantlakeResource(config_path=str(config.path), now=now.isoformat() if now else None)},

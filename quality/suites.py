@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from plantlake.config import ColumnMapping, TableExpectations
+from plantlake.config.models import ModelSpec
 from plantlake.config.sources import OnFail
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -124,12 +125,10 @@ def supplier_suite(columns: Mapping[str, ColumnMapping], key: list[str], schema:
     return suite + timestamps_sane(schema)
 
 
-def machine_hour_suite(schema: pa.Schema) -> list[Expect]:
-    suite = not_null("machine_id", "hour", "alarm_count", "readings")
-    suite += [
-        Expect("between", "running_share", 0, 1),
-        Expect("between", "fault_share", 0, 1),
-        Expect("between", "alarm_count", 0, 3_600),
-        Expect("between", "parts_produced", 0, 100_000),
+def model_suite(model: ModelSpec, schema: pa.Schema) -> list[Expect]:
+    """A gold model's key and window not null, and what its header's `expect` declares (fail by default)."""
+    keys = [Expect("not_null", column, on_fail="fail") for column in [*model.key, model.time]]
+    declared = [expect for expect in erp_suite([], model.expect, schema)]
+    return keys + [
+        expect for expect in declared if (expect.kind, expect.column) not in {("not_null", k.column) for k in keys}
     ]
-    return suite + timestamps_sane(schema)
