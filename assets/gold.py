@@ -1,5 +1,6 @@
 """Gold models: one asset per model file the YAML's `gold.models` folder holds, with its checks."""
 
+import functools
 import logging
 from datetime import UTC, datetime, time, timedelta
 
@@ -23,6 +24,7 @@ from plantlake.lake.layout import Lake
 from plantlake.quality import expectations, invariants, suites
 
 log = logging.getLogger(__name__)
+DAY = timedelta(days=1)
 
 
 def silver_tables(config: PlantlakeConfig) -> set[str]:
@@ -38,7 +40,7 @@ def silver_tables(config: PlantlakeConfig) -> set[str]:
 
 def _views(silver: set[str]) -> dict[str, tuple[str, ...]]:
     """The views a model may read, by the silver tables each needs."""
-    found = {"machine_alias": ()}
+    found: dict[str, tuple[str, ...]] = {"machine_alias": ()}
     for view, sources in gold.VIEW_INPUTS.items():
         if sources[0] in silver:
             found[view] = sources
@@ -111,11 +113,11 @@ def column_schema(model: ModelSpec, schema: pa.Schema | None) -> dg.TableSchema:
     columns = []
     for field in schema or []:
         doc = model.columns.get(field.name)
+        tags: dict[str, str] = {}
         if field.name in gold.VERSION_COLUMNS:
             description = gold.VERSION_NOTES[field.name]
-            tags = {}
         elif doc is None:
-            description, tags = "(not documented in the model file)", {}
+            description = "(not documented in the model file)"
         else:
             description = doc.description + (f" [{doc.unit}]" if doc.unit else "")
             tags = {
@@ -133,7 +135,13 @@ def _model_assets(
     key = dg.AssetKey(["gold", model.name])
     deps = sorted(
         {dg.AssetKey(["gold", name]) for name in inputs if name in names}
-        | {dg.AssetKey(["silver", table]) for name, tables in inputs.items() if name not in names for table in tables}
+        | {
+            dg.AssetKey(["silver", table])
+            for name, tables in inputs.items()
+            if name not in names
+            for table in tables
+            if table != signals.OPCUA_TAGS  # the tag registry is published, but not an asset
+        }
     )
 
     @dg.asset(
@@ -202,20 +210,10 @@ def rebuild_job(config: PlantlakeConfig, first_day: str = "2024-01-01") -> dg.Jo
         lake, now = plantlake.lake, plantlake.present()
         for model, inputs in models:
             key = dg.AssetKey(["gold", model.name])
-            step = refreshed(
-                lake,
-                key,
-                context.run.run_id,
-                lambda model=model, inputs=inputs: build_model(
-                    lake,
-                    plantlake.config,
-                    model,
-                    model_inputs(lake, names, inputs),
-                    now,
-                    start,
-                    start + timedelta(days=1),
-                ),
+            rebuild = functools.partial(
+                build_model, lake, plantlake.config, model, model_inputs(lake, names, inputs), now, start, start + DAY
             )
+            step = refreshed(lake, key, context.run.run_id, rebuild)
             context.log_event(
                 dg.AssetMaterialization(asset_key=key, metadata={**step.metadata, "rebuilt_day": day.isoformat()})
             )

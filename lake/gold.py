@@ -132,6 +132,12 @@ def compute(
             connection.execute(f"SET VARIABLE {name} = TIMESTAMPTZ '{value.isoformat()}'")
         relation = connection.sql(model.sql)
         columns = [column for column in relation.columns if column not in VERSION_COLUMNS]
+        undocumented = [column for column in columns if column not in model.columns]
+        if undocumented:
+            raise ValueError(
+                f"{model.path}: columns {', '.join(undocumented)} have no entry under `columns:` in the header; "
+                "give each a description (and a unit where it has one): it is the feature dictionary"
+            )
         missing = [column for column in [*model.key, model.time] if column not in columns]
         if missing:
             raise ValueError(
@@ -139,10 +145,11 @@ def compute(
             )
         hashed = ", ".join(quote(column) for column in columns)
         connection.register("computed", relation.to_arrow_table())
+        time, seconds = quote(model.time), int(length.total_seconds())
         return connection.sql(
-            f"SELECT {hashed}, {quote(model.time)} + INTERVAL '{int(length.total_seconds())} seconds' AS {FEATURE_TIME}, "
+            f"SELECT {hashed}, {time} + INTERVAL '{seconds} seconds' AS {FEATURE_TIME}, "
             f"CAST(hash({hashed}) >> 1 AS BIGINT) AS {ROW_HASH} FROM computed "
-            f"WHERE {quote(model.time)} >= getvariable('window_start') AND {quote(model.time)} < getvariable('window_end') "
+            f"WHERE {time} >= getvariable('window_start') AND {time} < getvariable('window_end') "
             f"ORDER BY {', '.join(quote(column) for column in [*model.key, model.time])}"
         ).to_arrow_table()
     finally:
@@ -172,6 +179,23 @@ def _changed(path: Path, rows: pa.Table, model: ModelSpec, start: datetime, end:
         f"SELECT c.*, n.{ROW_HASH} IS NOT NULL AS corrects FROM computed c LEFT JOIN newest n ON {same} "
         f"WHERE n.{ROW_HASH} IS NULL OR n.{ROW_HASH} <> c.{ROW_HASH} ORDER BY {keys}"
     ).to_arrow_table()
+
+
+def documented(rows: pa.Table, model: ModelSpec) -> pa.Table:
+    """The rows with each column's entry of the feature dictionary as field metadata, which the
+    Delta schema keeps and the catalog shows: description, unit, sources, model, known at the window's end."""
+    fields = []
+    for column in rows.schema:
+        doc = model.columns.get(column.name)
+        notes = {"model": model.name}
+        if column.name in VERSION_NOTES:
+            notes["description"] = VERSION_NOTES[column.name]
+        elif doc is not None:
+            notes |= {"description": doc.description, "from": ", ".join(doc.sources)}
+            notes |= {"unit": doc.unit} if doc.unit else {}
+            notes["known_at_window_end"] = str(doc.known_at_window_end).lower()
+        fields.append(column.with_metadata(notes))
+    return rows.cast(pa.schema(fields))
 
 
 def known_at(changed: pa.Table, now: datetime, backfill_before: datetime | None) -> pa.Array:
@@ -332,6 +356,7 @@ def refresh(
             return result
         if changed.num_rows:
             versions = changed.append_column(KNOWN_AT, known_at(changed, now, backfill_before)).drop_columns("corrects")
+            versions = documented(versions, model)
             delta.append(path, versions, constants={DEFINITION: pa.scalar(model.definition_hash)})
     result.inputs_read = dict(inputs.versions)
     if delta.open_table(path) is None:
@@ -377,3 +402,16 @@ def _slices(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime
     while low < end:
         yield low, min(low + SLICE, end)
         low += SLICE
+
+
+def latest(path: Path) -> pa.Table:
+    """The newest version of each window of a gold table, ordered by its key and window."""
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    try:
+        register_latest(connection, "latest", "versions", path)
+        shape = delta.read_state(path, SHAPE) or {}
+        order = ", ".join(quote(column) for column in [*shape.get("key", []), shape.get("time", FEATURE_TIME)])
+        return connection.sql(f"SELECT * FROM latest ORDER BY {order}").to_arrow_table()
+    finally:
+        connection.close()

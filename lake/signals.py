@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -38,14 +39,15 @@ class UnitError(ValueError):
 
 
 @cache
-def _units():  # type: ignore[no-untyped-def]
+def _units() -> Any:
     import pint  # imported here: only gold's unit conversion needs it
 
     return pint.UnitRegistry()
 
 
 def conversion(source_unit: str | None, target_unit: str | None, where: str) -> tuple[float, float]:
-    """(scale, offset) so that value * scale + offset is in `target_unit`; (1, 0) when either is unknown or both agree."""
+    """(scale, offset) so that value * scale + offset is in `target_unit`; (1, 0) when either
+    is unknown or both agree."""
     if not source_unit or not target_unit or source_unit.strip() == target_unit.strip():
         return 1.0, 0.0
     registry = _units()

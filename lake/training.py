@@ -66,6 +66,24 @@ class Manifest:
         return cls(**json.loads(text))
 
 
+def entity_frame(lake: Lake, model: str, every: timedelta) -> pa.Table:
+    """Every entity of a model with a label time each `every`, from its first window's end to its last."""
+    path = lake.table("gold", model)
+    keys = (delta.read_state(path, gold.SHAPE) or {}).get("key", [])
+    key_list = ", ".join(quote(k) for k in keys)
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    try:
+        delta.create_view(connection, "versions", delta.load(path))
+        return connection.sql(
+            f"SELECT {key_list}, unnest(range(low, high + INTERVAL 1 SECOND, INTERVAL '{every.total_seconds()} "
+            f"seconds')) AS {LABEL_TIME} FROM (SELECT {key_list}, min({gold.FEATURE_TIME}) AS low, "
+            f"max({gold.FEATURE_TIME}) AS high FROM versions GROUP BY ALL) ORDER BY ALL"
+        ).to_arrow_table()
+    finally:
+        connection.close()
+
+
 def _features_by_model(lake: Lake, features: list[str]) -> dict[str, list[str]]:
     """'model.column' (or 'model.*') by model; a name that is no gold column says which ones there are."""
     chosen: dict[str, list[str]] = {}
@@ -191,11 +209,13 @@ def _join_model(table: str, current: str, model: str, keys: list[str], columns: 
     key_list = ", ".join(quote(k) for k in keys)
     same_keys = " AND ".join(f"{{a}}.{quote(k)} = {{b}}.{quote(k)}" for k in keys)
     ft, ka = gold.FEATURE_TIME, gold.KNOWN_AT
-    if manifest.point_in_time:
-        # per entity, at each moment a version became known: the newest window known so far, in its newest version
-        moments = f"SELECT {key_list}, greatest({ft}, {ka}) AS available_at, max(struct_pack(ft := {ft}, ka := {ka})) AS best FROM {table} GROUP BY ALL"
-    else:  # the newest version of every window, as if known when the window ended: leaks later corrections
-        moments = f"SELECT {key_list}, {ft} AS available_at, max(struct_pack(ft := {ft}, ka := {ka})) AS best FROM {table} GROUP BY ALL"
+    # point in time: per entity, at each moment a version became known, the newest window known so far in
+    # its newest version; otherwise the newest version of every window as if known when it ended (it leaks)
+    available = f"greatest({ft}, {ka})" if manifest.point_in_time else ft
+    moments = (
+        f"SELECT {key_list}, {available} AS available_at, max(struct_pack(ft := {ft}, ka := {ka})) AS best "
+        f"FROM {table} GROUP BY ALL"
+    )
     timeline = (
         f"SELECT {key_list}, available_at, max(best) OVER (PARTITION BY {key_list} ORDER BY available_at "
         f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS best FROM ({moments})"

@@ -128,7 +128,7 @@ def supplier_suite(columns: Mapping[str, ColumnMapping], key: list[str], schema:
 def model_suite(model: ModelSpec, schema: pa.Schema) -> list[Expect]:
     """A gold model's key and window not null, and what its header's `expect` declares (fail by default)."""
     keys = [Expect("not_null", column, on_fail="fail") for column in [*model.key, model.time]]
-    declared = [expect for expect in erp_suite([], model.expect, schema)]
+    declared = erp_suite([], model.expect, schema)
     return keys + [
         expect for expect in declared if (expect.kind, expect.column) not in {("not_null", k.column) for k in keys}
     ]

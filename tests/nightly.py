@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from erp_compare import silver_rows, source_rows
 
 from plantlake.assets.erp import table_name
-from plantlake.assets.gold import configured_inputs
+from plantlake.assets.gold import buildable_models, model_inputs
 from plantlake.config import PlantlakeConfig, load_config
 from plantlake.lake import delta, gold, maintenance, state
 from plantlake.lake.deletes import DELETED_AT
@@ -193,7 +193,7 @@ class Replay:
             "silver.sensor_readings": self._sensors(),
             "silver.machine_events": self._events(),
             "silver.material_lots": self._lots(),
-            "gold.machine_hour_features": gold_mismatches(self.lake, self.config),
+            **gold_mismatches(self.lake, self.config),
         }
         return {name: count for name, count in found.items() if count}
 
@@ -303,11 +303,29 @@ def erp_mismatches(lake: Lake, config: PlantlakeConfig) -> dict[str, int]:
     return found
 
 
-def gold_mismatches(lake: Lake, config: PlantlakeConfig) -> int:
-    """Rows of gold that differ from gold recomputed from scratch on the same silver."""
-    published = delta.read(lake.table("gold", "machine_hour_features"))
-    inputs = {role: lake.table("silver", name) for role, name in configured_inputs(config).items()}
-    return _difference(gold.machine_hour_features(inputs), published)
+def gold_mismatches(lake: Lake, config: PlantlakeConfig) -> dict[str, int]:
+    """Per model, windows whose newest version differs from the model recomputed from scratch on the same silver."""
+    models = buildable_models(config)
+    names = {model.name for model, _ in models}
+    found = {}
+    for model, inputs in models:
+        path = lake.table("gold", model.name)
+        built = delta.read_state(path, gold.BUILT_THROUGH)
+        if built is None:
+            continue
+        newest = gold.latest(path)
+        start, end = min(newest[model.time].to_pylist()), datetime.fromisoformat(built)
+        fresh = gold.compute(model, config.gold, model_inputs(lake, names, inputs), start, end, end)
+        columns = [*model.key, model.time, gold.FEATURE_TIME]
+        published = delta.read(path, columns=[*columns, gold.KNOWN_AT, gold.ROW_HASH])
+        connection = duckdb.connect()
+        connection.register("published", published)
+        current = connection.sql(
+            f"SELECT * EXCLUDE ({gold.KNOWN_AT}) FROM published QUALIFY row_number() OVER "
+            f"(PARTITION BY {', '.join(columns)} ORDER BY {gold.KNOWN_AT} DESC) = 1"
+        ).to_arrow_table()
+        found[f"gold.{model.name}"] = _difference(fresh.select([*columns, gold.ROW_HASH]), current)
+    return found
 
 
 def missing_state(lake: Lake) -> list[str]:

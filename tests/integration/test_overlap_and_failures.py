@@ -329,7 +329,7 @@ def test_an_unreachable_erp_leaves_the_rest_of_the_night_fresh_and_published(
                 )
         gold = catalog["gold.machine_hour_features"]
         assert gold["freshness"] == "stale"
-        assert gold["last_error"] == f"not refreshed: silver.{config.gold.production_orders} is stale"
+        assert gold["last_error"] == "not refreshed: silver.erp_production_orders is stale"
         assert gold["last_good_refresh"] == datetime.fromisoformat(good_refresh["gold.machine_hour_features"])
         assert gold["row_count"] == before["gold.machine_hour_features"]
         for name in (

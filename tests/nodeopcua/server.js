@@ -4,6 +4,11 @@
 //                  [--max-per-response 37] [--served served.json]
 //   node server.js --port 4841 --bench-tags 20 --start ... --count 86400     (the benchmark's plant)
 //   add --stall 1 for a variable whose history reads are never answered
+//   node server.js --port 4841 --gold-plant 1 --start ... --count 360 --step-ms 60000 --served served.json
+//
+// Gold-plant mode: another plant's tags under Objects/Plant/Halle 2: per machine ("Fräse Nord",
+// "Fräse Süd") a spindle temperature in °F (an AnalogDataItem whose EngineeringUnits say so), a
+// part counter that is reset once, and an operating mode with this vendor's own codes.
 //
 // Test mode: below Objects/Plant/L1/<MACHINE> (a name with spaces, punctuation, non-ASCII letters
 // and SQL, as another vendor may name things) one variable per scalar type, each with `count` values pushed
@@ -20,6 +25,7 @@ const fs = require("fs");
 const os = require("os");
 const path = require("path");
 const {
+    standardUnits,
     OPCUAServer,
     OPCUACertificateManager,
     DataType,
@@ -45,7 +51,7 @@ const TWO64 = 1n << 64n;
 function options(argv) {
     const found = {
         port: 4841, start: "2026-01-10T00:00:00Z", count: 240, stepMs: 1000,
-        maxPerResponse: 0, served: null, benchTags: 0, stall: 0
+        maxPerResponse: 0, served: null, benchTags: 0, stall: 0, goldPlant: 0
     };
     for (let i = 2; i < argv.length; i += 2) {
         const key = argv[i].replace(/^--/, "").replace(/-([a-z])/g, (_, c) => c.toUpperCase());
@@ -165,6 +171,47 @@ function capResponses(variable, limit) {
     };
 }
 
+// the gold plant's machines and what each tag holds at minute i
+const GOLD_MACHINES = ["Fräse Nord", "Fräse Süd"];
+const RESET_AT = 150;
+const GOLD_TAGS = {
+    Spindeltemperatur: { dataType: "Double", unit: standardUnits.degree_fahrenheit, value: (m, i) => 122 + m * 18 + (i % 10) },
+    "Stückzähler": { dataType: "UInt32", value: (m, i) => (i < RESET_AT ? 500 + i : i - RESET_AT) },
+    Betriebsart: { dataType: "Int16", value: (m, i) => (i % 30 < 3 ? 4 : 1) } // 1 production, 4 fault
+};
+
+async function addGoldPlant(namespace, plant, startMs, opts, served) {
+    const hall = namespace.addObject({ organizedBy: plant, browseName: "Halle 2" });
+    for (const [m, name] of GOLD_MACHINES.entries()) {
+        const machine = namespace.addObject({ organizedBy: hall, browseName: name });
+        for (const [tag, spec] of Object.entries(GOLD_TAGS)) {
+            const options = {
+                componentOf: machine,
+                browseName: tag,
+                nodeId: `s=Halle2.${m}.${tag}`,
+                dataType: spec.dataType,
+                historizing: true,
+                accessLevel: AccessLevelFlag.CurrentRead | AccessLevelFlag.HistoryRead,
+                userAccessLevel: AccessLevelFlag.CurrentRead | AccessLevelFlag.HistoryRead
+            };
+            const variable = spec.unit
+                ? namespace.addAnalogDataItem({ ...options, engineeringUnitsRange: { low: 0, high: 400 }, engineeringUnits: spec.unit })
+                : namespace.addVariable(options);
+            variable.addressSpace.installHistoricalDataNode(variable, { maxOnlineValues: opts.count + 10 });
+            const values = [];
+            for (let i = 0; i < opts.count; i++) {
+                const value = spec.value(m, i);
+                await variable.varHistorian.push(new DataValue({
+                    value: new Variant({ dataType: DataType[spec.dataType], value }),
+                    sourceTimestamp: new Date(startMs + i * opts.stepMs)
+                }));
+                values.push({ source_ms: startMs + i * opts.stepMs, value });
+            }
+            served.push({ machine: name, tag, values });
+        }
+    }
+}
+
 async function main() {
     const opts = options(process.argv);
     const startMs = Date.parse(opts.start);
@@ -185,7 +232,9 @@ async function main() {
     const line = namespace.addObject({ organizedBy: plant, browseName: "L1" });
     const served = [];
 
-    if (opts.benchTags > 0) {
+    if (opts.goldPlant) {
+        await addGoldPlant(namespace, plant, startMs, opts, served);
+    } else if (opts.benchTags > 0) {
         for (let machine = 0; machine * 20 < opts.benchTags; machine++) {
             const object = namespace.addObject({ organizedBy: line, browseName: `M-${machine + 1}` });
             for (let t = machine * 20; t < Math.min(opts.benchTags, machine * 20 + 20); t++) {

@@ -183,29 +183,29 @@ def test_a_second_writer_waits_for_the_table_lock(tmp_path: Path) -> None:
 def test_gold_does_not_change_when_compaction_reorders_the_readings(tmp_path: Path) -> None:
     """Floating-point sums depend on their order; gold must not move when only the files' row order does."""
     import numpy as np
+    from gold_plant import DEMO_GOLD, T0, Plant, demo_model
 
     from plantlake.lake import gold
 
     rng = np.random.default_rng(3)
     count = 20_000
-    moments = datetime(2026, 1, 1, tzinfo=UTC) + np.arange(count) * timedelta(seconds=7)
-    readings = pa.table(
-        {
-            "machine_id": ["M-1"] * count,
-            "timestamp": pa.array(moments, pa.timestamp("us", tz="UTC")),
-            "tag": rng.choice(["Temperature", "Vibration", "SpindleSpeed"], count),
-            "value": rng.normal(40, 7, count) / 3,
-            "status": ["Good"] * count,
-        }
-    )
-    ordered, shuffled = tmp_path / "a" / "silver" / "sensor_readings", tmp_path / "b" / "silver" / "sensor_readings"
-    delta.append(ordered, readings)
-    delta.append(shuffled, readings.take(rng.permutation(count)))
-    first, second = (
-        gold.machine_hour_features({"sensor_readings": ordered}),
-        gold.machine_hour_features({"sensor_readings": shuffled}),
-    )
-    assert first.num_rows == 39 and first.equals(second)
+    moments = [T0 + timedelta(seconds=7 * index) for index in range(count)]
+    tags = rng.choice(["Temperature", "Vibration", "SpindleSpeed"], count)
+    values = rng.normal(40, 7, count) / 3
+    rows = [
+        ("M-1", str(tag), moment, float(value), "Good")
+        for tag, moment, value in zip(tags, moments, values, strict=True)
+    ]
+    model = demo_model("machine_hour_features")
+    found = []
+    for name, order in (("ordered", np.arange(count)), ("shuffled", rng.permutation(count))):
+        plant = Plant(Lake(tmp_path / name))
+        plant.add_tags("M-1", {"Temperature": None, "Vibration": None, "SpindleSpeed": None})
+        plant.set_orders([], at=T0)
+        plant.set_lots([], at=T0)
+        plant.add_readings([rows[index] for index in order], at=T0)
+        found.append(gold.compute(model, DEMO_GOLD, plant.inputs(model), T0, T0 + timedelta(hours=39), T0))
+    assert found[0].num_rows == 39 and found[0].equals(found[1])
 
 
 def test_silver_appends_readings_it_does_not_hold_and_merges_only_those_it_does(tmp_path: Path) -> None:
