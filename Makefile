@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: FORCE check format demo test test-unit test-integration ui validate sim query bench-erp bench-e2e bench-files bench-opcua bench-nights clean
+.PHONY: FORCE check format demo test test-unit test-integration ui validate sim query bench-erp bench-e2e bench-gold bench-files bench-opcua bench-nights clean
 
 PACKAGES := config connectors lake quality assets pipelines simulator
 MODULES := $(sort $(wildcard $(addsuffix /*.py,$(PACKAGES))))
@@ -77,6 +77,10 @@ bench-files: $(VENV)/.installed
 # OPC-UA backfill against a plain read_raw_history loop; starts its own simulator
 bench-opcua: $(VENV)/.installed
 	$(BIN)/python benchmarks/opcua_backfill.py
+
+# a year of hourly features for 50 machines: full build, a night's incremental refresh, a training set
+bench-gold: $(VENV)/.installed
+	$(BIN)/python benchmarks/gold_incremental.py
 
 # the real job over 100 simulated nights (PostgreSQL must be running); NIGHTS=20 for a shorter run
 bench-nights: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml

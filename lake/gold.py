@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from deltalake import DeltaTable
 
 from plantlake.config.gold import GoldConfig
 from plantlake.config.models import ModelSpec
@@ -84,6 +85,16 @@ class Inputs:
     silver: Mapping[str, Path]
     gold: Mapping[str, Path] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)  # table versions read, for the record
+    _opened: dict[Path, DeltaTable | None] = field(default_factory=dict, repr=False)
+
+    def open(self, path: Path) -> DeltaTable | None:
+        """The table as this refresh first saw it: its plan, its marks and its reads meet one version."""
+        if path not in self._opened:
+            self._opened[path] = delta.open_table(path)
+        return self._opened[path]
+
+    def existing_silver(self) -> dict[str, DeltaTable]:
+        return {name: table for name, path in self.silver.items() if (table := self.open(path)) is not None}
 
 
 def _connect(model: ModelSpec, config: GoldConfig, inputs: Inputs) -> duckdb.DuckDBPyConnection:
@@ -91,25 +102,27 @@ def _connect(model: ModelSpec, config: GoldConfig, inputs: Inputs) -> duckdb.Duc
     connection.execute("SET TimeZone = 'UTC'")
     length, origin = grain_length(model, config), _origin(model, config)
     _window_macros(connection, length, origin)
-    for name, path in inputs.silver.items():
-        table = delta.open_table(path)
-        if table is not None:
-            inputs.versions[f"silver.{name}"] = table.version()
-            delta.create_view(connection, quote(name), table)
-    signals.register_views(connection, dict(inputs.silver), config)
+    silver = inputs.existing_silver()
+    for name, table in silver.items():
+        inputs.versions[f"silver.{name}"] = table.version()
+        delta.create_view(connection, quote(name), table)
+    signals.register_views(connection, silver, config)
     for name, path in inputs.gold.items():
-        table = delta.open_table(path)
+        table = inputs.open(path)
         if table is not None:
             inputs.versions[f"gold.{name}"] = table.version()
-            register_latest(connection, quote(name), quote(f"{name}__versions"), path)
+            register_latest(connection, quote(name), quote(f"{name}__versions"), path, table)
     return connection
 
 
-def register_latest(connection: duckdb.DuckDBPyConnection, latest: str, versions: str, path: Path) -> None:
-    """Views of a gold table: `versions` holds every version, `latest` the newest of each window
-    without the bookkeeping columns. Both identifiers are quoted SQL (`delta.quote`)."""
+def register_latest(
+    connection: duckdb.DuckDBPyConnection, latest: str, versions: str, path: Path, table: DeltaTable | None = None
+) -> None:
+    """Views of a gold table (its current version, or `table`): `versions` holds every version,
+    `latest` the newest of each window without the bookkeeping columns. Both identifiers are
+    quoted SQL (`delta.quote`)."""
     shape = delta.read_state(path, SHAPE) or {}
-    delta.create_view(connection, versions, delta.load(path))
+    delta.create_view(connection, versions, table or delta.load(path))
     partition = ", ".join(quote(column) for column in [*shape.get("key", []), shape.get("time", FEATURE_TIME)])
     connection.execute(
         f"CREATE OR REPLACE VIEW {latest} AS SELECT * EXCLUDE ({ROW_HASH}, {DEFINITION}) FROM {versions} "
@@ -226,18 +239,15 @@ def _marks(inputs: Inputs) -> dict[str, int]:
     found = {}
     for layer, tables in (("silver", inputs.silver), ("gold", inputs.gold)):
         for name, path in tables.items():
-            table = delta.open_table(path)
+            table = inputs.open(path)
             if table is not None:
                 found[f"{layer}.{name}"] = table.version()
     return found
 
 
-def _earliest_change(path: Path, columns: list[str], since: str | None) -> datetime | None:
+def _earliest_change(table: DeltaTable, columns: list[str], since: str | None) -> datetime | None:
     """The earliest value of `columns` among rows ingested after `since`; for all rows (`since`
     None) from the file statistics alone. The scan holds one batch at a time."""
-    table = delta.open_table(path)
-    if table is None:
-        return None
     names = pa.schema(table.schema().to_arrow()).names
     present = [column for column in columns if column in names]
     if since is None or INGESTED_AT not in names:
@@ -245,8 +255,7 @@ def _earliest_change(path: Path, columns: list[str], since: str | None) -> datet
         lows = [pc.min(files[f"min.{column}"]).as_py() for column in present if f"min.{column}" in files.column_names]
     else:
         newer = ds.field(INGESTED_AT) > pa.scalar(datetime.fromisoformat(since), pa.timestamp("us", "UTC"))
-        data = delta.dataset(path)
-        assert data is not None
+        data = table.to_pyarrow_dataset()
         lows = [
             pc.min(batch.column(column)).as_py() for batch in delta.scan(data, present, newer) for column in present
         ]
@@ -283,14 +292,14 @@ def plan(path: Path, model: ModelSpec, config: GoldConfig, inputs: Inputs, now: 
     earliest: list[datetime] = []
     moved = False
     for qualified, input_path, columns in _inputs_with_times(model, inputs):
-        table = delta.open_table(input_path)
+        table = inputs.open(input_path)
         if table is None or (not full and versions.get(qualified) == table.version()):
             continue
         moved = True
         if columns is None:
             full = True
             continue
-        change = _earliest_change(input_path, columns, None if full else ingested.get(qualified))
+        change = _earliest_change(table, columns, None if full else ingested.get(qualified))
         if change is not None:
             earliest.append(change)
     if full:
@@ -378,18 +387,16 @@ def _shape(model: ModelSpec) -> dict[str, Any]:
 def _ingested_marks(inputs: Inputs) -> dict[str, str]:
     """The newest ingestion time of each silver input, to find the rows that arrive after it."""
     found = {}
-    for name, path in inputs.silver.items():
-        data = delta.dataset(path)
-        if data is not None and INGESTED_AT in data.schema.names:
-            newest = _newest_ingested(path)
-            if newest is not None:
-                found[f"silver.{name}"] = newest.isoformat()
+    for name, table in inputs.existing_silver().items():
+        newest = _newest_ingested(table)
+        if newest is not None:
+            found[f"silver.{name}"] = newest.isoformat()
     return found
 
 
-def _newest_ingested(path: Path) -> datetime | None:
+def _newest_ingested(table: DeltaTable) -> datetime | None:
     """From the file statistics alone: no row is read."""
-    files = pa.table(delta.load(path).get_add_actions(flatten=True))
+    files = pa.table(table.get_add_actions(flatten=True))
     column = f"max.{INGESTED_AT}"
     if column not in files.column_names or files.num_rows == 0:
         return None

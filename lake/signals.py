@@ -10,15 +10,15 @@ an occurrence that several sources may report (`first_report`).
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from plantlake.config.gold import GoldConfig, duration
-from plantlake.lake import delta
 
 SENSOR_READINGS, OPCUA_TAGS, MACHINE_EVENTS = "sensor_readings", "opcua_tags", "machine_events"
 SIGNAL_NODES = pa.schema(
@@ -100,8 +100,9 @@ def _signal_states(config: GoldConfig) -> pa.Table:
     )
 
 
-def register_views(connection: duckdb.DuckDBPyConnection, silver: dict[str, Path], config: GoldConfig) -> None:
-    """`machine_alias`, and `signals` and `events` where their silver tables exist.
+def register_views(connection: duckdb.DuckDBPyConnection, silver: Mapping[str, DeltaTable], config: GoldConfig) -> None:
+    """`machine_alias`, and `signals` and `events` where their silver tables (already views of
+    `connection` by their names, as `silver` holds them) exist.
 
     The views read between `getvariable('read_from')` and `getvariable('window_end')` and show
     rows from `getvariable('window_start')` on, so a counter's first increment has its predecessor.
@@ -111,9 +112,9 @@ def register_views(connection: duckdb.DuckDBPyConnection, silver: dict[str, Path
         schema=pa.schema([("alias", pa.string()), ("machine_id", pa.string())]),
     )
     connection.register("machine_alias", aliases)
-    readings, tags = silver.get(SENSOR_READINGS), silver.get(OPCUA_TAGS)
-    if readings is not None and delta.register(connection, SENSOR_READINGS, readings):
-        tag_table = delta.read(tags) if tags is not None else None
+    if SENSOR_READINGS in silver:
+        tags = silver.get(OPCUA_TAGS)
+        tag_table = tags.to_pyarrow_table() if tags is not None else None
         if tag_table is None:
             tag_table = connection.sql(
                 f"SELECT DISTINCT node_id, machine_id || '/' || tag AS browse_path, machine_id, tag, NULL::VARCHAR "
@@ -124,10 +125,9 @@ def register_views(connection: duckdb.DuckDBPyConnection, silver: dict[str, Path
         connection.execute(SIGNALS_VIEW)
     else:
         connection.execute(EMPTY_SIGNALS)
-    events = silver.get(MACHINE_EVENTS)
     within = duration(config.events.within, "gold.events.within")
     same_source = "" if not config.events.keep_sources_apart else ", source"
-    if events is not None and delta.register(connection, MACHINE_EVENTS, events):
+    if MACHINE_EVENTS in silver:
         connection.execute(EVENTS_VIEW.format(seconds=within.total_seconds(), apart=same_source))
     else:
         connection.execute(EMPTY_EVENTS)
