@@ -108,10 +108,10 @@ def _connect(model: ModelSpec, config: GoldConfig, inputs: Inputs) -> duckdb.Duc
         delta.create_view(connection, quote(name), table)
     signals.register_views(connection, silver, config)
     for name, path in inputs.gold.items():
-        table = inputs.open(path)
-        if table is not None:
-            inputs.versions[f"gold.{name}"] = table.version()
-            register_latest(connection, quote(name), quote(f"{name}__versions"), path, table)
+        model_table = inputs.open(path)
+        if model_table is not None:
+            inputs.versions[f"gold.{name}"] = model_table.version()
+            register_latest(connection, quote(name), quote(f"{name}__versions"), path, model_table)
     return connection
 
 
