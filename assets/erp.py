@@ -37,7 +37,7 @@ def _referenced_table(source: ErpSource, name: str) -> str:
     return table_name(source, declared) if declared else f"{source.name}_{lake_identifier(name)}"
 
 
-def _columns(source_table: sa.Table, table: ErpTable) -> list[str]:
+def columns_to_land(source_table: sa.Table, table: ErpTable) -> list[str]:
     """The columns to land: all, or `include`, minus `exclude`; the declaration is checked against the source first."""
     present = list(source_table.c.keys())
     chosen = [name for name in (table.include or present) if name not in table.exclude]
@@ -46,7 +46,7 @@ def _columns(source_table: sa.Table, table: ErpTable) -> list[str]:
 
 
 def _source_schema(source_table: sa.Table, source: ErpSource, table: ErpTable) -> pa.Schema:
-    schema = sql.source_schema(source_table, _columns(source_table, table), source.timezone)
+    schema = sql.source_schema(source_table, columns_to_land(source_table, table), source.timezone)
     tagged = [
         f.with_metadata({**f.metadata, b"personal_data": b"true"}) if f.name in table.personal_data else f
         for f in schema

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from plantlake.config.gold import GoldConfig
 from plantlake.config.sources import ConfigError, Sources, Strict
@@ -38,6 +38,24 @@ class ScheduleConfig(Strict):
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
     supplier_sensor_seconds: int = Field(default=60, gt=0)
+    automation: Literal["off", "on"] = Field(
+        default="off",
+        description="on: the schedules and sensors start switched on (production, $PLANTLAKE_AUTOMATION=on); "
+        "off: they wait to be turned on in the UI (development). Once toggled in the UI, the UI's state wins",
+    )
+
+    @field_validator("automation", mode="before")
+    @classmethod
+    def _yaml_boolean(cls, value: object) -> object:
+        """YAML reads a bare off/on (also no/yes, false/true) as a boolean."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+    @property
+    def automated(self) -> bool:
+        """Whether the schedules and sensors start switched on."""
+        return self.automation == "on"
 
 
 class MaintenanceConfig(Strict):
@@ -76,7 +94,9 @@ class PlantlakeConfig(Strict):
 
 
 def substitute_env(text: str, environ: dict[str, str] | None = None) -> str:
-    """Replace `${VAR}` and `${VAR:-default}`; a missing variable without default is an error."""
+    """Replace `${VAR}` and `${VAR:-default}`; a missing variable without default is an error.
+
+    Lines that are comments are left as they are."""
     env = os.environ if environ is None else environ
 
     def replace(match: re.Match[str]) -> str:
@@ -87,13 +107,18 @@ def substitute_env(text: str, environ: dict[str, str] | None = None) -> str:
             return default
         raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}} in the config)")
 
-    # innermost first, so a default may itself hold a ${VAR:-default}
-    for _ in range(10):
-        replaced = _ENV_PATTERN.sub(replace, text)
-        if replaced == text:
-            return replaced
-        text = replaced
-    return text
+    def substituted(line: str) -> str:
+        if line.lstrip().startswith("#"):  # a commented-out example may name a variable this site does not set
+            return line
+        # innermost first, so a default may itself hold a ${VAR:-default}
+        for _ in range(10):
+            replaced = _ENV_PATTERN.sub(replace, line)
+            if replaced == line:
+                return replaced
+            line = replaced
+        return line
+
+    return "".join(substituted(line) for line in text.splitlines(keepends=True))
 
 
 def _resolve_paths(config: PlantlakeConfig, base: Path) -> None:

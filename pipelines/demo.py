@@ -6,9 +6,11 @@ python -m plantlake.pipelines.demo [--config plantlake.yaml]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -26,8 +28,8 @@ def _say(message: str) -> None:
     print(f"[plantlake demo] {message}", flush=True)
 
 
-def _instance(config: PlantlakeConfig) -> dg.DagsterInstance:
-    """The instance in $DAGSTER_HOME (so `dagster dev` shows the demo's runs), telemetry off."""
+def local_instance(config: PlantlakeConfig) -> dg.DagsterInstance:
+    """The instance in $DAGSTER_HOME (so `dagster dev` shows the runs), by default beside the lake, telemetry off."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(config.lake.root.parent / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
@@ -36,13 +38,37 @@ def _instance(config: PlantlakeConfig) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _require_free_port(port: int) -> None:
+@contextlib.contextmanager
+def bundled_server(config: PlantlakeConfig) -> Iterator[bool]:
+    """The simulator's OPC-UA server while the block runs, for a config that declares the bundled
+    plant and whose port is free; yields whether it started one (a running one is left alone)."""
+    sim = config.simulator
+    if sim is None or _listening(sim.opcua_port):
+        yield False
+        return
+    with opcua_simulator(
+        sim.opcua_port,
+        default_anchor(),
+        sim.seed,
+        sim.lines,
+        sim.machines_per_line,
+        sim.history_days,
+        sim.sample_seconds,
+    ):
+        yield True
+
+
+def _listening(port: int) -> bool:
     with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            raise SystemExit(
-                f"port {port} is already in use (a simulator from `make sim`?); stop that process "
-                "or set simulator.opcua_port and the OPC-UA endpoint in the config to a free port"
-            )
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _require_free_port(port: int) -> None:
+    if _listening(port):
+        raise SystemExit(
+            f"port {port} is already in use (a simulator from `make sim`?); stop that process "
+            "or set simulator.opcua_port and the OPC-UA endpoint in the config to a free port"
+        )
 
 
 def run_demo(config: PlantlakeConfig) -> bool:
@@ -60,11 +86,9 @@ def run_demo(config: PlantlakeConfig) -> bool:
     generate_sources(plant, sim.output, erp_url)
     _require_free_port(sim.opcua_port)
     _say(f"starting the OPC-UA simulator on port {sim.opcua_port}")
-    with opcua_simulator(
-        sim.opcua_port, anchor, sim.seed, sim.lines, sim.machines_per_line, sim.history_days, sim.sample_seconds
-    ):
+    with bundled_server(config):  # history up to the same anchor, midnight today
         _say("running job refresh_all (progress below)")
-        night = refresh_and_publish(build_definitions(config), _instance(config))
+        night = refresh_and_publish(build_definitions(config), local_instance(config))
     _say("OPC-UA simulator stopped")
     _summary(config, night.success, time.monotonic() - started)
     return night.success

@@ -69,3 +69,13 @@ def test_a_missing_service_skips_locally_and_fails_under_ci(monkeypatch: pytest.
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true and Nothing is not reachable"):
         conftest.require_service("Nothing")
+
+
+def test_a_commented_out_example_may_name_a_variable_that_is_not_set() -> None:
+    text = "lake: {root: ${ROOT:-lake}}\n  # url: ${ERP_PASSWORD}\nname: x # ${NOT_SET}\n"
+    with pytest.raises(ConfigError, match="NOT_SET"):  # a value's trailing comment is not a comment line
+        substitute_env(text, {})
+    assert (
+        substitute_env(text.replace(" # ${NOT_SET}", ""), {})
+        == "lake: {root: lake}\n  # url: ${ERP_PASSWORD}\nname: x\n"
+    )
