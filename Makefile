@@ -1,5 +1,10 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
-PYTHON ?= python3
+# The first of these that is Python 3.11 to 3.13 (PYTHON=... chooses another)
+SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))
+ifeq ($(origin PYTHON), undefined)
+PYTHON := $(shell for candidate in python3 python3.13 python3.12 python3.11; do \
+	$$candidate -c '$(SUPPORTED)' 2>/dev/null && { echo $$candidate; break; }; done)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
@@ -11,10 +16,13 @@ MODULES := $(sort $(wildcard $(addsuffix /*.py,$(PACKAGES))))
 
 # Installed as `plantlake.<folder>` in setuptools' strict editable mode: a tree of links under
 # build/ that Python and the type checker both follow. A module added or removed relinks.
+# A failed install removes the venv: nothing half-made is left for the next command to trip on.
 $(VENV)/.installed: pyproject.toml $(VENV)/.modules
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]' --config-settings editable_mode=strict
+	@test -n "$(PYTHON)" || { echo "plantlake needs Python 3.11, 3.12 or 3.13 on PATH (or make PYTHON=/path/to/python3.x)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip || { rm -rf $(VENV); exit 1; }
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]' --config-settings editable_mode=strict \
+		|| { rm -rf $(VENV); echo "the install failed; $(VENV) was removed"; exit 1; }
 	touch $@
 
 $(VENV)/.modules: FORCE
@@ -50,13 +58,13 @@ test-integration: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pytest -m integration
 
 ui: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h $${PLANTLAKE_UI_HOST:-127.0.0.1} -p $${PLANTLAKE_UI_PORT:-3000}
 
 validate: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 sim: $(VENV)/.installed
-	$(BIN)/python -m plantlake.simulator serve --port 48400
+	$(BIN)/python -m plantlake.simulator serve --port $${PLANTLAKE_OPCUA_PORT:-48400}
 
 # PostgreSQL and MariaDB must be running; dlt (the baseline) comes with the bench extra
 $(VENV)/.bench: $(VENV)/.installed
@@ -88,8 +96,8 @@ bench-nights: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
 # make query SQL="select * from gold.machine_hour_features limit 5"
 query: $(VENV)/.installed
-	$(BIN)/python -c 'import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True).sql(sys.argv[2]).show(max_width=200)' \
-		"$${PLANTLAKE_LAKE_ROOT:-data/lake}/catalog.duckdb" "$(SQL)"
+	$(BIN)/python -c 'import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True).sql(sys.argv[2]).show(max_width=10000, max_rows=10000, max_col_width=80)' \
+		"$${PLANTLAKE_LAKE_ROOT:-data/lake}/catalog.duckdb" "$(SQL)"  # DuckDB says "N rows (M shown)" past 10,000
 
 clean:
-	rm -rf data .pytest_cache build
+	rm -rf data .pytest_cache build $(VENV)

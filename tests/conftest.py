@@ -6,6 +6,7 @@ skipped with a message that says what to start.
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -21,21 +22,20 @@ from plantlake.simulator.process import free_port, opcua_simulator
 
 # history ends at midnight UTC today, so the demo config's "last days" windows see it; fixed within a day
 ANCHOR = default_anchor()
-SERVICES = {
-    "PostgreSQL": (
-        "127.0.0.1",
-        5432,
-        "start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
-    ),
-    "MariaDB": (
-        "127.0.0.1",
-        3306,
-        "start it: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
-    ),
-}
+# The servers the tests create their scratch databases on; another server: set these URLs (ending in '/').
 SERVER_URLS = {
-    "PostgreSQL": "postgresql+psycopg://postgres@127.0.0.1:5432/",
-    "MariaDB": "mysql+pymysql://root@127.0.0.1:3306/",
+    "PostgreSQL": os.environ.get("PLANTLAKE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/"),
+    "MariaDB": os.environ.get("PLANTLAKE_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/"),
+}
+_HINTS = {
+    "PostgreSQL": "start it (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) "
+    "or set PLANTLAKE_TEST_POSTGRES_URL",
+    "MariaDB": "start it (start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd) "
+    "or set PLANTLAKE_TEST_MARIADB_URL",
+}
+SERVICES = {
+    name: (sa.make_url(url).host or "127.0.0.1", sa.make_url(url).port or default_port, _HINTS[name])
+    for (name, url), default_port in zip(SERVER_URLS.items(), (5432, 3306), strict=True)
 }
 
 
