@@ -12,7 +12,7 @@ import pyarrow.dataset as ds
 import sqlalchemy as sa
 
 from plantlake.assets.erp_preflight import check_table
-from plantlake.assets.factory import bronze_asset, silver_assets
+from plantlake.assets.factory import bronze_asset, owners_of, silver_assets
 from plantlake.assets.results import Step
 from plantlake.assets.steps import merge_validated
 from plantlake.config import ErpSource, ErpTable
@@ -207,6 +207,7 @@ def _table_assets(source: ErpSource, table: ErpTable) -> list:
             {"sql"},
             f"Rows of ERP table {table.name} as landed from {source.name}. {table.description}",
             lambda lake, run_id, now: load_bronze(lake, source, table, run_id),
+            owners_of([source]),
         ),
         *silver_assets(
             silver_key,
@@ -216,5 +217,6 @@ def _table_assets(source: ErpSource, table: ErpTable) -> list:
             lambda lake, run_id, now: build_silver(lake, source, table, run_id, now),
             lambda data, lake: silver_invariants(data, lake, source, table),
             "Unique keys, references, source row count",
+            owners_of([source]),
         ),
     ]

@@ -1,6 +1,6 @@
 """The two asset shapes every source kind uses: a bronze landing, and a silver table with its checks."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import dagster as dg
@@ -15,6 +15,7 @@ from plantlake.assets.results import (
     materialize,
     refreshed,
 )
+from plantlake.config.sources import OwnedSource
 from plantlake.lake.layout import Lake
 from plantlake.quality.invariants import InvariantResult
 
@@ -23,8 +24,17 @@ Build = Callable[[Lake, str, datetime], Step]
 Invariants = Callable[[ds.Dataset, Lake], list[InvariantResult]]
 
 
-def bronze_asset(key: dg.AssetKey, group: str, kinds: set[str], description: str, build: Build) -> dg.AssetsDefinition:
-    @dg.asset(key=key, group_name=group, owners=OWNERS, kinds=kinds | {"delta"}, description=description)
+def owners_of(sources: Sequence[OwnedSource]) -> list[str]:
+    """The owners the YAML names for these sources, each once, in their order."""
+    return list(dict.fromkeys(source.owner for source in sources)) or OWNERS
+
+
+def bronze_asset(
+    key: dg.AssetKey, kind: str, kinds: set[str], description: str, build: Build, owners: list[str] = OWNERS
+) -> dg.AssetsDefinition:
+    """A bronze landing, in the group of its layer; `kind` (erp, opcua, logs, suppliers) is one of its kinds."""
+
+    @dg.asset(key=key, group_name=key.path[0], owners=owners, kinds=kinds | {kind, "delta"}, description=description)
     def land(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Land what is new in the source."""
         lake, run_id = plantlake.lake, context.run.run_id
@@ -37,20 +47,22 @@ def bronze_asset(key: dg.AssetKey, group: str, kinds: set[str], description: str
 def silver_assets(
     key: dg.AssetKey,
     deps: list[dg.AssetKey],
-    group: str,
+    kind: str,
     description: str,
     build: Build,
     invariants: Invariants,
     invariants_description: str,
+    owners: list[str] = OWNERS,
 ) -> list:
-    """The silver asset (GX on each new batch as its own check) and its blocking DuckDB invariants check."""
+    """The silver asset (GX on each new batch as its own check) and its blocking DuckDB invariants check,
+    in the group of its layer (`silver`)."""
 
     @dg.asset(
         key=key,
         deps=deps,
-        group_name=group,
-        owners=OWNERS,
-        kinds={"delta"},
+        group_name=key.path[0],
+        owners=owners,
+        kinds={kind, "delta"},
         check_specs=[expectation_spec(key)],
         description=description,
     )

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from plantlake.assets.factory import Build, bronze_asset, silver_assets
+from plantlake.assets.factory import Build, bronze_asset, owners_of, silver_assets
 from plantlake.assets.results import Step
 from plantlake.assets.steps import merge_validated
 from plantlake.config import LogSource
@@ -179,6 +179,7 @@ def log_assets(sources: list[LogSource]) -> list:
             set(),
             f"Parsed entries of {source.format} logs {source.glob} in {source.path.name}/, raw text kept.",
             _landing(source),
+            owners_of([source]),
         )
         for source in sources
     ]
@@ -190,4 +191,5 @@ def log_assets(sources: list[LogSource]) -> list:
         lambda lake, run_id, now: build_silver(lake, sources, run_id),
         lambda data, lake: [invariants.unique_keys(data, transforms.EVENT_KEYS)],
         "One event per entry of a log file",
+        owners_of(sources),
     )

@@ -8,7 +8,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from plantlake.assets.factory import Build, bronze_asset, silver_assets
+from plantlake.assets.factory import Build, bronze_asset, owners_of, silver_assets
 from plantlake.assets.results import Step
 from plantlake.assets.steps import merge_validated
 from plantlake.config import OpcuaSource
@@ -174,19 +174,21 @@ def opcua_assets(sources: list[OpcuaSource]) -> list:
     bronze = [
         bronze_asset(
             bronze_key(source),
-            "sensors",
-            {"opcua"},
+            "opcua",
+            set(),
             f"Raw history of every historized variable below {source.roots} on {source.endpoint}.",
             _landing(source),
+            owners_of([source]),
         )
         for source in sources
     ]
     return bronze + silver_assets(
         SENSOR_READINGS,
         [bronze_key(s) for s in sources],
-        "sensors",
+        "opcua",
         "Sensor history of all OPC-UA servers in long form (timestamp, machine, tag, value, status).",
         lambda lake, run_id, now: build_silver(lake, sources, run_id),
         lambda data, lake: [invariants.unique_keys(data, transforms.SENSOR_KEYS), invariants.not_empty(data)],
         "One reading per tag and timestamp, and not empty",
+        owners_of(sources),
     )

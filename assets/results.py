@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from plantlake.lake import delta, locks, state
+from plantlake.lake import delta, locks, progress, state
 from plantlake.lake.catalog import column_notes
 from plantlake.lake.layout import Lake
 from plantlake.quality import results
@@ -53,13 +56,37 @@ def table_name(key: dg.AssetKey) -> str:
     return ".".join(key.path)
 
 
+HEARTBEAT_S = 10.0
+
+
+@contextmanager
+def heartbeat(name: str, path: Path, every_s: float = HEARTBEAT_S) -> Iterator[None]:
+    """While the block runs, log every `every_s` how long it has run and the rows it has handled so far."""
+    log, done, started = dg.get_dagster_logger(), threading.Event(), time.monotonic()
+    progress.reset(path)
+
+    def report() -> None:
+        while not done.wait(every_s):
+            seconds, rows = time.monotonic() - started, progress.rows(path)
+            log.info(f"{name}: running for {seconds:.0f} s, {rows:,} rows so far ({rows / seconds:,.0f} rows/s)")
+
+    reporter = threading.Thread(target=report, name=f"plantlake-heartbeat-{name}", daemon=True)
+    reporter.start()
+    try:
+        yield
+    finally:
+        done.set()
+        reporter.join()
+        progress.reset(path)
+
+
 def refreshed(lake: Lake, key: dg.AssetKey, run_id: str, build: Callable[[], Step]) -> Step:
     """Run `build` holding the table's writer lock, and note its outcome for the catalog.
 
     A second run refreshing the same table waits here, then finds the state the first left.
     """
     path = lake.table(*key.path)
-    with locks.exclusive(path):
+    with locks.exclusive(path), heartbeat(table_name(key), path):
         try:
             step = build()
         except Exception as error:
@@ -108,6 +135,10 @@ def expectation_check(
         metadata={
             "rows_checked": validation.rows_checked,
             "rows_quarantined": validation.rows_rejected,
+            **{  # one line per expectation, readable in the check's page without opening JSON
+                f"expect: {o.expectation}": "passed" if o.success else f"failed on {o.unexpected} rows ({o.on_fail})"
+                for o in validation.outcomes
+            },
             "failed_expectations": dg.MetadataValue.json(failed),
             "warned_expectations": dg.MetadataValue.json(validation.warned),
         },
@@ -145,5 +176,12 @@ def invariants_result(
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-        metadata={"invariants": dg.MetadataValue.json(details)},
+        metadata={
+            **{
+                f"invariant: {item.name}": f"{'passed' if item.success else 'FAILED'}: {item.observed}"
+                + (f" ({item.description})" if item.description else "")
+                for item in found
+            },
+            "invariants": dg.MetadataValue.json(details),
+        },
     )

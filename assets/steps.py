@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from plantlake.assets.results import Step
-from plantlake.lake import delta, quarantine, silver
+from plantlake.lake import delta, progress, quarantine, silver
 from plantlake.lake.layout import Lake
 from plantlake.lake.quarantine import Rejection
 from plantlake.quality import expectations
@@ -64,6 +64,7 @@ def merge_validated(
                 _add(totals, writing.result())
             writing = writer.submit(write, validation.accepted, validation.rejections, work)
             totals["rows_new"] += incoming.num_rows
+            progress.add(path, incoming.num_rows)
             totals["chunks"] += 1
             validation.accepted = pa.table({})  # kept only for its counts: memory stays two chunks' worth
             validations.append(validation)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from plantlake.assets.factory import Build, Invariants, bronze_asset, silver_assets
+from plantlake.assets.factory import Build, Invariants, bronze_asset, owners_of, silver_assets
 from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import Step
 from plantlake.assets.steps import merge_validated
@@ -516,6 +516,7 @@ def supplier_assets(sources: list[SupplierSource]) -> list:
                 f"Rows of {'/'.join(source.file_formats)} files {source.glob} dropped by supplier {source.name}, "
                 "typed by its mapping; each file once.",
                 _landing(source),
+                owners_of([source]),
             )
         )
         definitions += _file_checks(source)
@@ -529,5 +530,6 @@ def supplier_assets(sources: list[SupplierSource]) -> list:
             _merging(target, members),
             _one_row_per_key(members[0].key),
             "One row per key",
+            owners_of(members),
         )
     return definitions

@@ -204,7 +204,17 @@ def known_zone(value: str) -> str:
     return value
 
 
-class ErpSource(Strict):
+class OwnedSource(Strict):
+    """A source whose tables someone answers for, named in Dagster and the catalog."""
+
+    owner: str = Field(
+        default="team:data-engineering",
+        pattern=r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+)$",
+        description="who answers for this source's tables: team:<name> or an e-mail address",
+    )
+
+
+class ErpSource(OwnedSource):
     name: str = Field(pattern=_NAME_PATTERN)
     url: str
     batch_rows: int = Field(default=100_000, gt=0)
@@ -247,7 +257,7 @@ class OpcuaSecurity(Strict):
     private_key: Path = Field(description="client private key (PEM)")
 
 
-class OpcuaSource(Strict):
+class OpcuaSource(OwnedSource):
     name: str = Field(pattern=_NAME_PATTERN)
     endpoint: str
     roots: list[str] = Field(min_length=1, description="Browse paths below Objects, e.g. '2:Plant'")
@@ -274,7 +284,7 @@ class OpcuaSource(Strict):
         return value
 
 
-class LogSource(Strict):
+class LogSource(OwnedSource):
     name: str = Field(pattern=_NAME_PATTERN)
     path: Path
     glob: str = Field(default="*.log*", description="match the rotated files too: app.log, app.log.1, app.log.2.gz")
@@ -408,7 +418,7 @@ class CsvOptions(Strict):
 SupplierFormat = Literal["csv", "xlsx", "json", "jsonl", "parquet"]
 
 
-class SupplierSource(Strict):
+class SupplierSource(OwnedSource):
     name: str = Field(pattern=_NAME_PATTERN)
     path: Path
     glob: str = Field(default="*", description="which files of the folder are deliveries (with formats: of those)")

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from plantlake.lake import delta
+from plantlake.lake import delta, progress
 from plantlake.lake.layout import INGESTION_FIELDS, Ingestion
 
 
@@ -50,14 +50,16 @@ def decode_watermark(stored: dict[str, Any] | None) -> Any:
 
 
 class _Counted:
-    """Counts the rows of a batch stream as it is consumed."""
+    """Counts the rows of a batch stream as it is consumed (and, with `table`, reports them as progress)."""
 
-    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
-        self.batches, self.rows = batches, 0
+    def __init__(self, batches: Iterable[pa.RecordBatch], table: Path | None = None) -> None:
+        self.batches, self.rows, self.table = batches, 0, table
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         for batch in self.batches:
             self.rows += batch.num_rows
+            if self.table is not None:
+                progress.add(self.table, batch.num_rows)
             yield batch
 
 
@@ -116,7 +118,7 @@ def land(
     first = next(batches, None)
     if first is None:
         return Landed(path, 0, 0)
-    read = _Counted(itertools.chain([first], batches))
+    read = _Counted(itertools.chain([first], batches), path)
     table = delta.open_table(path)
     if table is not None and window is None:
         schema = pa.schema([*source_schema, *INGESTION_FIELDS])
