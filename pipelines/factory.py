@@ -13,6 +13,7 @@ from plantlake.assets.maintenance import maintenance_job
 from plantlake.assets.opcua import opcua_assets
 from plantlake.assets.opcua_backfill import backfill_job
 from plantlake.assets.publish import CATALOG, DATA_DOCS, publish_assets
+from plantlake.assets.published import published_table_specs
 from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import WRITES_TAG
 from plantlake.assets.suppliers import bronze_key as supplier_bronze_key
@@ -26,6 +27,11 @@ PUBLISH = dg.AssetSelection.assets(CATALOG, DATA_DOCS)
 
 def _qualified(key: dg.AssetKey) -> str:
     return ".".join(key.path)
+
+
+def schedule_status(config: PlantlakeConfig) -> dg.DefaultScheduleStatus:
+    """Schedules start on only with automation on (production); in development they wait for the UI."""
+    return dg.DefaultScheduleStatus.RUNNING if config.schedule.automated else dg.DefaultScheduleStatus.STOPPED
 
 
 def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> dg.Definitions:
@@ -49,7 +55,12 @@ def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> d
         for definition in tables
         for key in definition.keys
     }
-    everything = [*source_assets, *publish_assets(config, keys, descriptions, upstream)]
+    published = published_table_specs(config, keys)
+    for spec in published:
+        descriptions[_qualified(spec.key)] = spec.description or ""
+        upstream[_qualified(spec.key)] = tuple(sorted(_qualified(dep.asset_key) for dep in spec.deps))
+    published_keys = [spec.key for spec in published]
+    everything = [*source_assets, *published, *publish_assets(config, [*keys, *published_keys], descriptions, upstream)]
 
     refresh_all = dg.define_asset_job(
         "refresh_all",
@@ -78,14 +89,14 @@ def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> d
             job=refresh_all,
             cron_schedule=config.schedule.cron,
             execution_timezone=config.schedule.timezone,
-            default_status=dg.DefaultScheduleStatus.RUNNING,
+            default_status=schedule_status(config),
         ),
         dg.ScheduleDefinition(
             name="weekly_maintenance",
             job=maintenance_job,
             cron_schedule=config.maintenance.cron,
             execution_timezone=config.schedule.timezone,
-            default_status=dg.DefaultScheduleStatus.RUNNING,
+            default_status=schedule_status(config),
         ),
     ]
     rebuild = rebuild_job(config)

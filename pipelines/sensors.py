@@ -23,6 +23,11 @@ from plantlake.lake.layout import Lake
 AssetJob = Any  # what dg.define_asset_job returns; dagster does not export its type
 
 
+def sensor_status(config: PlantlakeConfig) -> dg.DefaultSensorStatus:
+    """Sensors start on only with automation on (production); in development they wait for the UI."""
+    return dg.DefaultSensorStatus.RUNNING if config.schedule.automated else dg.DefaultSensorStatus.STOPPED
+
+
 def _drop_folder_state(config: PlantlakeConfig, cursor: dict[str, Any], now: float) -> dict[str, Any]:
     """The settled files of every drop folder by path, [size, mtime], and the files still settling,
     [size, mtime, since when they have looked so] (a file is watched where its time is ahead of ours)."""
@@ -45,7 +50,7 @@ def supplier_files_sensor(config: PlantlakeConfig, job: UnresolvedAssetJobDefini
         name="supplier_files",
         job=job,
         minimum_interval_seconds=config.schedule.supplier_sensor_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=sensor_status(config),
         description="Starts the supplier_files job when files appear or change in a drop folder, once they have "
         "settled (see settle_seconds).",
     )
@@ -75,7 +80,7 @@ def failed_runs_sensor(config: PlantlakeConfig, publish: AssetJob, refresh_jobs:
 
     @dg.run_failure_sensor(
         name="record_failed_runs",
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=sensor_status(config),
         request_job=publish,
         description="Writes each failed run, its failed steps and errors to meta.run_failures, "
         "and after a failed refresh starts the publish job, which marks what is stale.",
