@@ -44,14 +44,18 @@ def table_infos(
         "quarantine.rows": "Rows kept out of the lake, with table, file, row, field, value, check and reason.",
         "meta.quality_results": "Newest result of every quality check: table, check, success, details.",
         "meta.run_failures": "Every failed run: job, failed steps and their errors.",
+        "meta.schema_changes": "Every column change found in a source: table, column, added, widened or removed, "
+        "old and new type, when and in which run.",
         "silver.opcua_tags": "Every historized OPC-UA tag: node id, browse path, machine, data type, engineering "
         "unit, range and description, as the servers report them.",
         "meta.supplier_files": "Every supplier file by content hash: version, status, rows read, loaded, quarantined "
         "and skipped, why it was rejected, where it was moved.",
     }
-    upstream = upstream or {}
+    upstream = {"silver.opcua_tags": tuple(f"bronze.{s.name}_tags" for s in config.sources.opcua), **(upstream or {})}
     return {
-        name: TableInfo(sources.get(name, "plantlake"), descriptions.get(name, ""), upstream.get(name, ()))
+        name: TableInfo(
+            sources.get(name, "plantlake"), descriptions.get(name, ""), upstream.get(name, ()), owner=OWNERS[0]
+        )
         for name in {*sources, *descriptions, *upstream}
     }
 
@@ -102,13 +106,18 @@ def publish_assets(
         group_name="publish",
         owners=OWNERS,
         kinds={"duckdb"},
-        description="catalog.duckdb at the lake root: every table as bronze.x, silver.x, gold.x, and a catalog table.",
+        description="catalog.duckdb at the lake root: every table as bronze.x, silver.x, gold.x, and a catalog "
+        "table; catalog/index.html, the same catalog as a page to read.",
     )
     def catalog(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Rebuild the DuckDB catalog over the lake's current tables."""
         path = build_catalog(plantlake.lake, table_infos(plantlake.config, descriptions, upstream))
         return dg.MaterializeResult(
-            metadata={"path": dg.MetadataValue.path(str(path)), "tables": sum(1 for _ in plantlake.lake.tables())}
+            metadata={
+                "path": dg.MetadataValue.path(str(path)),
+                "page": dg.MetadataValue.path(str(plantlake.lake.catalog_page)),
+                "tables": sum(1 for _ in plantlake.lake.tables()),
+            }
         )
 
     @dg.asset(

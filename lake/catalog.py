@@ -4,6 +4,10 @@ Plain DuckDB reads Parquet without any extension, so each Delta table becomes a 
 the Parquet files of its current version (delta-rs writes no deletion vectors, so the file
 list is the table). The file is rebuilt after each run into a temporary file and renamed
 into place, so an analyst never opens a half-written catalog.
+
+Every table, view and column carries a comment (`lake.catalog_comments`), and the file is
+written in the storage format of DuckDB 1.1, so older DuckDBs (and tools built on them) open it.
+The same build writes `catalog/index.html` (`lake.catalog_html`), the page people read.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from plantlake.lake import delta, gold, locks, state
+from plantlake.lake import catalog_comments, catalog_html, delta, drift, gold, locks, runlog, state
+from plantlake.lake.deletes import DELETED_AT
 from plantlake.lake.drift import SCHEMA_CHANGES
 from plantlake.lake.layout import Lake
+
+OWNER = "team:data-engineering"
+# DuckDB 2 writes a storage format no older DuckDB reads unless told otherwise; v1.1.0 opens in 1.1 and later.
+READABLE_FROM = "v1.1.0"
+# Meta tables that monitoring queries read before anything was written to them: created empty.
+EMPTY_FROM_THE_START = {runlog.RUN_FAILURES: runlog.SCHEMA, SCHEMA_CHANGES: drift.SCHEMA}
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class TableInfo:
     source: str
     description: str
     upstream: tuple[str, ...] = ()  # tables it is built from ('layer.name'): a stale one makes it stale too
+    owner: str = OWNER
 
 
 @dataclass(frozen=True)
@@ -134,12 +146,28 @@ def column_notes(field: pa.Field) -> dict[str, str]:
     return {key.decode(): value.decode() for key, value in (field.metadata or {}).items()}
 
 
+# The `catalog` table: (column, type, comment)
 CATALOG_COLUMNS = (
-    "layer VARCHAR, table_name VARCHAR, qualified_name VARCHAR, source VARCHAR, description VARCHAR, columns VARCHAR, "
-    "row_count BIGINT, last_update TIMESTAMPTZ, quality_status VARCHAR, quarantined_rows BIGINT, "
-    "schema_changes BIGINT, location VARCHAR, freshness VARCHAR, last_error VARCHAR, last_good_refresh TIMESTAMPTZ, "
-    "unmapped_hosts VARCHAR"
+    ("layer", "VARCHAR", "bronze, silver, gold, quarantine or meta"),
+    ("table_name", "VARCHAR", "The table's name in its layer"),
+    ("qualified_name", "VARCHAR", "layer.table_name: the view to query"),
+    ("source", "VARCHAR", "The source system the rows come from (kind:name), or plantlake"),
+    ("description", "VARCHAR", "What the table holds"),
+    ("owner", "VARCHAR", "Who answers for the table"),
+    ("upstream", "VARCHAR[]", "The tables it is built from (layer.name)"),
+    ("columns", "VARCHAR", "JSON: each column's name, type, and its notes (description, unit, source type, ...)"),
+    ("row_count", "BIGINT", "Rows of the table's current version"),
+    ("last_update", "TIMESTAMPTZ", "When the table's current version was committed"),
+    ("quality_status", "VARCHAR", "passed, warned: <checks>, failed: <checks> or not checked (newest result each)"),
+    ("quarantined_rows", "BIGINT", "Rows of the table kept out of the lake, in quarantine.rows"),
+    ("schema_changes", "BIGINT", "Column changes noted in meta.schema_changes"),
+    ("location", "VARCHAR", "The Delta table's folder"),
+    ("freshness", "VARCHAR", "fresh, or stale: its last refresh, or that of a table it is built from, failed"),
+    ("last_error", "VARCHAR", "Why the table is stale"),
+    ("last_good_refresh", "TIMESTAMPTZ", "When a refresh of the table last worked"),
+    ("unmapped_hosts", "VARCHAR", "JSON: per log source, hosts of the last run's events no machine map names"),
 )
+CATALOG_NOTE = "One row per lake table: where it comes from, who owns it, its columns, freshness and quality"
 # State key of a table built from logs: per source, the hosts of the last run's new events that its
 # machine_map does not name, with their event counts ({"plc": {"PLC-9": 13}}); the catalog shows it as JSON.
 UNMAPPED_HOSTS = "unmapped_hosts"
@@ -151,65 +179,131 @@ def _unmapped_hosts(path: Path) -> str | None:
 
 
 def build_catalog(lake: Lake, info: dict[str, TableInfo]) -> Path:
-    """Write `catalog.duckdb` for the lake's current state; `info` is keyed by 'layer.name'.
+    """Write `catalog.duckdb` and `catalog/index.html` for the lake's current state; `info` is keyed by 'layer.name'.
 
-    Built into a temporary file and renamed into place, one builder at a time.
+    Built into temporary files and renamed into place, one builder at a time.
     """
     target = lake.catalog_file
     target.parent.mkdir(parents=True, exist_ok=True)
     with locks.exclusive(lake.root / "meta" / "catalog"):  # one builder at a time
+        create_empty_meta_tables(lake)
         temporary = target.with_suffix(".duckdb.tmp")
         temporary.unlink(missing_ok=True)
         try:
-            _write_catalog(lake, info, temporary)
+            page = _write_catalog(lake, info, temporary)
             os.replace(temporary, target)
         finally:  # a failed build leaves the last good catalog and nothing else
             temporary.unlink(missing_ok=True)
             temporary.with_suffix(".tmp.wal").unlink(missing_ok=True)
+        _replace_text(lake.catalog_page, page)
     return target
 
 
-def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> None:
+def create_empty_meta_tables(lake: Lake) -> None:
+    """The meta tables written only when something happens, created empty in their schema if absent."""
+    for name, schema in EMPTY_FROM_THE_START.items():
+        path = lake.table("meta", name)
+        if delta.open_table(path) is None:
+            delta.merge(path, schema.empty_table(), [schema.names[0]], update=False)  # creates it; a race retries
+
+
+def _replace_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> str:
+    """Views, the `catalog` table and comments into `file`; returns the HTML page of the same catalog."""
     quality = _quality_status(lake)
     quarantined = _quarantined_rows(lake)
     changes = _schema_changes(lake)
     fresh = freshness(lake, info)
-    connection = duckdb.connect(str(file))
+    notes: dict[tuple[str, str], str] = {("main", "catalog"): CATALOG_NOTE}
+    column_comments: dict[tuple[str, str], dict[str, str]] = {
+        ("main", "catalog"): {name: comment for name, _, comment in CATALOG_COLUMNS}
+    }
+    connection = duckdb.connect(str(file), config={"storage_compatibility_version": READABLE_FROM})
     try:
-        connection.execute(f"CREATE TABLE catalog ({CATALOG_COLUMNS})")
+        connection.execute(
+            f"CREATE TABLE catalog ({', '.join(f'{name} {type_}' for name, type_, _ in CATALOG_COLUMNS)})"
+        )
         for layer, name, path in lake.tables():
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {delta.quote(layer)}")
             qualified = f"{layer}.{name}"
-            view = f"{delta.quote(layer)}.{delta.quote(name)}"
             table = delta.load(path)  # once: every figure below is of this version
             schema = pa.schema(table.schema().to_arrow())
-            if layer == "gold":  # the newest version of each window; every version beside it
-                gold.register_latest(connection, view, f"{delta.quote(layer)}.{delta.quote(name + '_versions')}", path)
-            else:
-                delta.create_view(connection, view, table)
             described = info.get(qualified, TableInfo(source="plantlake", description=""))
+            views = _create_views(connection, layer, name, path, table, schema, described)
+            commented = {f.name: catalog_comments.column_comment(f.name, str(f.type), column_notes(f)) for f in schema}
+            for view, note in views.items():
+                notes[(layer, view)] = note
+                column_comments[(layer, view)] = commented
             columns = json.dumps([{"name": f.name, "type": str(f.type), **column_notes(f)} for f in schema])
             status = fresh.get(qualified, Freshness("fresh", None, None))
+            row = {
+                "layer": layer,
+                "table_name": name,
+                "qualified_name": qualified,
+                "source": described.source,
+                "description": described.description,
+                "owner": described.owner,
+                "upstream": list(described.upstream),
+                "columns": columns,
+                "row_count": delta.rows_of(table),
+                "last_update": _last_update(table),
+                "quality_status": quality.get(qualified, "not checked"),
+                "quarantined_rows": quarantined.get(qualified, 0),
+                "schema_changes": changes.get(qualified, 0),
+                "location": str(path),
+                "freshness": status.status,
+                "last_error": status.error,
+                "last_good_refresh": status.last_good_refresh,
+                "unmapped_hosts": _unmapped_hosts(path),
+            }
             connection.execute(
-                "INSERT INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    layer,
-                    name,
-                    qualified,
-                    described.source,
-                    described.description,
-                    columns,
-                    delta.rows_of(table),
-                    _last_update(table),
-                    quality.get(qualified, "not checked"),
-                    quarantined.get(qualified, 0),
-                    changes.get(qualified, 0),
-                    str(path),
-                    status.status,
-                    status.error,
-                    status.last_good_refresh,
-                    _unmapped_hosts(path),
-                ],
+                f"INSERT INTO catalog ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
             )
+        catalog_comments.comment_everything(connection, notes, column_comments)
+        return catalog_html.render(connection)
     finally:
         connection.close()
+
+
+def _create_views(
+    connection: duckdb.DuckDBPyConnection,
+    layer: str,
+    name: str,
+    path: Path,
+    table: DeltaTable,
+    schema: pa.Schema,
+    described: TableInfo,
+) -> dict[str, str]:
+    """The table's views in its layer's schema, by name, each with its comment.
+
+    A gold table: the newest version of each window, and every version beside it. A silver
+    table that keeps deleted rows: its live rows beside the full history.
+    """
+    qualified = f"{layer}.{name}"
+    about = described.description or f"{qualified}, from {described.source}"
+    view = f"{delta.quote(layer)}.{delta.quote(name)}"
+    if layer == "gold":
+        versions = f"{name}_versions"
+        gold.register_latest(connection, view, f"{delta.quote(layer)}.{delta.quote(versions)}", path, table)
+        return {
+            name: f"{about} Newest version of each window; every version is in {layer}.{versions}.",
+            versions: f"Every version of each window of {qualified}, with when it became known (known_at).",
+        }
+    delta.create_view(connection, view, table)
+    if layer != "silver" or DELETED_AT not in schema.names:
+        return {name: about}
+    live = f"{name}_live"
+    connection.execute(
+        f"CREATE VIEW {delta.quote(layer)}.{delta.quote(live)} AS "
+        f"SELECT * EXCLUDE ({delta.quote(DELETED_AT)}) FROM {view} WHERE {delta.quote(DELETED_AT)} IS NULL"
+    )
+    return {
+        name: f"{about} Full history: rows deleted in the source stay, with {DELETED_AT} set.",
+        live: f"Live rows of {qualified}: those the source still has ({DELETED_AT} is null). {described.description}",
+    }

@@ -20,6 +20,17 @@ from plantlake.lake import delta
 from plantlake.lake.layout import Lake
 
 SCHEMA_CHANGES = "schema_changes"
+SCHEMA = pa.schema(
+    [
+        pa.field("table_name", pa.string()),
+        pa.field("column_name", pa.string()),
+        pa.field("change", pa.string()),
+        pa.field("old_type", pa.string()),
+        pa.field("new_type", pa.string()),
+        pa.field("detected_at", pa.timestamp("us", tz="UTC")),
+        pa.field("run_id", pa.string()),
+    ]
+)
 _KEYS = ["table_name", "column_name", "change", "new_type"]
 
 
@@ -113,8 +124,9 @@ def record(lake: Lake, table_name: str, drift: Drift, run_id: str) -> None:
             "change": [row[1] for row in rows],
             "old_type": [row[2] for row in rows],
             "new_type": [row[3] for row in rows],
-            "detected_at": pa.array([now] * len(rows), pa.timestamp("us", tz="UTC")),
+            "detected_at": [now] * len(rows),
             "run_id": [run_id] * len(rows),
-        }
+        },
+        schema=SCHEMA,
     )
     delta.merge(lake.table("meta", SCHEMA_CHANGES), table, _KEYS, update=False)

@@ -40,6 +40,11 @@ class Lake:
         return self.root / "catalog.duckdb"
 
     @property
+    def catalog_page(self) -> Path:
+        """The catalog as one self-contained HTML page, rebuilt with `catalog.duckdb`."""
+        return self.root / "catalog" / "index.html"
+
+    @property
     def data_docs_dir(self) -> Path:
         return self.root / "quality_docs"
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 from plantlake.lake import delta
 from plantlake.lake.layout import Lake
 
+RUN_FAILURES = "run_failures"
 SCHEMA = pa.schema(
     [
         pa.field("run_id", pa.string(), nullable=False),
@@ -32,4 +33,4 @@ def record_failure(lake: Lake, run_id: str, job_name: str, step_errors: dict[str
         "errors": json.dumps(step_errors, ensure_ascii=False),
         "message": message,
     }
-    delta.merge(lake.table("meta", "run_failures"), pa.Table.from_pylist([row], schema=SCHEMA), ["run_id"], update=True)
+    delta.merge(lake.table("meta", RUN_FAILURES), pa.Table.from_pylist([row], schema=SCHEMA), ["run_id"], update=True)

@@ -33,6 +33,9 @@ KEEP_RUNS = 7  # validation runs kept per table in the GX site: a week of nights
 _EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', re.IGNORECASE)
 _EXTERNAL_LINK = re.compile(r'<link[^>]*\shref="https?://[^"]*"[^>]*/?>', re.IGNORECASE)
 _EXTERNAL_IMAGE = re.compile(r'src="https?://[^"]*logo-long\.png[^"]*"', re.IGNORECASE)
+# what is left: links to GX's site, docs and newsletter (kept as plain text), a logo as a CSS background (none)
+_EXTERNAL_ATTRIBUTE = re.compile(r'\s(?:href|src)="(?:https?:)?//[^"]*"', re.IGNORECASE)
+_EXTERNAL_CSS_URL = re.compile(r"url\(\s*['\"]?(?:https?:)?//[^)]*\)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -171,11 +174,12 @@ def _report(name: str, rows: int, validation: Any) -> TableReport:
 
 
 def keep_offline(site: Path) -> None:
-    """Drop every reference to a public host from the GX pages; point the logo at the site's copy."""
-    for page in site.rglob("*.html"):
+    """Drop every reference to a public host from the GX pages and styles; point the logo at the site's copy."""
+    for page in [*site.rglob("*.html"), *site.rglob("*.css")]:
         text = page.read_text(encoding="utf-8")
         logo = os.path.relpath(site / "static" / "images" / "logo-long.png", page.parent)
         cleaned = _EXTERNAL_IMAGE.sub(f'src="{logo}"', _EXTERNAL_LINK.sub("", _EXTERNAL_SCRIPT.sub("", text)))
+        cleaned = _EXTERNAL_CSS_URL.sub("none", _EXTERNAL_ATTRIBUTE.sub("", cleaned))
         if cleaned != text:
             page.write_text(cleaned, encoding="utf-8")
 
