@@ -1,5 +1,7 @@
 """What analysts open: the DuckDB catalog, and the GX Data Docs."""
 
+import json
+
 import dagster as dg
 import pyarrow as pa
 
@@ -82,14 +84,29 @@ def suite_for(config: PlantlakeConfig, qualified: str, schema: pa.Schema) -> lis
 
 def docs_tables(lake: Lake, config: PlantlakeConfig) -> dict[str, DocsTable]:
     tables = {}
+    checks = sql_checks(lake)
     for layer, name, path in lake.tables():
         if layer in ("silver", "gold"):
             table = delta.load(path)
             data = table.to_pyarrow_dataset()
-            tables[f"{layer}.{name}"] = DocsTable(
-                data, table.version(), suite_for(config, f"{layer}.{name}", data.schema)
+            qualified = f"{layer}.{name}"
+            tables[qualified] = DocsTable(
+                data, table.version(), suite_for(config, qualified, data.schema), checks.get(qualified, {})
             )
     return tables
+
+
+def sql_checks(lake: Lake) -> dict[str, dict[str, tuple[bool, str]]]:
+    """Per table, the newest outcome of each SQL invariant, as the invariants checks recorded them."""
+    recorded = delta.read(lake.quality_results)
+    found: dict[str, dict[str, tuple[bool, str]]] = {}
+    for row in [] if recorded is None else recorded.to_pylist():
+        if row["kind"] != "sql":
+            continue
+        for name, outcome in json.loads(row["details"] or "{}").items():
+            seen = f"{outcome.get('observed')}" + (f" ({outcome['detail']})" if outcome.get("detail") else "")
+            found.setdefault(row["table_name"], {})[name] = (bool(outcome.get("passed")), seen)
+    return found
 
 
 def publish_assets(

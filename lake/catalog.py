@@ -157,6 +157,12 @@ CATALOG_COLUMNS = (
     ("upstream", "VARCHAR[]", "The tables it is built from (layer.name)"),
     ("columns", "VARCHAR", "JSON: each column's name, type, and its notes (description, unit, source type, ...)"),
     ("row_count", "BIGINT", "Rows of the table's current version"),
+    (
+        "live_rows",
+        "BIGINT",
+        "Rows its view shows: without rows deleted in the source (see its _live view), for a gold model the "
+        "newest version of each window",
+    ),
     ("last_update", "TIMESTAMPTZ", "When the table's current version was committed"),
     ("quality_status", "VARCHAR", "passed, warned: <checks>, failed: <checks> or not checked (newest result each)"),
     ("quarantined_rows", "BIGINT", "Rows of the table kept out of the lake, in quarantine.rows"),
@@ -229,6 +235,7 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> str:
         connection.execute(
             f"CREATE TABLE catalog ({', '.join(f'{name} {type_}' for name, type_, _ in CATALOG_COLUMNS)})"
         )
+        _file_moves(connection, lake)
         for layer, name, path in lake.tables():
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {delta.quote(layer)}")
             qualified = f"{layer}.{name}"
@@ -252,6 +259,7 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> str:
                 "upstream": list(described.upstream),
                 "columns": columns,
                 "row_count": delta.rows_of(table),
+                "live_rows": _count(connection, layer, f"{name}_live" if f"{name}_live" in views else name),
                 "last_update": _last_update(table),
                 "quality_status": quality.get(qualified, "not checked"),
                 "quarantined_rows": quarantined.get(qualified, 0),
@@ -295,6 +303,8 @@ def _create_views(
             name: f"{about} Newest version of each window; every version is in {layer}.{versions}.",
             versions: f"Every version of each window of {qualified}, with when it became known (known_at).",
         }
+    if (layer, name) == ("quarantine", "rows"):
+        return _quarantine_views(connection, view, table, about)
     delta.create_view(connection, view, table)
     if layer != "silver" or DELETED_AT not in schema.names:
         return {name: about}
@@ -307,3 +317,43 @@ def _create_views(
         name: f"{about} Full history: rows deleted in the source stay, with {DELETED_AT} set.",
         live: f"Live rows of {qualified}: those the source still has ({DELETED_AT} is null). {described.description}",
     }
+
+
+FILE_MOVES = "meta.file_moves"
+
+
+def _file_moves(connection: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """Where each supplier file went after its run (archive/ or rejected/), by the path it was dropped as."""
+    connection.execute("CREATE SCHEMA IF NOT EXISTS meta")
+    files = delta.read(lake.table("meta", "supplier_files"), columns=["dropped_as", "run_id", "moved_to"])
+    moves = (
+        files
+        if files is not None
+        else pa.table({"dropped_as": [], "run_id": [], "moved_to": []}).cast(
+            pa.schema([("dropped_as", pa.string()), ("run_id", pa.string()), ("moved_to", pa.string())])
+        )
+    )
+    connection.register("__moves", moves)
+    connection.execute(f"CREATE TABLE {FILE_MOVES} AS SELECT * FROM __moves")
+    connection.unregister("__moves")
+
+
+def _quarantine_views(
+    connection: duckdb.DuckDBPyConnection, view: str, table: DeltaTable, about: str
+) -> dict[str, str]:
+    """`quarantine.rows` with `file_now`, where the row's file is now; the rows as quarantined beside it."""
+    landed = f"{delta.quote('quarantine')}.{delta.quote('rows_as_quarantined')}"
+    delta.create_view(connection, landed, table)
+    connection.execute(
+        f"CREATE VIEW {view} AS SELECT q.*, coalesce(m.moved_to, q.file) AS file_now FROM {landed} q "
+        f"LEFT JOIN {FILE_MOVES} m ON m.dropped_as = q.file AND m.run_id = q.run_id"
+    )
+    return {
+        "rows": f"{about} file_now: where the file is now (a supplier file is archived or rejected after its run).",
+        "rows_as_quarantined": "The quarantined rows as written, with each file's path when it was read.",
+    }
+
+
+def _count(connection: duckdb.DuckDBPyConnection, layer: str, view: str) -> int:
+    found = connection.execute(f"SELECT count(*) FROM {delta.quote(layer)}.{delta.quote(view)}").fetchone()
+    return int(found[0]) if found else 0

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,10 @@ _EXTERNAL_CSS_URL = re.compile(r"url\(\s*['\"]?(?:https?:)?//[^)]*\)", re.IGNORE
 class TableReport:
     table: str
     success: bool
-    rows: int
+    rows: int  # rows validated
     expectations: list[dict[str, Any]]
+    total_rows: int = 0  # rows of the table's version: more than `rows` when a sample was validated
+    version: int = -1
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class DocsTable:
     data: ds.Dataset
     version: int
     suite: list[Expect]
+    # the newest result of each SQL check over the whole table: name -> (passed, what it found)
+    checks: dict[str, tuple[bool, str]] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """Changes when the table or its suite does: an unchanged table keeps its last report."""
@@ -82,12 +86,39 @@ def build_data_docs(project_dir: Path, tables: dict[str, DocsTable]) -> Path:
         for report in fresh:
             payload = {"fingerprint": changed[report.table].fingerprint(), "report": asdict(report)}
             (reports_dir / f"{report.table}.json").write_text(json.dumps(payload), encoding="utf-8")
+            _remember(reports_dir / f"{report.table}.history.jsonl", report)
         reports += fresh
     for stale in {path.stem for path in reports_dir.glob("*.json")} - set(tables):  # tables no longer in the lake
         (reports_dir / f"{stale}.json").unlink()
     index = project_dir / "index.html"
-    index.write_text(render_index(sorted(reports, key=lambda report: report.table), site), encoding="utf-8")
+    history = {name: _history(reports_dir / f"{name}.history.jsonl") for name in tables}
+    checks = {name: table.checks for name, table in tables.items()}
+    ordered = sorted(reports, key=lambda report: report.table)
+    index.write_text(render_index(ordered, site, checks, history), encoding="utf-8")
     return index
+
+
+KEEP_HISTORY = 30  # validations remembered per table in the report
+
+
+def _remember(path: Path, report: TableReport) -> None:
+    """Add this validation to the table's history (the newest KEEP_HISTORY)."""
+    entry = {
+        "at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "version": report.version,
+        "success": report.success,
+        "failed": sum(1 for e in report.expectations if not e["success"]),
+        "rows": report.rows,
+    }
+    lines = [*_history(path), entry][-KEEP_HISTORY:]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+
+def _history(path: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
 
 
 def _kept_report(path: Path, fingerprint: str) -> TableReport | None:
@@ -119,7 +150,8 @@ def _validate(project_dir: Path, tables: dict[str, DocsTable]) -> list[TableRepo
         definition = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
-        reports.append(_report(name, len(frame), definition.run(batch_parameters={"dataframe": frame}, run_id=run_id)))
+        outcome = definition.run(batch_parameters={"dataframe": frame}, run_id=run_id)
+        reports.append(_report(name, len(frame), outcome, table.data.count_rows(), table.version))
     site = project_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
     prune_history(project_dir / "gx" / "uncommitted" / "validations", site / "validations", KEEP_RUNS)
     fresh = [key for key in context.validation_results_store.list_keys() if key.run_id == run_id]
@@ -156,7 +188,7 @@ def prune_history(results: Path, pages: Path, keep: int) -> int:
     return removed
 
 
-def _report(name: str, rows: int, validation: Any) -> TableReport:
+def _report(name: str, rows: int, validation: Any, total_rows: int, version: int) -> TableReport:
     expectations = []
     for item in validation.results:
         config = item.expectation_config
@@ -170,7 +202,7 @@ def _report(name: str, rows: int, validation: Any) -> TableReport:
                 "examples": [str(value) for value in (outcome.get("partial_unexpected_list") or [])[:5]],
             }
         )
-    return TableReport(name, bool(validation.success), rows, expectations)
+    return TableReport(name, bool(validation.success), rows, expectations, total_rows, version)
 
 
 def keep_offline(site: Path) -> None:
@@ -184,8 +216,57 @@ def keep_offline(site: Path) -> None:
             page.write_text(cleaned, encoding="utf-8")
 
 
-def render_index(reports: list[TableReport], site: Path) -> str:
-    """One self-contained page: each table, each expectation, how many rows failed, examples."""
+def _status(report: TableReport) -> tuple[str, str]:
+    """The word for a table's result and its style: a table with no expectations has passed nothing."""
+    if not report.expectations:
+        return "none", "none"
+    return ("passed", "ok") if report.success else ("failed", "bad")
+
+
+def _coverage(report: TableReport) -> str:
+    if report.total_rows > report.rows:
+        return (
+            f"a sample: the first {report.rows:,} of {report.total_rows:,} rows validated again (every row was "
+            "validated when it was merged)"
+        )
+    return f"all {report.rows:,} rows validated"
+
+
+def _checks_table(checks: dict[str, tuple[bool, str]]) -> str:
+    if not checks:
+        return "<p>SQL checks over the whole table: none</p>"
+    rows = "".join(
+        f"<tr class={'ok' if passed else 'bad'}><td>{html.escape(name)}</td><td>{'passed' if passed else 'failed'}"
+        f"</td><td>{html.escape(found)}</td></tr>"
+        for name, (passed, found) in sorted(checks.items())
+    )
+    header = "<tr><th>check</th><th>result</th><th>found</th></tr>"
+    return f"<p>SQL checks over the whole table</p><table>{header}{rows}</table>"
+
+
+def _history_table(history: list[dict[str, Any]]) -> str:
+    if len(history) < 2:
+        return ""
+    rows = "".join(
+        f"<tr class={'ok' if h['success'] else 'bad'}><td>{html.escape(str(h['at']))}</td><td>{h['version']}</td>"
+        f"<td>{'passed' if h['success'] else 'failed'}</td><td>{h['failed']}</td><td>{h['rows']:,}</td></tr>"
+        for h in reversed(history[-10:])
+    )
+    return (
+        "<p>History (newest first)</p><table><tr><th>validated</th><th>table version</th><th>result</th>"
+        f"<th>expectations failed</th><th>rows</th></tr>{rows}</table>"
+    )
+
+
+def render_index(
+    reports: list[TableReport],
+    site: Path,
+    checks: dict[str, dict[str, tuple[bool, str]]] | None = None,
+    history: dict[str, list[dict[str, Any]]] | None = None,
+) -> str:
+    """One self-contained page: per table each expectation, how many rows failed, examples; the SQL
+    checks over the whole table; its recent history."""
+    checks, history = checks or {}, history or {}
     sections = []
     for report in reports:
         rows = "".join(
@@ -194,11 +275,16 @@ def render_index(reports: list[TableReport], site: Path) -> str:
             f"<td>{e['unexpected_percent']:.2f}%</td><td>{html.escape(', '.join(e['examples']))}</td></tr>"
             for e in report.expectations
         )
-        status = "passed" if report.success else "failed"
-        sections.append(
-            f"<h2>{html.escape(report.table)} <span class={'ok' if report.success else 'bad'}>{status}</span></h2>"
-            f"<p>{report.rows} rows validated</p><table><tr><th>expectation</th><th>result</th>"
+        status, style = _status(report)
+        expectations = (
+            f"<p>{_coverage(report)}</p><table><tr><th>expectation</th><th>result</th>"
             f"<th>unexpected rows</th><th>share</th><th>examples</th></tr>{rows}</table>"
+            if report.expectations
+            else "<p>Expectations: none</p>"
+        )
+        sections.append(
+            f"<h2>{html.escape(report.table)} <span class={style}>{status}</span></h2>{expectations}"
+            f"{_checks_table(checks.get(report.table, {}))}{_history_table(history.get(report.table, []))}"
         )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     gx_index = os.path.relpath(site / "index.html", site.parents[3])
@@ -206,6 +292,7 @@ def render_index(reports: list[TableReport], site: Path) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>plantlake data quality</title><style>"
         "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:2em}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.ok{color:#17702b}.bad{color:#b3261e}"
+        ".none{color:#666}"
         f"</style></head><body><h1>plantlake data quality</h1><p>Built {stamp}. Full Great Expectations "
         f"reports: <a href='{gx_index}'>Data Docs</a>. Rows kept out of the lake are in "
         "<code>quarantine.rows</code> of catalog.duckdb.</p>" + "".join(sections) + "</body></html>"

@@ -172,3 +172,25 @@ def test_generated_pages_reference_nothing_outside_the_lake(tmp_path: Path) -> N
         assert parser.found, page  # the parser saw the page's links
         assert [ref for ref in parser.found if _outside(ref, page, lake.root)] == [], page
         assert not re.search(r"https?:", text, re.IGNORECASE), page
+
+
+def test_quarantine_rows_say_where_their_file_is_now_and_counts_leave_out_deleted_rows(tmp_path: Path) -> None:
+    """A supplier file is archived after its run: the path its quarantined row was read from is gone."""
+    import pyarrow as pa
+
+    from plantlake.lake import quarantine
+
+    lake = Lake(tmp_path / "lake")
+    info = build_small_lake(lake)
+    dropped, archived = "/drop/acme/lieferung.csv", "/drop/acme/archive/lieferung.0ebf525a15.csv"
+    rejected = quarantine.Rejection("silver.material_lots", "mapping", "bad lot", {"lot": "?"}, file=dropped, row="7")
+    quarantine.write(lake, [rejected], "run-2")
+    moved = pa.table({"sha256": ["0ebf"], "dropped_as": [dropped], "run_id": ["run-2"], "moved_to": [archived]})
+    delta.append(lake.table("meta", "supplier_files"), moved)
+    build_catalog(lake, info)
+    with duckdb.connect(str(lake.catalog_file), read_only=True) as connection:
+        files = dict(connection.execute("SELECT file, file_now FROM quarantine.rows").fetchall())
+        counts = dict(connection.execute("SELECT qualified_name, (row_count, live_rows) FROM catalog").fetchall())
+    assert files == {dropped: archived, "f.csv": "f.csv"}  # a row of no moved file keeps its path
+    assert counts["silver.erp_customers"] == (2, 1)  # one customer was deleted in the source
+    assert counts[GOLD] == (2, 1)  # two versions of one window

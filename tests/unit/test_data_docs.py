@@ -43,3 +43,27 @@ def test_only_changed_tables_are_validated_again_and_each_keeps_its_newest_runs(
     assert len(_runs(project, "silver.b")) == 2
     pages = project / "gx" / "uncommitted" / "data_docs" / "local_site" / "validations" / "silver" / "b" / "__none__"
     assert sorted(path.name for path in pages.iterdir()) == _runs(project, "silver.b")
+
+
+def test_the_report_says_what_it_sampled_shows_sql_checks_and_history_and_none_without_expectations(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(docs, "SAMPLE_ROWS", 3)
+    project = tmp_path / "docs"
+    checks = {"unique keys": (True, "0 duplicates"), "source row count": (False, "5 rows, the source has 6")}
+    sampled = docs.DocsTable(ds.dataset(pa.table({"id": [1, 2, 3, 4, 5]})), 1, [Expect("not_null", "id")], checks)
+    bare = docs.DocsTable(ds.dataset(pa.table({"node_id": ["a"]})), 1, [])
+    docs.build_data_docs(project, {"silver.orders": sampled, "silver.opcua_tags": bare})
+    corrected = docs.DocsTable(ds.dataset(pa.table({"id": [1, 2]})), 2, [Expect("not_null", "id")], checks)
+    page = docs.build_data_docs(project, {"silver.orders": corrected, "silver.opcua_tags": bare}).read_text()
+    orders, tags = page.split("<h2>silver.orders")[1], page.split("<h2>silver.opcua_tags")[1].split("<h2>")[0]
+    assert (
+        "class=none>none</span>" in tags
+        and "Expectations: none" in tags
+        and "SQL checks over the whole table: none" in tags
+    )
+    assert "all 2 rows validated" in orders
+    assert "source row count</td><td>failed</td><td>5 rows, the source has 6" in orders
+    assert orders.count("<tr class=ok><td>20") + orders.count("<tr class=bad><td>20") == 2  # two validations remembered
+    first = docs.build_data_docs(tmp_path / "other", {"silver.orders": sampled}).read_text()
+    assert "a sample: the first 3 of 5 rows validated again" in first
