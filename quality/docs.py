@@ -157,6 +157,7 @@ def _validate(project_dir: Path, tables: dict[str, DocsTable]) -> list[TableRepo
     fresh = [key for key in context.validation_results_store.list_keys() if key.run_id == run_id]
     context.build_data_docs(resource_identifiers=fresh + [ExpectationSuiteIdentifier(name) for name in tables])
     keep_offline(site)
+    list_offline(site)
     return reports
 
 
@@ -256,6 +257,29 @@ def _history_table(history: list[dict[str, Any]]) -> str:
         "<p>History (newest first)</p><table><tr><th>validated</th><th>table version</th><th>result</th>"
         f"<th>expectations failed</th><th>rows</th></tr>{rows}</table>"
     )
+
+
+_LISTED = re.compile(r"<!-- plantlake: offline list -->.*<!-- /plantlake -->", re.DOTALL)
+
+
+def list_offline(site: Path) -> None:
+    """Write into GX's index a plain list of every validation page: GX fills its own table with
+    scripts from a CDN, so offline its index would list nothing."""
+    index = site / "index.html"
+    if not index.exists():
+        return
+    pages = sorted(site.glob("validations/**/*.html"), reverse=True)  # run folders are UTC times: newest first
+    items = "".join(
+        f"<li><a href='{html.escape(page.relative_to(site).as_posix())}'>"
+        f"{html.escape(' / '.join(page.relative_to(site / 'validations').parts[:-1]))}</a></li>"
+        for page in pages
+    )
+    block = (
+        "<!-- plantlake: offline list --><div class='container'><h3>Validation results</h3>"
+        f"<ul>{items}</ul></div><!-- /plantlake -->"
+    )
+    text = _LISTED.sub("", index.read_text(encoding="utf-8"))
+    index.write_text(text.replace("</body>", block + "</body>", 1), encoding="utf-8")
 
 
 def render_index(

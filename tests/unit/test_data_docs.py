@@ -67,3 +67,13 @@ def test_the_report_says_what_it_sampled_shows_sql_checks_and_history_and_none_w
     assert orders.count("<tr class=ok><td>20") + orders.count("<tr class=bad><td>20") == 2  # two validations remembered
     first = docs.build_data_docs(tmp_path / "other", {"silver.orders": sampled}).read_text()
     assert "a sample: the first 3 of 5 rows validated again" in first
+
+
+def test_the_gx_index_lists_every_validation_without_scripts(tmp_path: Path) -> None:
+    project = tmp_path / "docs"
+    docs.build_data_docs(project, {"silver.a": _table([1, 2], 1), "silver.b": _table([1, None], 1)})
+    docs.build_data_docs(project, {"silver.a": _table([1, 2], 2), "silver.b": _table([1, None], 1)})
+    index = (project / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").read_text()
+    listed = index.split("<!-- plantlake: offline list -->")[1]
+    assert index.count("<!-- plantlake: offline list -->") == 1
+    assert listed.count("<li><a href='validations/silver/a/") == 2 and listed.count("validations/silver/b/") == 1
