@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: FORCE check format demo test test-unit test-integration ui validate sim query bench-erp bench-e2e bench-gold bench-files bench-opcua bench-nights clean
+.PHONY: FORCE check format chromium demo test test-unit test-integration ui validate sim query bench-erp bench-e2e bench-gold bench-files bench-opcua bench-nights clean
 
 PACKAGES := config connectors lake quality assets pipelines simulator
 MODULES := $(sort $(wildcard $(addsuffix /*.py,$(PACKAGES))))
@@ -48,8 +48,13 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: check $(DAGSTER_HOME)/dagster.yaml
+test: check $(DAGSTER_HOME)/dagster.yaml chromium
 	$(BIN)/python -m pytest
+
+# the browser tests render the catalog and the Dagster UI in headless Chromium (Debian's package)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| echo "Chromium is missing and could not be installed: install Debian's chromium for the browser tests"
 
 test-unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -m unit

@@ -78,7 +78,10 @@ def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> d
     supplier_keys = [supplier_bronze_key(source) for source in config.sources.suppliers]
     supplier_job = dg.define_asset_job(
         "supplier_files",
-        selection=dg.AssetSelection.assets(*supplier_keys).downstream() - dg.AssetSelection.assets(DATA_DOCS),
+        # downstream passes through the tables the steps write beside their own (quarantine, meta),
+        # which are not materialized on their own
+        selection=dg.AssetSelection.assets(*supplier_keys).downstream().materializable()
+        - dg.AssetSelection.assets(DATA_DOCS),
         tags=WRITES_TAG,
         description="Land new supplier files, refresh what depends on them and the catalog.",
     )
