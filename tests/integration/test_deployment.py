@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from webserver import graphql
 
 from plantlake.config import load_config
 from plantlake.pipelines.factory import build_definitions
@@ -57,16 +57,6 @@ every_minute = dg.ScheduleDefinition(
 defs = dg.Definitions(jobs=[tiny], sensors=[once], schedules=[every_minute])
 """
 RUNS = """{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"""
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 def _instance_environment(url: str, home: Path) -> dict[str, str]:
@@ -149,7 +139,7 @@ def test_daemon_and_webserver_run_a_sensor_and_a_schedule_on_postgres(tmp_path: 
                 log = (tmp_path / f"{name}.log").read_text(errors="replace")
                 assert process.poll() is None, f"dagster-{name} exited:\n{log[-4000:]}"
             with suppress(OSError, KeyError, TypeError):
-                runs = _graphql(port, RUNS)["data"]["runsOrError"]["results"]
+                runs = graphql(port, RUNS)["data"]["runsOrError"]["results"]
                 found = _succeeded_by(runs)
             time.sleep(2)
         daemon_log = (tmp_path / "daemon.log").read_text(errors="replace")

@@ -1,6 +1,5 @@
 """The Dagster UI's server on the real workspace: the code location loads with every asset and check."""
 
-import json
 import os
 import subprocess
 import sys
@@ -9,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from webserver import graphql
 
 from plantlake.simulator.process import free_port
 
@@ -16,16 +16,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
 QUERY = """{ assetNodes { assetKey { path } groupName owners { ... on TeamAssetOwner { team } }
              assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 def test_webserver_serves_the_plantlake_location(tmp_path: Path) -> None:
@@ -44,7 +34,7 @@ def test_webserver_serves_the_plantlake_location(tmp_path: Path) -> None:
         deadline, nodes = time.monotonic() + 120, None
         while time.monotonic() < deadline and nodes is None:
             try:
-                nodes = _graphql(port, QUERY)["data"]["assetNodes"]
+                nodes = graphql(port, QUERY)["data"]["assetNodes"]
             except (OSError, KeyError, TypeError):
                 assert process.poll() is None, process.stderr.read().decode()
                 time.sleep(1)
