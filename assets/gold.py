@@ -19,7 +19,7 @@ from plantlake.assets.results import (
 )
 from plantlake.config import PlantlakeConfig
 from plantlake.config.models import ModelSpec, load_models
-from plantlake.lake import delta, gold, signals
+from plantlake.lake import delta, gold, gold_plan, signals
 from plantlake.lake.layout import Lake
 from plantlake.quality import expectations, invariants, suites
 
@@ -41,7 +41,7 @@ def silver_tables(config: PlantlakeConfig) -> set[str]:
 def _views(silver: set[str]) -> dict[str, tuple[str, ...]]:
     """The views a model may read, by the silver tables each needs."""
     found: dict[str, tuple[str, ...]] = {"machine_alias": ()}
-    for view, sources in gold.VIEW_INPUTS.items():
+    for view, sources in gold_plan.VIEW_INPUTS.items():
         if sources[0] in silver:
             found[view] = sources
     return found

@@ -10,7 +10,7 @@ of any past moment can be read back (`lake.training`), and an unchanged recomput
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +27,18 @@ from plantlake.config.models import ModelSpec
 from plantlake.lake import delta, signals
 from plantlake.lake import state as lake_state
 from plantlake.lake.delta import quote
-from plantlake.lake.layout import INGESTED_AT
+from plantlake.lake.gold_plan import (
+    BUILT_THROUGH,
+    CONSUMED,
+    Inputs,
+    Plan,
+    grain_length,
+    ingested_marks,
+    input_versions,
+    plan,
+    window_origin,
+    window_start,
+)
 
 FEATURE_TIME, KNOWN_AT, ROW_HASH, DEFINITION = "feature_time", "known_at", "_row_hash", "_definition"
 VERSION_COLUMNS = (FEATURE_TIME, KNOWN_AT, ROW_HASH, DEFINITION)
@@ -37,29 +48,9 @@ VERSION_NOTES = {
     ROW_HASH: "Hash of the row's values, to tell a changed window from an unchanged one",
     DEFINITION: "Hash of the model file that computed the row",
 }
-CONSUMED, BUILT_THROUGH, SHAPE = "consumed", "built_through", "model"
+SHAPE = "model"
 SLICE = timedelta(days=31)  # a rebuild computes at most this much at once: memory follows the slice
 VIEWS = ("signals", "events", "machine_alias")
-VIEW_INPUTS = {"signals": (signals.SENSOR_READINGS, signals.OPCUA_TAGS), "events": (signals.MACHINE_EVENTS,)}
-
-
-def grain_length(model: ModelSpec, config: GoldConfig) -> timedelta:
-    return {"hour": timedelta(hours=1), "day": timedelta(days=1), "shift": timedelta(hours=config.shifts.hours)}[
-        model.grain
-    ]
-
-
-def _origin(model: ModelSpec, config: GoldConfig) -> datetime:
-    """Windows start at this moment plus whole windows (shifts from the first shift's start, UTC)."""
-    hours, minutes = (int(part) for part in config.shifts.first_start.split(":"))
-    offset = timedelta(hours=hours, minutes=minutes) if model.grain == "shift" else timedelta()
-    return datetime(2000, 1, 3, tzinfo=UTC) + offset
-
-
-def window_start(moment: datetime, model: ModelSpec, config: GoldConfig) -> datetime:
-    """The start of the window that holds `moment`."""
-    length, origin = grain_length(model, config), _origin(model, config)
-    return origin + ((moment - origin) // length) * length
 
 
 def inputs_of(model: ModelSpec, available: set[str]) -> tuple[set[str], set[str]]:
@@ -78,29 +69,10 @@ def _window_macros(connection: duckdb.DuckDBPyConnection, length: timedelta, ori
     connection.execute(f"CREATE MACRO window_end_of(ts) AS window_of(ts) + {interval}")
 
 
-@dataclass
-class Inputs:
-    """Where the model's relations live: silver tables by name, and other models' gold tables."""
-
-    silver: Mapping[str, Path]
-    gold: Mapping[str, Path] = field(default_factory=dict)
-    versions: dict[str, int] = field(default_factory=dict)  # table versions read, for the record
-    _opened: dict[Path, DeltaTable | None] = field(default_factory=dict, repr=False)
-
-    def open(self, path: Path) -> DeltaTable | None:
-        """The table as this refresh first saw it: its plan, its marks and its reads meet one version."""
-        if path not in self._opened:
-            self._opened[path] = delta.open_table(path)
-        return self._opened[path]
-
-    def existing_silver(self) -> dict[str, DeltaTable]:
-        return {name: table for name, path in self.silver.items() if (table := self.open(path)) is not None}
-
-
 def _connect(model: ModelSpec, config: GoldConfig, inputs: Inputs) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
-    length, origin = grain_length(model, config), _origin(model, config)
+    length, origin = grain_length(model, config), window_origin(model, config)
     _window_macros(connection, length, origin)
     silver = inputs.existing_silver()
     for name, table in silver.items():
@@ -234,99 +206,6 @@ class Refresh:
     inputs_read: dict[str, int] = field(default_factory=dict)
 
 
-def _marks(inputs: Inputs) -> dict[str, int]:
-    """Each input table's current version: an input whose version has not moved has nothing new."""
-    found = {}
-    for layer, tables in (("silver", inputs.silver), ("gold", inputs.gold)):
-        for name, path in tables.items():
-            table = inputs.open(path)
-            if table is not None:
-                found[f"{layer}.{name}"] = table.version()
-    return found
-
-
-def _earliest_change(table: DeltaTable, columns: list[str], since: str | None) -> datetime | None:
-    """The earliest value of `columns` among rows ingested after `since`; for all rows (`since`
-    None) from the file statistics alone. The scan holds one batch at a time."""
-    names = pa.schema(table.schema().to_arrow()).names
-    present = [column for column in columns if column in names]
-    if since is None or INGESTED_AT not in names:
-        files = pa.table(table.get_add_actions(flatten=True))
-        lows = [pc.min(files[f"min.{column}"]).as_py() for column in present if f"min.{column}" in files.column_names]
-    else:
-        newer = ds.field(INGESTED_AT) > pa.scalar(datetime.fromisoformat(since), pa.timestamp("us", "UTC"))
-        data = table.to_pyarrow_dataset()
-        lows = [
-            pc.min(batch.column(column)).as_py() for batch in delta.scan(data, present, newer) for column in present
-        ]
-    found = [_as_utc(low) for low in lows if low is not None]
-    return min(found) if found else None
-
-
-def _as_utc(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str):  # a statistic as the log keeps it
-        return _as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    return datetime(value.year, value.month, value.day, tzinfo=UTC)  # a date
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The windows a refresh computes: from `start` (None: nothing to do), and whether all of history."""
-
-    start: datetime | None
-    full: bool
-
-
-def plan(path: Path, model: ModelSpec, config: GoldConfig, inputs: Inputs, now: datetime) -> Plan:
-    """From the earliest window a changed input row touches, or the late-arrival allowance.
-
-    A new or changed definition, or a changed input with no declared time columns, is a full build.
-    An input whose table version has not moved since the last refresh is not read at all.
-    """
-    consumed = delta.read_state(path, CONSUMED) or {}
-    versions, ingested = consumed.get("versions", {}), consumed.get("ingested", {})
-    built = delta.read_state(path, BUILT_THROUGH)
-    full = delta.open_table(path) is None or consumed.get("definition") != model.definition_hash
-    earliest: list[datetime] = []
-    moved = False
-    for qualified, input_path, columns in _inputs_with_times(model, inputs):
-        table = inputs.open(input_path)
-        if table is None or (not full and versions.get(qualified) == table.version()):
-            continue
-        moved = True
-        if columns is None:
-            full = True
-            continue
-        change = _earliest_change(table, columns, None if full else ingested.get(qualified))
-        if change is not None:
-            earliest.append(change)
-    if full:
-        return Plan(min(earliest) if earliest else None, True)
-    current = window_start(now, model, config)
-    if not moved and built is not None and datetime.fromisoformat(built) >= current:
-        return Plan(None, False)  # nothing new, and every complete window is built
-    due = current - model.late
-    if built is not None:
-        due = min(due, datetime.fromisoformat(built) - model.late)
-    return Plan(min([*earliest, due]), False)
-
-
-def _inputs_with_times(model: ModelSpec, inputs: Inputs) -> Iterator[tuple[str, Path, list[str] | None]]:
-    """Each input table, and its columns that place a changed row in time (None: every window)."""
-    for name, path in inputs.silver.items():
-        view = next((view for view, sources in VIEW_INPUTS.items() if name in sources), None)
-        if name == signals.OPCUA_TAGS:
-            yield f"silver.{name}", path, []  # a unit or a tag's description changes nothing already computed
-        elif view is not None:
-            yield f"silver.{name}", path, model.time_columns(view)
-        else:
-            yield f"silver.{name}", path, model.time_columns(name)
-    for name, path in inputs.gold.items():
-        yield f"gold.{name}", path, [FEATURE_TIME]
-
-
 def refresh(
     path: Path,
     model: ModelSpec,
@@ -352,7 +231,7 @@ def refresh(
     if planned.start is None:
         return Refresh(None, None)
     first = window_start(planned.start, model, config)
-    marks, ingested = _marks(inputs), _ingested_marks(inputs)
+    marks, ingested = input_versions(inputs), ingested_marks(inputs)
     backfill_before = last if planned.full or rebuild else None  # a nightly run's new windows are known now
     result = Refresh(first, last, full=planned.full)
     for low, high in _slices(first, last):
@@ -382,26 +261,6 @@ def refresh(
 
 def _shape(model: ModelSpec) -> dict[str, Any]:
     return {"key": model.key, "time": model.time, "grain": model.grain}
-
-
-def _ingested_marks(inputs: Inputs) -> dict[str, str]:
-    """The newest ingestion time of each silver input, to find the rows that arrive after it."""
-    found = {}
-    for name, table in inputs.existing_silver().items():
-        newest = _newest_ingested(table)
-        if newest is not None:
-            found[f"silver.{name}"] = newest.isoformat()
-    return found
-
-
-def _newest_ingested(table: DeltaTable) -> datetime | None:
-    """From the file statistics alone: no row is read."""
-    files = pa.table(table.get_add_actions(flatten=True))
-    column = f"max.{INGESTED_AT}"
-    if column not in files.column_names or files.num_rows == 0:
-        return None
-    newest = pc.max(files[column]).as_py()
-    return None if newest is None else _as_utc(newest)
 
 
 def _slices(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
