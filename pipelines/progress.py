@@ -18,7 +18,7 @@ from plantlake.config import PlantlakeConfig
 from plantlake.pipelines.factory import build_definitions
 from plantlake.pipelines.runs import SILENT
 
-COUNTED = ("rows_inserted", "values_inserted", "rows_new", "files_loaded", "versions_added")
+COUNTED = ("rows_inserted", "values_inserted", "rows_new", "files_loaded", "files_read", "versions_added")
 WATCHED = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.STEP_FAILURE}
 
 
@@ -68,7 +68,8 @@ def run_with_progress(
                     task,
                     completed=len(assets),
                     description=f"{job_name}: {assets[-1]} · {int(totals['rows_inserted']):,} rows, "
-                    f"{int(totals['values_inserted']):,} values, {rate:,.0f}/s",
+                    f"{int(totals['values_inserted']):,} values, {rate:,.0f}/s, "
+                    f"{int(totals['files_loaded'] + totals['files_read']):,} files",
                 )
             if not running and not records.has_more:
                 break
