@@ -110,7 +110,9 @@ def _summary(config: PlantlakeConfig, success: bool, seconds: float) -> None:
             print(f"    {name:<38} {count:>9} rows   quality: {status}{held}{stale}")
     print(f"lake:      {root}")
     print(f"catalog:   {catalog}")
+    print(f"catalog page: {root / 'catalog' / 'index.html'}")
     print(f"data docs: {root / 'quality_docs' / 'index.html'}")
+    print("status:    .venv/bin/plantlake status   (and plantlake check, run, catalog, ui; --help)")
     print('query it:  make query SQL="select * from gold.machine_hour_features limit 5"')
     print('           make query SQL="select table_name, file, row_key, field, value, reason from quarantine.rows"')
 
