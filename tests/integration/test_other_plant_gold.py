@@ -159,20 +159,86 @@ def _expected(served: dict) -> dict[tuple[str, datetime], dict]:
     return found
 
 
-def test_a_plant_with_other_tags_and_columns_gets_its_own_gold(
-    served, tmp_path: Path, postgres_url: str, monkeypatch
-) -> None:
-    endpoint, record = served
+def _site(
+    tmp_path: Path, postgres_url: str, endpoint: str, monkeypatch, models: dict[str, str], now: datetime = NOW
+) -> dg.Definitions:
+    """The plant's folder: its YAML, its model files, a supplier drop; its definitions at `now`."""
     _erp(postgres_url)
     (tmp_path / "drop").mkdir()
     (tmp_path / "drop" / "chargen.csv").write_text("Charge;Lieferant-Nr;Werkstoff\nC-1;L-4711;S355\nC-2;L-0815;C45\n")
     (tmp_path / "modelle").mkdir()
-    (tmp_path / "modelle" / "stunden.sql").write_text(MODEL_SQL, encoding="utf-8")
+    for name, sql in models.items():
+        (tmp_path / "modelle" / f"{name}.sql").write_text(sql, encoding="utf-8")
     (tmp_path / "plant.yaml").write_text(PLANT_YAML, encoding="utf-8")
     monkeypatch.setenv("WERK_ERP_URL", postgres_url)
     monkeypatch.setenv("WERK_OPCUA_ENDPOINT", endpoint)
-    config = load_config(tmp_path / "plant.yaml")
-    definitions = build_definitions(config, now=NOW)
+    return build_definitions(load_config(tmp_path / "plant.yaml"), now=now)
+
+
+DAILY_SQL = """/* ---
+description: Je Maschine und Tag, aus den Stunden.
+key: [maschine]
+time: tag
+grain: day
+columns:
+  maschine: {description: Maschine}
+  tag: {description: Beginn des Tages}
+  teile: {description: Teile des Tages, unit: parts, from: [gold.stunden]}
+--- */
+SELECT maschine, window_of(stunde) AS tag, CAST(sum(teile) AS BIGINT) AS teile FROM stunden GROUP BY ALL
+"""
+BROKEN_SQL = """/* ---
+description: Liest eine Spalte, die es nicht gibt.
+key: [maschine]
+time: stunde
+grain: hour
+columns:
+  maschine: {description: Maschine}
+  stunde: {description: Stunde}
+--- */
+SELECT machine_id AS maschine, window_of("timestamp") AS stunde, nicht_da FROM signals
+"""
+AFTER_BROKEN_SQL = """/* ---
+description: Baut auf dem kaputten Modell auf.
+key: [maschine]
+time: stunde
+grain: hour
+columns:
+  maschine: {description: Maschine}
+  stunde: {description: Stunde}
+--- */
+SELECT maschine, stunde FROM kaputt
+"""
+
+
+def test_a_failing_model_holds_back_only_the_models_that_read_it(
+    served, tmp_path: Path, postgres_url: str, monkeypatch
+) -> None:
+    """And a model reads another model's newest versions (days from hours)."""
+    endpoint, _ = served
+    models = {"stunden": MODEL_SQL, "tage": DAILY_SQL, "kaputt": BROKEN_SQL, "nach_kaputt": AFTER_BROKEN_SQL}
+    next_morning = START.replace(hour=0) + timedelta(days=1, hours=5)  # the day has ended; its history is a day old
+    definitions = _site(tmp_path, postgres_url, endpoint, monkeypatch, models, next_morning)
+    with dg.instance_for_test() as instance:
+        night = refresh_and_publish(definitions, instance)
+        assert not night.refresh.success
+        done = {event.asset_key.to_user_string() for event in night.refresh.get_asset_materialization_events()}
+        failed = [event.step_key for event in night.refresh.all_events if event.is_step_failure]
+        started = {event.step_key for event in night.refresh.all_events if event.is_step_start}
+        assert night.publish is not None and night.publish.success  # the catalog, after the failed refresh
+    assert {"gold/stunden", "gold/tage", "silver/werk_fertigungsauftrag"} <= done
+    assert not {"gold/kaputt", "gold/nach_kaputt"} & done
+    assert failed == ["gold__kaputt"] and "gold__nach_kaputt" not in started  # never ran: what it reads failed
+    hours = gold.latest(Lake(tmp_path / "lake").table("gold", "stunden"))
+    days = gold.latest(Lake(tmp_path / "lake").table("gold", "tage")).to_pylist()
+    assert len(days) == 2 and sum(day["teile"] for day in days) == sum(hours["teile"].to_pylist())
+
+
+def test_a_plant_with_other_tags_and_columns_gets_its_own_gold(
+    served, tmp_path: Path, postgres_url: str, monkeypatch
+) -> None:
+    endpoint, record = served
+    definitions = _site(tmp_path, postgres_url, endpoint, monkeypatch, {"stunden": MODEL_SQL})
     assert dg.AssetKey(["gold", "stunden"]) in definitions.resolve_all_asset_keys()
     with dg.instance_for_test() as instance:
         night = refresh_and_publish(definitions, instance)
