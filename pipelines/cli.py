@@ -149,7 +149,11 @@ def ui(config_path: str | None, host: str, port: int) -> None:
     config = _config(config_path)
     local_instance(config)  # sets DAGSTER_HOME beside the lake when it is not set
     webserver = shutil.which("dagster-webserver", path=str(Path(sys.executable).parent)) or "dagster-webserver"
-    arguments = [webserver, "-h", host, "-p", str(port), "-m", "plantlake.pipelines.definitions"]
+    # the checkout's workspace.yaml names the code location `plantlake`; elsewhere the installed module
+    location = (
+        ["-w", "workspace.yaml"] if Path("workspace.yaml").is_file() else ["-m", "plantlake.pipelines.definitions"]
+    )
+    arguments = [webserver, "-h", host, "-p", str(port), *location]
     if config_path:
         os.environ["PLANTLAKE_CONFIG"] = config_path
     os.execv(arguments[0], arguments)
