@@ -23,8 +23,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from plantlake.lake import catalog_comments, catalog_html, delta, drift, gold, locks, runlog, state
-from plantlake.lake.deletes import DELETED_AT
+from plantlake.lake import catalog_comments, catalog_html, catalog_views, delta, drift, locks, runlog, state
 from plantlake.lake.drift import SCHEMA_CHANGES
 from plantlake.lake.layout import Lake
 
@@ -235,14 +234,17 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> str:
         connection.execute(
             f"CREATE TABLE catalog ({', '.join(f'{name} {type_}' for name, type_, _ in CATALOG_COLUMNS)})"
         )
-        _file_moves(connection, lake)
+        catalog_views.file_moves(connection, lake)
         for layer, name, path in lake.tables():
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {delta.quote(layer)}")
             qualified = f"{layer}.{name}"
             table = delta.load(path)  # once: every figure below is of this version
             schema = pa.schema(table.schema().to_arrow())
             described = info.get(qualified, TableInfo(source="plantlake", description=""))
-            views = _create_views(connection, layer, name, path, table, schema, described)
+            about = described.description or f"{qualified}, from {described.source}"
+            views = catalog_views.create_views(
+                connection, layer, name, path, table, schema, about, described.description
+            )
             commented = {f.name: catalog_comments.column_comment(f.name, str(f.type), column_notes(f)) for f in schema}
             for view, note in views.items():
                 notes[(layer, view)] = note
@@ -259,7 +261,9 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> str:
                 "upstream": list(described.upstream),
                 "columns": columns,
                 "row_count": delta.rows_of(table),
-                "live_rows": _count(connection, layer, f"{name}_live" if f"{name}_live" in views else name),
+                "live_rows": catalog_views.count_rows(
+                    connection, layer, f"{name}_live" if f"{name}_live" in views else name
+                ),
                 "last_update": _last_update(table),
                 "quality_status": quality.get(qualified, "not checked"),
                 "quarantined_rows": quarantined.get(qualified, 0),
@@ -277,83 +281,3 @@ def _write_catalog(lake: Lake, info: dict[str, TableInfo], file: Path) -> str:
         return catalog_html.render(connection)
     finally:
         connection.close()
-
-
-def _create_views(
-    connection: duckdb.DuckDBPyConnection,
-    layer: str,
-    name: str,
-    path: Path,
-    table: DeltaTable,
-    schema: pa.Schema,
-    described: TableInfo,
-) -> dict[str, str]:
-    """The table's views in its layer's schema, by name, each with its comment.
-
-    A gold table: the newest version of each window, and every version beside it. A silver
-    table that keeps deleted rows: its live rows beside the full history.
-    """
-    qualified = f"{layer}.{name}"
-    about = described.description or f"{qualified}, from {described.source}"
-    view = f"{delta.quote(layer)}.{delta.quote(name)}"
-    if layer == "gold":
-        versions = f"{name}_versions"
-        gold.register_latest(connection, view, f"{delta.quote(layer)}.{delta.quote(versions)}", path, table)
-        return {
-            name: f"{about} Newest version of each window; every version is in {layer}.{versions}.",
-            versions: f"Every version of each window of {qualified}, with when it became known (known_at).",
-        }
-    if (layer, name) == ("quarantine", "rows"):
-        return _quarantine_views(connection, view, table, about)
-    delta.create_view(connection, view, table)
-    if layer != "silver" or DELETED_AT not in schema.names:
-        return {name: about}
-    live = f"{name}_live"
-    connection.execute(
-        f"CREATE VIEW {delta.quote(layer)}.{delta.quote(live)} AS "
-        f"SELECT * EXCLUDE ({delta.quote(DELETED_AT)}) FROM {view} WHERE {delta.quote(DELETED_AT)} IS NULL"
-    )
-    return {
-        name: f"{about} Full history: rows deleted in the source stay, with {DELETED_AT} set.",
-        live: f"Live rows of {qualified}: those the source still has ({DELETED_AT} is null). {described.description}",
-    }
-
-
-FILE_MOVES = "meta.file_moves"
-
-
-def _file_moves(connection: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    """Where each supplier file went after its run (archive/ or rejected/), by the path it was dropped as."""
-    connection.execute("CREATE SCHEMA IF NOT EXISTS meta")
-    files = delta.read(lake.table("meta", "supplier_files"), columns=["dropped_as", "run_id", "moved_to"])
-    moves = (
-        files
-        if files is not None
-        else pa.table({"dropped_as": [], "run_id": [], "moved_to": []}).cast(
-            pa.schema([("dropped_as", pa.string()), ("run_id", pa.string()), ("moved_to", pa.string())])
-        )
-    )
-    connection.register("__moves", moves)
-    connection.execute(f"CREATE TABLE {FILE_MOVES} AS SELECT * FROM __moves")
-    connection.unregister("__moves")
-
-
-def _quarantine_views(
-    connection: duckdb.DuckDBPyConnection, view: str, table: DeltaTable, about: str
-) -> dict[str, str]:
-    """`quarantine.rows` with `file_now`, where the row's file is now; the rows as quarantined beside it."""
-    landed = f"{delta.quote('quarantine')}.{delta.quote('rows_as_quarantined')}"
-    delta.create_view(connection, landed, table)
-    connection.execute(
-        f"CREATE VIEW {view} AS SELECT q.*, coalesce(m.moved_to, q.file) AS file_now FROM {landed} q "
-        f"LEFT JOIN {FILE_MOVES} m ON m.dropped_as = q.file AND m.run_id = q.run_id"
-    )
-    return {
-        "rows": f"{about} file_now: where the file is now (a supplier file is archived or rejected after its run).",
-        "rows_as_quarantined": "The quarantined rows as written, with each file's path when it was read.",
-    }
-
-
-def _count(connection: duckdb.DuckDBPyConnection, layer: str, view: str) -> int:
-    found = connection.execute(f"SELECT count(*) FROM {delta.quote(layer)}.{delta.quote(view)}").fetchone()
-    return int(found[0]) if found else 0
