@@ -48,7 +48,7 @@ production_orders = sa.Table(
     sa.Column("quantity", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("actual_start", sa.DateTime, nullable=False),
-    sa.Column("actual_end", sa.DateTime, nullable=False),
+    sa.Column("actual_end", sa.DateTime, nullable=True),  # empty while the order runs, as Odoo keeps it
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 work_orders = sa.Table(
@@ -123,7 +123,7 @@ def erp_rows(plant: Plant) -> dict[str, list[dict]]:
                 "quantity": order.quantity,
                 "status": status,
                 "actual_start": _naive(order.start),
-                "actual_end": _naive(order.end),
+                "actual_end": None if status == "in_progress" else _naive(order.end),
                 "updated_at": _naive(order.end),
             }
         )
@@ -132,6 +132,7 @@ def erp_rows(plant: Plant) -> dict[str, list[dict]]:
             len(rows["work_orders"]) + 1,
             order.order_id,
             Decimal(f"{-rng.uniform(10, 300):.3f}"),
+            until=_naive(order.end),
         )
         rows["work_orders"] += work
         rows["stock_moves"].append(move)
@@ -150,10 +151,12 @@ def erp_rows(plant: Plant) -> dict[str, list[dict]]:
 
 
 def order_children(
-    order: dict, first_work_order_id: int, stock_move_id: int, quantity_kg: Decimal
+    order: dict, first_work_order_id: int, stock_move_id: int, quantity_kg: Decimal, until: datetime | None = None
 ) -> tuple[list[dict], dict]:
-    """The work orders (one per operation, splitting the order's time) and the material issue of an order that ran."""
-    start, end = order["actual_start"], order["actual_end"]
+    """The work orders (one per operation, splitting the order's time) and the material issue of an order that ran.
+
+    `until`: where the time of an order still running (no actual_end) is split up to."""
+    start, end = order["actual_start"], order["actual_end"] or until
     step = (end - start) / len(_OPERATIONS)
     work = [
         {

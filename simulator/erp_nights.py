@@ -112,12 +112,12 @@ def day_changes(
             **row,
             "status": "in_progress" if finish == end else "done",
             "actual_start": begin,
-            "actual_end": finish,
+            "actual_end": None if finish == end else finish,  # a running order has no end yet
             "updated_at": finish,
         }
         changes.update("production_orders", ran)
         issued = Decimal(f"{-rng.uniform(10, 300):.3f}")
-        work_orders, move = order_children(ran, next_id["work_orders"], next_id["stock_moves"], issued)
+        work_orders, move = order_children(ran, next_id["work_orders"], next_id["stock_moves"], issued, finish)
         next_id["work_orders"] += len(work_orders)
         next_id["stock_moves"] += 1
         changes.inserted["work_orders"] += work_orders

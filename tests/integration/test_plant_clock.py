@@ -171,7 +171,8 @@ def _check_erp(clock: PlantClock, changes: NightChanges, before: dict[str, dict]
     late = [row for key, row in orders.items() if key not in old and row["updated_at"] < newest_before]
     assert len(late) == changes.late_rows == 1 and late[0]["updated_at"] >= newest_before - timedelta(minutes=30)
     ran = [row for key, row in orders.items() if old.get(key, {}).get("status") == "planned"]
-    assert ran and all(start <= row["actual_start"] < row["actual_end"] <= end for row in ran)
+    assert ran and all(start <= row["actual_start"] < (row["actual_end"] or end) <= end for row in ran)
+    assert all((row["actual_end"] is None) == (row["status"] == "in_progress") for row in ran)  # running: no end
     assert {row["status"] for row in ran} <= {"done", "in_progress"}
     referenced = {row["production_order_id"] for name in ("work_orders", "stock_moves") for row in after[name].values()}
     assert referenced <= orders.keys() and {row["machine_id"] for row in orders.values()} <= after["machines"].keys()
