@@ -109,22 +109,18 @@ def build_model(
 
 
 def column_schema(model: ModelSpec, schema: pa.Schema | None) -> dg.TableSchema:
-    """The feature dictionary: type, description, unit, where it comes from, whether known at the window's end."""
+    """The feature dictionary (`gold.feature_notes`): type, description with its unit, and as tags
+    the unit, where it comes from and whether it is known at the window's end."""
     columns = []
     for field in schema or []:
-        doc = model.columns.get(field.name)
-        tags: dict[str, str] = {}
-        if field.name in gold.VERSION_COLUMNS:
-            description = gold.VERSION_NOTES[field.name]
-        elif doc is None:
-            description = "(not documented in the model file)"
-        else:
-            description = doc.description + (f" [{doc.unit}]" if doc.unit else "")
-            tags = {
-                "unit": doc.unit or "",
-                "from": ",".join(doc.sources),
-                "known_at_window_end": str(doc.known_at_window_end).lower(),
-            }
+        notes = gold.feature_notes(model, field.name)
+        description = notes.get("description", "(not documented in the model file)")
+        description += f" [{notes['unit']}]" if "unit" in notes else ""
+        tags = (
+            {"unit": notes.get("unit", ""), "from": notes["from"], "known_at_window_end": notes["known_at_window_end"]}
+            if "known_at_window_end" in notes  # a documented feature, not a version column
+            else {}
+        )
         columns.append(dg.TableColumn(field.name, str(field.type), description=description, tags=tags))
     return dg.TableSchema(columns=columns)
 

@@ -50,7 +50,6 @@ VERSION_NOTES = {
 }
 SHAPE = "model"
 SLICE = timedelta(days=31)  # a rebuild computes at most this much at once: memory follows the slice
-VIEWS = ("signals", "events", "machine_alias")
 
 
 def inputs_of(model: ModelSpec, available: set[str]) -> tuple[set[str], set[str]]:
@@ -76,23 +75,21 @@ def _connect(model: ModelSpec, config: GoldConfig, inputs: Inputs) -> duckdb.Duc
     _window_macros(connection, length, origin)
     silver = inputs.existing_silver()
     for name, table in silver.items():
-        inputs.versions[f"silver.{name}"] = table.version()
         delta.create_view(connection, quote(name), table)
     signals.register_views(connection, silver, config)
     for name, path in inputs.gold.items():
         model_table = inputs.open(path)
         if model_table is not None:
-            inputs.versions[f"gold.{name}"] = model_table.version()
             register_latest(connection, quote(name), quote(f"{name}__versions"), path, model_table)
     return connection
 
 
 def register_latest(
     connection: duckdb.DuckDBPyConnection, latest: str, versions: str, path: Path, table: DeltaTable | None = None
-) -> None:
+) -> str:
     """Views of a gold table (its current version, or `table`): `versions` holds every version,
     `latest` the newest of each window without the bookkeeping columns. Both identifiers are
-    quoted SQL (`delta.quote`)."""
+    quoted SQL (`delta.quote`). Returns the window's columns (its key and time), as quoted SQL."""
     shape = delta.read_state(path, SHAPE) or {}
     delta.create_view(connection, versions, table or delta.load(path))
     partition = ", ".join(quote(column) for column in [*shape.get("key", []), shape.get("time", FEATURE_TIME)])
@@ -100,6 +97,7 @@ def register_latest(
         f"CREATE OR REPLACE VIEW {latest} AS SELECT * EXCLUDE ({ROW_HASH}, {DEFINITION}) FROM {versions} "
         f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {KNOWN_AT} DESC) = 1"
     )
+    return partition
 
 
 def compute(
@@ -144,43 +142,44 @@ def compute(
 def _changed(path: Path, rows: pa.Table, model: ModelSpec, start: datetime, end: datetime) -> pa.Table:
     """The rows whose window has no version of this definition yet, or whose newest holds other
     values; with `corrects`: whether the window had such a version (the row is then a correction)."""
-    corrects = pa.field("corrects", pa.bool_())
-    table = delta.open_table(path)
-    if table is None or rows.num_rows == 0:
-        return rows.append_column(corrects, pa.repeat(pa.scalar(False), rows.num_rows))
     window = (ds.field(model.time) >= start) & (ds.field(model.time) < end)
     window &= ds.field(DEFINITION) == model.definition_hash
-    held = delta.read(path, columns=[*model.key, model.time, KNOWN_AT, ROW_HASH], filter=window)
-    connection = duckdb.connect()
-    connection.register("computed", rows)
-    connection.register("held", held if held is not None else pa.table({}))
+    held = (
+        delta.read(path, columns=[*model.key, model.time, KNOWN_AT, ROW_HASH], filter=window) if rows.num_rows else None
+    )
+    if held is None or held.num_rows == 0:  # no table, nothing computed, or no window held yet
+        return rows.append_column("corrects", pa.repeat(pa.scalar(False), rows.num_rows))
     keys = ", ".join(quote(column) for column in [*model.key, model.time])
     same = " AND ".join(f"n.{quote(column)} = c.{quote(column)}" for column in [*model.key, model.time])
-    if held is None or held.num_rows == 0:
-        return rows.append_column(corrects, pa.repeat(pa.scalar(False), rows.num_rows))
-    return connection.sql(
-        f"WITH newest AS (SELECT {keys}, {ROW_HASH} FROM held "
-        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {KNOWN_AT} DESC) = 1) "
-        f"SELECT c.*, n.{ROW_HASH} IS NOT NULL AS corrects FROM computed c LEFT JOIN newest n ON {same} "
-        f"WHERE n.{ROW_HASH} IS NULL OR n.{ROW_HASH} <> c.{ROW_HASH} ORDER BY {keys}"
-    ).to_arrow_table()
+    with duckdb.connect() as connection:
+        connection.register("computed", rows)
+        connection.register("held", held)
+        return connection.sql(
+            f"WITH newest AS (SELECT {keys}, {ROW_HASH} FROM held "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {KNOWN_AT} DESC) = 1) "
+            f"SELECT c.*, n.{ROW_HASH} IS NOT NULL AS corrects FROM computed c LEFT JOIN newest n ON {same} "
+            f"WHERE n.{ROW_HASH} IS NULL OR n.{ROW_HASH} <> c.{ROW_HASH} ORDER BY {keys}"
+        ).to_arrow_table()
+
+
+def feature_notes(model: ModelSpec, column: str) -> dict[str, str]:
+    """A column's entry of the feature dictionary: the model, and as its header gives them its
+    description, unit, sources and whether it is known at the window's end."""
+    doc = model.columns.get(column)
+    notes = {"model": model.name}
+    if column in VERSION_NOTES:
+        notes["description"] = VERSION_NOTES[column]
+    elif doc is not None:
+        notes |= {"description": doc.description, "from": ", ".join(doc.sources)}
+        notes |= {"unit": doc.unit} if doc.unit else {}
+        notes["known_at_window_end"] = str(doc.known_at_window_end).lower()
+    return notes
 
 
 def documented(rows: pa.Table, model: ModelSpec) -> pa.Table:
-    """The rows with each column's entry of the feature dictionary as field metadata, which the
-    Delta schema keeps and the catalog shows: description, unit, sources, model, known at the window's end."""
-    fields = []
-    for column in rows.schema:
-        doc = model.columns.get(column.name)
-        notes = {"model": model.name}
-        if column.name in VERSION_NOTES:
-            notes["description"] = VERSION_NOTES[column.name]
-        elif doc is not None:
-            notes |= {"description": doc.description, "from": ", ".join(doc.sources)}
-            notes |= {"unit": doc.unit} if doc.unit else {}
-            notes["known_at_window_end"] = str(doc.known_at_window_end).lower()
-        fields.append(column.with_metadata(notes))
-    return rows.cast(pa.schema(fields))
+    """The rows with each column's `feature_notes` as field metadata, which the Delta schema keeps
+    and the catalog shows."""
+    return rows.cast(pa.schema([column.with_metadata(feature_notes(model, column.name)) for column in rows.schema]))
 
 
 def known_at(changed: pa.Table, now: datetime, backfill_before: datetime | None) -> pa.Array:
@@ -246,7 +245,7 @@ def refresh(
             versions = changed.append_column(KNOWN_AT, known_at(changed, now, backfill_before)).drop_columns("corrects")
             versions = documented(versions, model)
             delta.append(path, versions, constants={DEFINITION: pa.scalar(model.definition_hash)})
-    result.inputs_read = dict(inputs.versions)
+    result.inputs_read = marks
     if delta.open_table(path) is None:
         return result
     saved: dict[str, Any] = {SHAPE: _shape(model)}
@@ -275,9 +274,7 @@ def latest(path: Path) -> pa.Table:
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
     try:
-        register_latest(connection, "latest", "versions", path)
-        shape = delta.read_state(path, SHAPE) or {}
-        order = ", ".join(quote(column) for column in [*shape.get("key", []), shape.get("time", FEATURE_TIME)])
-        return connection.sql(f"SELECT * FROM latest ORDER BY {order}").to_arrow_table()
+        window = register_latest(connection, "latest", "versions", path)
+        return connection.sql(f"SELECT * FROM latest ORDER BY {window}").to_arrow_table()
     finally:
         connection.close()

@@ -49,7 +49,6 @@ class Inputs:
 
     silver: Mapping[str, Path]
     gold: Mapping[str, Path] = field(default_factory=dict)
-    versions: dict[str, int] = field(default_factory=dict)  # table versions read, for the record
     _opened: dict[Path, DeltaTable | None] = field(default_factory=dict, repr=False)
 
     def open(self, path: Path) -> DeltaTable | None:
