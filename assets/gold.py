@@ -47,7 +47,11 @@ def _views(silver: set[str]) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def buildable_models(config: PlantlakeConfig) -> list[tuple[ModelSpec, dict[str, tuple[str, ...]]]]:
+# each model whose inputs are configured, with the silver tables behind each of its inputs
+Buildable = list[tuple[ModelSpec, dict[str, tuple[str, ...]]]]
+
+
+def buildable_models(config: PlantlakeConfig) -> Buildable:
     """Each model whose inputs are all configured, with the silver tables behind each input.
 
     A model naming a table no source fills is left out (and said so in the log), as is every
@@ -55,7 +59,7 @@ def buildable_models(config: PlantlakeConfig) -> list[tuple[ModelSpec, dict[str,
     """
     silver = silver_tables(config)
     views = _views(silver)
-    built: list[tuple[ModelSpec, dict[str, tuple[str, ...]]]] = []
+    built: Buildable = []
     for model in load_models(config.gold.models):
         available = silver | set(views) | {other.name for other, _ in built}
         found, missing = gold.inputs_of(model, available)
@@ -125,9 +129,7 @@ def column_schema(model: ModelSpec, schema: pa.Schema | None) -> dg.TableSchema:
     return dg.TableSchema(columns=columns)
 
 
-def _model_assets(
-    config: PlantlakeConfig, model: ModelSpec, inputs: dict[str, tuple[str, ...]], names: set[str]
-) -> list:
+def _model_assets(model: ModelSpec, inputs: dict[str, tuple[str, ...]], names: set[str]) -> list:
     key = dg.AssetKey(["gold", model.name])
     deps = sorted(
         {dg.AssetKey(["gold", name]) for name in inputs if name in names}
@@ -183,16 +185,14 @@ def _model_assets(
     return [model_asset, model_invariants]
 
 
-def gold_assets(config: PlantlakeConfig) -> list:
-    """An asset and its checks per buildable model."""
-    models = buildable_models(config)
+def gold_assets(models: Buildable) -> list:
+    """An asset and its checks per buildable model (`buildable_models`)."""
     names = {model.name for model, _ in models}
-    return [definition for model, inputs in models for definition in _model_assets(config, model, inputs, names)]
+    return [definition for model, inputs in models for definition in _model_assets(model, inputs, names)]
 
 
-def rebuild_job(config: PlantlakeConfig, first_day: str = "2024-01-01") -> dg.JobDefinition | None:
+def rebuild_job(models: Buildable, first_day: str = "2024-01-01") -> dg.JobDefinition | None:
     """A job partitioned by day that recomputes every model's windows of a day; a range is a backfill in the UI."""
-    models = buildable_models(config)
     if not models:
         return None
     names = {model.name for model, _ in models}

@@ -7,7 +7,7 @@ from datetime import datetime
 import dagster as dg
 
 from plantlake.assets.erp import erp_assets
-from plantlake.assets.gold import gold_assets, rebuild_job
+from plantlake.assets.gold import buildable_models, gold_assets, rebuild_job
 from plantlake.assets.logs import log_assets
 from plantlake.assets.maintenance import maintenance_job
 from plantlake.assets.opcua import opcua_assets
@@ -36,12 +36,13 @@ def schedule_status(config: PlantlakeConfig) -> dg.DefaultScheduleStatus:
 
 def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> dg.Definitions:
     """Everything the YAML declares; `now` fixes the present the runs assume (replaying a simulated plant)."""
+    models = buildable_models(config)  # each model file read and parsed once
     source_assets = [
         *[definition for erp in config.sources.erp for definition in erp_assets(erp)],
         *opcua_assets(config.sources.opcua),
         *log_assets(config.sources.logs),
         *supplier_assets(config.sources.suppliers),
-        *gold_assets(config),
+        *gold_assets(models),
     ]
     tables = [
         d for d in source_assets if isinstance(d, dg.AssetsDefinition) and not isinstance(d, dg.AssetChecksDefinition)
@@ -102,7 +103,7 @@ def build_definitions(config: PlantlakeConfig, now: datetime | None = None) -> d
             default_status=schedule_status(config),
         ),
     ]
-    rebuild = rebuild_job(config)
+    rebuild = rebuild_job(models)
     sensors = [failed_runs_sensor(config, publish, refresh_jobs)]
     if config.sources.suppliers:
         sensors.append(supplier_files_sensor(config, supplier_job))
