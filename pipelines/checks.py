@@ -12,7 +12,7 @@ from plantlake.assets.gold import buildable_models
 from plantlake.assets.opcua import credentials
 from plantlake.config import ErpSource, LogSource, OpcuaSource, PlantlakeConfig, SupplierSource
 from plantlake.config.models import load_models
-from plantlake.connectors import opcua, opcua_stream, sql
+from plantlake.connectors import drop_folder, opcua, opcua_stream, sql
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,10 @@ def _folder(kind: str, source: LogSource | SupplierSource) -> Finding:
     def probe() -> str:
         if not source.path.is_dir():
             raise FileNotFoundError(f"{source.path} is not a folder: create it or fix `path`")
-        found = [path for path in source.path.glob(source.glob) if path.is_file()]
+        if isinstance(source, SupplierSource):  # as the landing lists a drop folder: its suffixes, no links out
+            found = [file.path for file in drop_folder.listed(source.path, source.glob, source.suffixes)]
+        else:
+            found = [path for path in source.path.glob(source.glob) if path.is_file()]
         return f"{len(found)} files match {source.glob!r}"
 
     return _guarded(f"{kind}:{source.name}", str(source.path), probe)
