@@ -8,7 +8,7 @@ import pyarrow as pa
 from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import OWNERS
 from plantlake.config import PlantlakeConfig
-from plantlake.config.models import load_models
+from plantlake.config.models import ModelSpec, load_models
 from plantlake.lake import delta, locks
 from plantlake.lake.catalog import TableInfo, build_catalog
 from plantlake.lake.layout import Lake
@@ -41,19 +41,7 @@ def table_infos(
     sources.setdefault("silver.machine_events", "logs")
     for model in load_models(config.gold.models):
         sources.setdefault(f"gold.{model.name}", "silver")
-    descriptions = {
-        **descriptions,
-        "quarantine.rows": "Rows kept out of the lake, with table, file, row, field, value, check and reason.",
-        "meta.quality_results": "Newest result of every quality check: table, check, success, details.",
-        "meta.run_failures": "Every failed run: job, failed steps and their errors.",
-        "meta.schema_changes": "Every column change found in a source: table, column, added, widened or removed, "
-        "old and new type, when and in which run.",
-        "silver.opcua_tags": "Every historized OPC-UA tag: node id, browse path, machine, data type, engineering "
-        "unit, range and description, as the servers report them.",
-        "meta.supplier_files": "Every supplier file by content hash: version, status, rows read, loaded, quarantined "
-        "and skipped, why it was rejected, where it was moved.",
-    }
-    upstream = {"silver.opcua_tags": tuple(f"bronze.{s.name}_tags" for s in config.sources.opcua), **(upstream or {})}
+    upstream = upstream or {}
     return {
         name: TableInfo(
             sources.get(name, "plantlake"), descriptions.get(name, ""), upstream.get(name, ()), owner=OWNERS[0]
@@ -62,12 +50,13 @@ def table_infos(
     }
 
 
-def suite_for(config: PlantlakeConfig, qualified: str, schema: pa.Schema) -> list[suites.Expect]:
-    """The row-level suite of a silver or gold table, as used at ingestion."""
+def suite_for(
+    config: PlantlakeConfig, models: dict[str, ModelSpec], qualified: str, schema: pa.Schema
+) -> list[suites.Expect]:
+    """The row-level suite of a silver or gold table, as used at ingestion; `models` by qualified name."""
     _, name = qualified.split(".", 1)
-    for model in load_models(config.gold.models):
-        if qualified == f"gold.{model.name}":
-            return suites.model_suite(model, schema)
+    if qualified in models:
+        return suites.model_suite(models[qualified], schema)
     if qualified == "silver.sensor_readings":
         return suites.sensor_suite(schema)
     if qualified == "silver.machine_events":
@@ -85,13 +74,14 @@ def suite_for(config: PlantlakeConfig, qualified: str, schema: pa.Schema) -> lis
 def docs_tables(lake: Lake, config: PlantlakeConfig) -> dict[str, DocsTable]:
     tables = {}
     checks = sql_checks(lake)
+    models = {f"gold.{model.name}": model for model in load_models(config.gold.models)}  # read once, not per table
     for layer, name, path in lake.tables():
         if layer in ("silver", "gold"):
             table = delta.load(path)
             data = table.to_pyarrow_dataset()
             qualified = f"{layer}.{name}"
             tables[qualified] = DocsTable(
-                data, table.version(), suite_for(config, qualified, data.schema), checks.get(qualified, {})
+                data, table.version(), suite_for(config, models, qualified, data.schema), checks.get(qualified, {})
             )
     return tables
 

@@ -1,5 +1,6 @@
 """Tables the steps write beside their own and the catalog publishes: assets too, so the UI shows
-them with their lineage. They are not materialized on their own: the steps named upstream write them."""
+them with their lineage. They are not materialized on their own: the steps named upstream write
+them. Their descriptions here are the catalog's too."""
 
 import dagster as dg
 
@@ -22,26 +23,26 @@ def published_table_specs(config: PlantlakeConfig, tables: list[dg.AssetKey]) ->
             "quarantine/rows",
             [*_layer(tables, "silver"), *supplier_bronze],
             OWNERS,
-            "Rows kept out of the lake, with table, file, row, field, value, check and reason; written by the "
-            "silver steps and the supplier landings.",
+            "Rows kept out of the lake, with table, file, row, field, value, check and reason.",
         ),
         (
             "meta/quality_results",
             _layer(tables, "silver", "gold"),
             OWNERS,
-            "Newest result of every quality check per table: written by each check.",
+            "Newest result of every quality check: table, check, success, details.",
         ),
         (
             "meta/schema_changes",
             _layer(tables, "bronze", "silver"),
             OWNERS,
-            "Every column a source added, widened or dropped: written by the steps that met it.",
+            "Every column change found in a source: table, column, added, widened or removed, old and new type, "
+            "when and in which run.",
         ),
         (
             "meta/run_failures",
             [],
             OWNERS,
-            "Every failed run with its failed steps and errors: written by the failed-run sensor.",
+            "Every failed run: job, failed steps and their errors.",
         ),
     ]
     if config.sources.opcua:
@@ -50,8 +51,8 @@ def published_table_specs(config: PlantlakeConfig, tables: list[dg.AssetKey]) ->
                 "silver/opcua_tags",
                 readings_bronze,
                 owners_of(config.sources.opcua),
-                "Every OPC-UA tag the servers report: node id, browse path, machine, data type, engineering unit, "
-                "range and description; written by the sensor_readings step.",
+                "Every historized OPC-UA tag: node id, browse path, machine, data type, engineering unit, range and "
+                "description, as the servers report them.",
             )
         )
     if config.sources.suppliers:
@@ -60,7 +61,8 @@ def published_table_specs(config: PlantlakeConfig, tables: list[dg.AssetKey]) ->
                 "meta/supplier_files",
                 supplier_bronze,
                 owners_of(config.sources.suppliers),
-                "Every supplier file by content hash: version, status, rows, where it went and why.",
+                "Every supplier file by content hash: version, status, rows read, loaded, quarantined and skipped, "
+                "why it was rejected, where it was moved.",
             )
         )
     return [
