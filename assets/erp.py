@@ -3,7 +3,6 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -21,6 +20,7 @@ from plantlake.connectors import sql, sql_fast
 from plantlake.connectors.arrow_types import to_utc
 from plantlake.lake import bronze, deletes, delta, drift, silver, transforms
 from plantlake.lake.layout import INGESTION_FIELDS, RUN_ID, SOURCE, Ingestion, Lake
+from plantlake.lake.storage import Location
 from plantlake.quality import invariants, suites
 
 BOOKKEEPING = {field.name for field in INGESTION_FIELDS} | {deletes.DELETED_AT}
@@ -140,7 +140,7 @@ def _silver_drift(lake: Lake, name: str, run_id: str) -> drift.Drift:
     return change
 
 
-def _reconcile_deletes(path: Path, source: ErpSource, table: ErpTable, now: datetime) -> dict[str, object]:
+def _reconcile_deletes(path: Location, source: ErpSource, table: ErpTable, now: datetime) -> dict[str, object]:
     """Compare primary keys with the source when due; mark or remove the rows it no longer has."""
     silver_schema = delta.schema(path)
     if table.deletes is None or silver_schema is None or not deletes.due(path, table.deletes.every_hours, now):

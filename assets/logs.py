@@ -102,7 +102,7 @@ def load_bronze(lake: Lake, source: LogSource, run_id: str, now: datetime | None
     for _, start, _ in plan:
         condition = (ds.field("file_id") == start.file_id) & (ds.field("line_number") > start.lines)
         window = condition if window is None else window | condition
-    with bronze.spooled(batches(), logs.EVENTS_SCHEMA, lake.root / "_spool") as spooled:
+    with bronze.spooled(batches(), logs.EVENTS_SCHEMA, lake.spool) as spooled:
         state = {POSITIONS: {file_id: asdict(position) for file_id, position in positions.items()}}
         landed = bronze.land(
             path,

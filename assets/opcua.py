@@ -2,7 +2,6 @@
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
@@ -15,6 +14,7 @@ from plantlake.config import OpcuaSource
 from plantlake.connectors import opcua, opcua_stream
 from plantlake.lake import bronze, delta, silver, transforms
 from plantlake.lake.layout import Ingestion, Lake, constant
+from plantlake.lake.storage import Location
 from plantlake.quality import invariants, suites
 
 SENSOR_READINGS = dg.AssetKey(["silver", "sensor_readings"])
@@ -24,7 +24,7 @@ def bronze_key(source: OpcuaSource) -> dg.AssetKey:
     return dg.AssetKey(["bronze", f"{source.name}_readings"])
 
 
-def bronze_path(lake: Lake, source: OpcuaSource) -> Path:
+def bronze_path(lake: Lake, source: OpcuaSource) -> Location:
     return lake.table("bronze", f"{source.name}_readings")
 
 
@@ -97,9 +97,7 @@ def load_bronze(lake: Lake, source: OpcuaSource, run_id: str, now: datetime | No
     tags, batches = read_history(source, start_of, end, failures, link_losses)
     delta.overwrite(lake.table("bronze", f"{source.name}_tags"), opcua.tag_table(tags))
     earliest = min((start_of(tag.node_id) for tag in tags), default=end)
-    with bronze.spooled(
-        batches, opcua.READINGS_SCHEMA, lake.root / "_spool"
-    ) as spooled:  # failures known after reading
+    with bronze.spooled(batches, opcua.READINGS_SCHEMA, lake.spool) as spooled:  # failures known after reading
         marks = {
             tag.node_id: (ends.get(tag.node_id, fallback) if tag.node_id in failures else end.isoformat())
             for tag in tags

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 import pyarrow as pa
 
+from plantlake.assets.factory import table_pool
 from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import OWNERS
 from plantlake.config import PlantlakeConfig
@@ -115,6 +116,7 @@ def publish_assets(
         kinds={"duckdb"},
         description="catalog.duckdb at the lake root: every table as bronze.x, silver.x, gold.x, and a catalog "
         "table; catalog/index.html, the same catalog as a page to read.",
+        pool=table_pool(CATALOG),
     )
     def catalog(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Rebuild the DuckDB catalog over the lake's current tables."""
@@ -134,11 +136,12 @@ def publish_assets(
         owners=OWNERS,
         kinds={"great_expectations"},
         description="Great Expectations Data Docs for every silver and gold table, under the lake root.",
+        pool=table_pool(DATA_DOCS),
     )
     def data_docs(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Validate silver and gold tables and rebuild the Data Docs site."""
         lake = plantlake.lake
-        with locks.exclusive(lake.root / "meta" / "data_docs"):  # one builder at a time
+        with locks.exclusive(lake.table("meta", "data_docs")):  # one builder at a time
             index = build_data_docs(lake.data_docs_dir, docs_tables(lake, plantlake.config))
         return dg.MaterializeResult(metadata={"index": dg.MetadataValue.path(str(index))})
 

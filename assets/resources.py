@@ -36,4 +36,4 @@ class PlantlakeResource(dg.ConfigurableResource):
 
     @property
     def lake(self) -> Lake:
-        return Lake(self.config.lake.root)
+        return Lake.from_config(self.config.lake)

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,6 +16,7 @@ import pyarrow.dataset as ds
 from plantlake.lake import delta, locks, progress, state
 from plantlake.lake.catalog import column_notes
 from plantlake.lake.layout import Lake
+from plantlake.lake.storage import Location
 from plantlake.quality import results
 from plantlake.quality.expectations import Validation
 from plantlake.quality.invariants import InvariantResult
@@ -36,7 +36,7 @@ INVARIANTS_CHECK = "invariants"
 class Step:
     """What one materialization did to one table."""
 
-    table: Path
+    table: Location
     metadata: dict[str, Any] = field(default_factory=dict)
     validation: Validation | None = None
 
@@ -60,7 +60,7 @@ HEARTBEAT_S = 10.0
 
 
 @contextmanager
-def heartbeat(name: str, path: Path, every_s: float = HEARTBEAT_S) -> Iterator[None]:
+def heartbeat(name: str, path: Location, every_s: float = HEARTBEAT_S) -> Iterator[None]:
     """While the block runs, log every `every_s` how long it has run and the rows it has handled so far."""
     log, done, started = dg.get_dagster_logger(), threading.Event(), time.monotonic()
     progress.reset(path)
@@ -158,7 +158,7 @@ def invariants_result(
     context: dg.AssetCheckExecutionContext,
     lake: Lake,
     key: dg.AssetKey,
-    path: Path,
+    path: Location,
     build: Callable[[ds.Dataset], list[InvariantResult]],
     blocking: bool,
 ) -> dg.AssetCheckResult:

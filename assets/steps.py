@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -12,6 +11,7 @@ from plantlake.assets.results import Step
 from plantlake.lake import delta, progress, quarantine, silver
 from plantlake.lake.layout import Lake
 from plantlake.lake.quarantine import Rejection
+from plantlake.lake.storage import Location
 from plantlake.quality import expectations
 from plantlake.quality.suites import Expect
 
@@ -25,7 +25,7 @@ def _add(totals: dict[str, int], merged: dict[str, int]) -> None:
 
 def merge_validated(
     lake: Lake,
-    path: Path,
+    path: Location,
     chunks: Iterable[silver.Pending],
     prepare: Prepare,
     suite: Callable[[pa.Schema], list[Expect]],

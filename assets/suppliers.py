@@ -32,6 +32,7 @@ from plantlake.lake.file_registry import FileEntry, RowCounts
 from plantlake.lake.layout import Ingestion, Lake
 from plantlake.lake.prefetch import prefetched
 from plantlake.lake.quarantine import Rejection
+from plantlake.lake.storage import Location
 from plantlake.quality import invariants, suites
 
 FILE_FIELDS = [
@@ -150,7 +151,7 @@ class _Ingest:
         )
 
 
-def _landed_before(path: Path, digest: str) -> bool:
+def _landed_before(path: Location, digest: str) -> bool:
     """A run that died after its bronze commit but before registering the file left its rows here."""
     data = delta.dataset(path)
     return data is not None and data.count_rows(filter=ds.field(transforms.FILE_HASH) == digest) > 0

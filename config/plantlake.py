@@ -20,8 +20,58 @@ from plantlake.config.sources import ConfigError, Sources, Strict
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}")
 
 
+class S3Config(Strict):
+    """How to reach the S3-compatible store of an `s3://` lake root (read from the environment)."""
+
+    endpoint: str = Field(default="", description="e.g. http://seaweedfs:8333; empty: AWS itself")
+    region: str = "us-east-1"
+    access_key_id: str = ""
+    secret_access_key: str = Field(default="", repr=False)
+
+
+    @field_validator("endpoint", "region", "access_key_id", "secret_access_key", mode="before")
+    @classmethod
+    def _unset_is_empty(cls, value: object) -> object:
+        """`${AWS_REGION:-}` with the variable unset leaves the key empty, which YAML reads as null."""
+        return "" if value is None else value
+
+
 class LakeConfig(Strict):
-    root: Path
+    root: str = Field(description="a local folder, or s3://bucket/prefix on S3-compatible storage (see s3)")
+    local: Path | None = Field(
+        default=None,
+        description="this machine's working folder (catalog, quality docs, spool); default: the root itself, "
+        "which an s3:// root must not be",
+    )
+    s3: S3Config = Field(default_factory=S3Config)
+
+    @property
+    def in_object_storage(self) -> bool:
+        return "://" in self.root
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """The AWS_* options delta-rs and Arrow use for an s3:// root (empty for a local one)."""
+        if not self.in_object_storage:
+            return {}
+        s3 = self.s3
+        options = {
+            "AWS_ENDPOINT_URL": s3.endpoint,
+            "AWS_REGION": s3.region,
+            "AWS_ACCESS_KEY_ID": s3.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
+            "AWS_ALLOW_HTTP": "true" if s3.endpoint.startswith("http://") else "",
+        }
+        return {key: value for key, value in options.items() if value}
+
+    @property
+    def local_folder(self) -> Path:
+        """Where this machine keeps the lake's local files: `local`, else the (local) root."""
+        if self.local is not None:
+            return self.local
+        if self.in_object_storage:
+            raise ConfigError(f"lake.root {self.root} is in object storage: set lake.local, a folder on this machine")
+        return Path(self.root)
 
 
 class SimulatorConfig(Strict):
@@ -74,12 +124,26 @@ class MaintenanceConfig(Strict):
 class ExecutionConfig(Strict):
     """How a run executes its steps; the same for scheduled, sensor and UI runs."""
 
-    executor: Literal["in_process", "multiprocess"] = Field(
+    executor: Literal["in_process", "multiprocess", "celery"] = Field(
         default="in_process",
         description="in_process: one process, no per-step start-up (fastest on one machine); "
-        "multiprocess: steps in parallel processes forked from a server that has plantlake imported",
+        "multiprocess: steps in parallel processes forked from a server that has plantlake imported; "
+        "celery: each step a task for the Celery workers listening on `queue` (on this or other machines)",
     )
     max_concurrent: int = Field(default=2, gt=0, description="multiprocess: steps at once")
+    broker: str = Field(
+        default="pyamqp://guest:guest@127.0.0.1:5672//",
+        min_length=1,
+        description="celery: the broker's URL (RabbitMQ: pyamqp://user:password@host:5672/vhost)",
+    )
+    backend: str = Field(
+        default="rpc://", min_length=1, description="celery: where the workers send each step's events back"
+    )
+    queue: str = Field(
+        default="plantlake",
+        pattern=r"^\S+$",
+        description="celery: the queue the steps go to and the workers listen on",
+    )
 
 
 class PlantlakeConfig(Strict):
@@ -125,7 +189,9 @@ def _resolve_paths(config: PlantlakeConfig, base: Path) -> None:
     def resolve(path: Path) -> Path:
         return path if path.is_absolute() else (base / path).resolve()
 
-    config.lake.root = resolve(config.lake.root)
+    if not config.lake.in_object_storage:
+        config.lake.root = str(resolve(Path(config.lake.root)))
+    config.lake.local = resolve(config.lake.local) if config.lake.local is not None else None
     for log in config.sources.logs:
         log.path = resolve(log.path)
     for server in config.sources.opcua:

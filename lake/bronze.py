@@ -16,11 +16,12 @@ import pyarrow.dataset as ds
 
 from plantlake.lake import delta, progress
 from plantlake.lake.layout import INGESTION_FIELDS, Ingestion
+from plantlake.lake.storage import Location
 
 
 @dataclass(frozen=True)
 class Landed:
-    table: Path
+    table: Location
     rows_read: int
     rows_inserted: int
 
@@ -52,7 +53,7 @@ def decode_watermark(stored: dict[str, Any] | None) -> Any:
 class _Counted:
     """Counts the rows of a batch stream as it is consumed (and, with `table`, reports them as progress)."""
 
-    def __init__(self, batches: Iterable[pa.RecordBatch], table: Path | None = None) -> None:
+    def __init__(self, batches: Iterable[pa.RecordBatch], table: Location | None = None) -> None:
         self.batches, self.rows, self.table = batches, 0, table
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
@@ -98,7 +99,7 @@ def spooled(batches: Iterable[pa.RecordBatch], schema: pa.Schema, folder: Path) 
 
 
 def land(
-    path: Path,
+    path: Location,
     batches: Iterator[pa.RecordBatch],
     source_schema: pa.Schema,
     keys: list[str],

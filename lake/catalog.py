@@ -26,6 +26,7 @@ from deltalake import DeltaTable
 from plantlake.lake import catalog_comments, catalog_html, catalog_views, delta, drift, locks, runlog, state
 from plantlake.lake.drift import SCHEMA_CHANGES
 from plantlake.lake.layout import Lake
+from plantlake.lake.storage import Location
 
 OWNER = "team:data-engineering"
 # DuckDB 2 writes a storage format no older DuckDB reads unless told otherwise; v1.1.0 opens in 1.1 and later.
@@ -178,7 +179,7 @@ CATALOG_NOTE = "One row per lake table: where it comes from, who owns it, its co
 UNMAPPED_HOSTS = "unmapped_hosts"
 
 
-def _unmapped_hosts(path: Path) -> str | None:
+def _unmapped_hosts(path: Location) -> str | None:
     noted = (state.stored(path) or {}).get(UNMAPPED_HOSTS)
     return json.dumps(noted, ensure_ascii=False, sort_keys=True) if noted else None
 

@@ -4,8 +4,6 @@ row's file is now)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -13,13 +11,14 @@ from deltalake import DeltaTable
 from plantlake.lake import delta, gold
 from plantlake.lake.deletes import DELETED_AT
 from plantlake.lake.layout import Lake
+from plantlake.lake.storage import Location
 
 
 def create_views(
     connection: duckdb.DuckDBPyConnection,
     layer: str,
     name: str,
-    path: Path,
+    path: Location,
     table: DeltaTable,
     schema: pa.Schema,
     about: str,

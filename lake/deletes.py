@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -18,20 +17,21 @@ import pyarrow.dataset as ds
 
 from plantlake.lake import delta, state
 from plantlake.lake.delta import quote
+from plantlake.lake.storage import Location
 
 DELETED_AT = "_deleted_at"
 DELETED_FIELD = pa.field(DELETED_AT, pa.timestamp("us", tz="UTC"))
 RECONCILED_AT = "reconciled_at"
 
 
-def due(silver_path: Path, every_hours: float, now: datetime) -> bool:
+def due(silver_path: Location, every_hours: float, now: datetime) -> bool:
     """Whether the last reconciliation is at least `every_hours` old (or never ran)."""
     last = state.current(silver_path).get(RECONCILED_AT)
     return last is None or (now - datetime.fromisoformat(last)).total_seconds() >= every_hours * 3600
 
 
 def deleted_keys(
-    silver_path: Path, source_keys: Iterator[pa.RecordBatch], schema: pa.Schema, keys: list[str]
+    silver_path: Location, source_keys: Iterator[pa.RecordBatch], schema: pa.Schema, keys: list[str]
 ) -> pa.Table:
     """Keys live in silver that the source no longer has."""
     data = delta.dataset(silver_path)
@@ -50,7 +50,7 @@ def deleted_keys(
     return connection.sql(query).to_arrow_table()
 
 
-def apply(silver_path: Path, deleted: pa.Table, keys: list[str], remove: bool, now: datetime | None = None) -> int:
+def apply(silver_path: Location, deleted: pa.Table, keys: list[str], remove: bool, now: datetime | None = None) -> int:
     """Mark (or remove) the `deleted` keys in one commit, then record the reconciliation's time.
 
     With nothing deleted there is no commit: only the time is recorded.

@@ -1,4 +1,4 @@
-"""Delta tables on local disk: idempotent writes, one schema whatever wrote them, state kept apart.
+"""Delta tables on disk or in object storage: idempotent writes, one schema whatever wrote them, state apart.
 
 How reruns and failures stay safe:
 - Every write is a single Delta commit (one `MERGE`, one `write_deltalake`, or the Parquet
@@ -30,7 +30,6 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
@@ -47,7 +46,8 @@ from deltalake.transaction import create_table_with_add_actions
 if TYPE_CHECKING:
     from deltalake.transaction import AddAction, RemoveAction
 
-from plantlake.lake import parquet_files, state
+from plantlake.lake import parquet_files, state, storage
+from plantlake.lake.storage import Location, Where
 
 T = TypeVar("T")
 # Opening a table replays every commit since its last checkpoint; a checkpoint every 10 commits
@@ -65,32 +65,35 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def open_table(path: Path) -> DeltaTable | None:
-    """The table at `path`, or None if there is none."""
+def open_table(path: Where, version: int | None = None) -> DeltaTable | None:
+    """The table at `path` (at `version`, else its current one), or None if there is none."""
+    path = Location.of(path)
     try:
-        return DeltaTable(str(path))
+        return load(path, version)
     except TableNotFoundError:
         return None
 
 
-def load(path: Path) -> DeltaTable:
+def load(path: Where, version: int | None = None) -> DeltaTable:
     """The table at `path`, which must exist (one listed by `Lake.tables`, say)."""
-    return DeltaTable(str(path))
+    path = Location.of(path)
+    return DeltaTable(path.uri, version=version, storage_options=path.storage_options)
 
 
-def read_state(path: Path, key: str, *, required: bool = False) -> Any:
+def read_state(path: Where, key: str, *, required: bool = False) -> Any:
     """The table's state value for `key` (see `lake.state`), or None.
 
     `required`: the key must exist whenever the table holds rows; a missing one means the
     state was lost, and reading everything again would duplicate or reload, so stop instead.
     """
+    path = Location.of(path)
     value = state.current(path).get(key)
     if value is None and required and row_count(path):
         raise state.missing(path, key)
     return value
 
 
-def _save_state(path: Path, updates: dict[str, Any] | None) -> None:
+def _save_state(path: Location, updates: dict[str, Any] | None) -> None:
     if updates:
         state.write(path, updates)
 
@@ -128,7 +131,7 @@ def _peek(data: pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBatchRea
 
 
 def merge(
-    path: Path,
+    path: Where,
     data: pa.Table | pa.RecordBatchReader,
     keys: list[str],
     *,
@@ -141,7 +144,7 @@ def merge(
     The first write creates the table (even with no rows). New source columns are added to
     the table schema. No rows for an existing table: no commit, only the state is saved.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Location.of(path)
     opened = [open_table(path)]  # the first attempt uses this one; a retry after a lost race opens it anew
     data = _peek(data) if opened[0] is not None else data
     if data is None:
@@ -151,8 +154,10 @@ def merge(
     def run() -> dict[str, int]:
         table = opened.pop() if opened else open_table(path)
         if table is None:
-            write_deltalake(str(path), data, mode="error", configuration=TABLE_PROPERTIES)
-            added = DeltaTable(str(path)).history(1)[0].get("operationMetrics", {}).get("num_added_rows", 0)
+            write_deltalake(
+                path.uri, data, mode="error", configuration=TABLE_PROPERTIES, storage_options=path.storage_options
+            )
+            added = load(path).history(1)[0].get("operationMetrics", {}).get("num_added_rows", 0)
             return {"inserted": int(added), "updated": 0}
         merger = table.merge(
             source=data,
@@ -175,7 +180,7 @@ def merge(
 
 
 def append(
-    path: Path,
+    path: Where,
     data: pa.Table | pa.RecordBatchReader,
     state: dict[str, Any] | None = None,
     constants: dict[str, pa.Scalar] | None = None,
@@ -191,7 +196,7 @@ def append(
     two row groups, however long the stream (see `lake.parquet_files`). No rows for an
     existing table: no commit, only the state is saved.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Location.of(path)
     reader = data.to_reader() if isinstance(data, pa.Table) else data
     table = open_table(path)
     fixed = [pa.field(name, value.type, nullable=not value.is_valid) for name, value in (constants or {}).items()]
@@ -218,7 +223,12 @@ def append(
             current = open_table(path)
         if current is None:
             create_table_with_add_actions(
-                str(path), DeltaSchema.from_arrow(target), actions, mode="error", configuration=TABLE_PROPERTIES
+                path.uri,
+                DeltaSchema.from_arrow(target),
+                actions,
+                mode="error",
+                configuration=TABLE_PROPERTIES,
+                storage_options=path.storage_options,
             )
         else:
             changes: list[AddAction | RemoveAction] = [*actions]  # the list the call takes holds both kinds
@@ -229,48 +239,58 @@ def append(
     return {"inserted": inserted, "updated": 0}
 
 
-def widen(path: Path, fields: dict[str, pa.Field]) -> None:
+def widen(path: Where, fields: dict[str, pa.Field]) -> None:
     """Rewrite the table with the given columns cast to wider fields, in one commit.
 
     The old files stay readable until the commit replaces them, so the rewrite streams.
     """
+    path = Location.of(path)
     data = dataset(path)
     if data is None:
         return
     schema = pa.schema([fields.get(field.name, field) for field in data.schema])
     batches = (batch.cast(schema) for batch in data.to_batches(batch_size=64_000))
     reader = pa.RecordBatchReader.from_batches(schema, batches)
-    write_deltalake(str(path), reader, mode="overwrite", schema_mode="overwrite", writer_properties=STREAM_WRITER)
+    write_deltalake(
+        path.uri,
+        reader,
+        mode="overwrite",
+        schema_mode="overwrite",
+        writer_properties=STREAM_WRITER,
+        storage_options=path.storage_options,
+    )
 
 
-def overwrite(path: Path, data: pa.Table) -> bool:
+def overwrite(path: Where, data: pa.Table) -> bool:
     """Replace the whole table in one commit (for small tables recomputed each run).
 
     Data equal to what the table holds commits nothing, so an unchanged recompute leaves
     the table at its version; returns whether it committed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Location.of(path)
     table = open_table(path)
     if table is not None:
         current = table.to_pyarrow_dataset().to_table()
         if current.schema.equals(data.schema) and current.equals(data):
             return False
     write_deltalake(
-        str(path),
+        path.uri,
         data,
         mode="overwrite",
         schema_mode="overwrite",
         configuration=TABLE_PROPERTIES if table is None else None,
+        storage_options=path.storage_options,
     )
     return True
 
 
-def dataset(path: Path, order_by: str | None = None) -> ds.Dataset | None:
+def dataset(path: Where, order_by: str | None = None) -> ds.Dataset | None:
     """The current version as a pyarrow dataset (scanned lazily, in batches), in the table's own schema.
 
     `order_by`: a column whose statistics order the files, lowest first, so that a table
     written in that column's order is scanned in it (a table's file list has no order).
     """
+    path = Location.of(path)
     table = open_table(path)
     if table is None:
         return None
@@ -323,7 +343,8 @@ def scan(
             yield kept.select(columns) if columns is not None else kept
 
 
-def read(path: Path, columns: list[str] | None = None, filter: ds.Expression | None = None) -> pa.Table | None:
+def read(path: Where, columns: list[str] | None = None, filter: ds.Expression | None = None) -> pa.Table | None:
+    path = Location.of(path)
     data = dataset(path)
     if data is None:
         return None
@@ -331,7 +352,7 @@ def read(path: Path, columns: list[str] | None = None, filter: ds.Expression | N
     return pa.Table.from_batches(list(scan(data, columns, filter)), schema=schema)
 
 
-def register(connection: duckdb.DuckDBPyConnection, name: str, path: Path) -> bool:
+def register(connection: duckdb.DuckDBPyConnection, name: str, path: Where) -> bool:
     """Make the table's current version a DuckDB view `name`, read by DuckDB's own Parquet reader.
 
     delta-rs writes no deletion vectors, so the current file list is the table; DuckDB reads
@@ -354,6 +375,7 @@ def create_view(connection: duckdb.DuckDBPyConnection, identifier: str, table: D
     if not files:
         register_empty(connection, identifier, pa.schema(table.schema().to_arrow()))
         return
+    storage.attach(connection, table.table_uri)
     # delta-rs gives local files as percent-encoded paths (a space is %20); DuckDB opens the path as it is
     listing = ", ".join(literal(unquote(file)) for file in files)
     connection.execute(
@@ -373,7 +395,8 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def row_count(path: Path) -> int:
+def row_count(path: Where) -> int:
+    path = Location.of(path)
     table = open_table(path)
     return 0 if table is None else rows_of(table)
 
@@ -386,11 +409,13 @@ def rows_of(table: DeltaTable) -> int:
     return int(pc.sum(counts).as_py() or 0)
 
 
-def schema(path: Path) -> pa.Schema | None:
+def schema(path: Where) -> pa.Schema | None:
+    path = Location.of(path)
     table = open_table(path)
     return None if table is None else pa.schema(table.schema().to_arrow())
 
 
-def files(path: Path) -> list[str]:
+def files(path: Where) -> list[str]:
+    path = Location.of(path)
     table = open_table(path)
     return [] if table is None else list(table.file_uris())

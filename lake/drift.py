@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 
 from plantlake.lake import delta
 from plantlake.lake.layout import Lake
+from plantlake.lake.storage import Location
 
 SCHEMA_CHANGES = "schema_changes"
 SCHEMA = pa.schema(
@@ -103,7 +103,7 @@ def compare(
     return drift
 
 
-def apply(path: Path, drift: Drift) -> None:
+def apply(path: Location, drift: Drift) -> None:
     """Rewrite widened columns in place; added columns arrive with the next write."""
     if drift.widened:
         delta.widen(path, {name: drift.schema.field(name) for name in drift.widened})

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -39,6 +38,7 @@ from plantlake.lake.gold_plan import (
     window_origin,
     window_start,
 )
+from plantlake.lake.storage import Location
 
 FEATURE_TIME, KNOWN_AT, ROW_HASH, DEFINITION = "feature_time", "known_at", "_row_hash", "_definition"
 VERSION_COLUMNS = (FEATURE_TIME, KNOWN_AT, ROW_HASH, DEFINITION)
@@ -85,7 +85,7 @@ def _connect(model: ModelSpec, config: GoldConfig, inputs: Inputs) -> duckdb.Duc
 
 
 def register_latest(
-    connection: duckdb.DuckDBPyConnection, latest: str, versions: str, path: Path, table: DeltaTable | None = None
+    connection: duckdb.DuckDBPyConnection, latest: str, versions: str, path: Location, table: DeltaTable | None = None
 ) -> str:
     """Views of a gold table (its current version, or `table`): `versions` holds every version,
     `latest` the newest of each window without the bookkeeping columns. Both identifiers are
@@ -139,7 +139,7 @@ def compute(
         connection.close()
 
 
-def _changed(path: Path, rows: pa.Table, model: ModelSpec, start: datetime, end: datetime) -> pa.Table:
+def _changed(path: Location, rows: pa.Table, model: ModelSpec, start: datetime, end: datetime) -> pa.Table:
     """The rows whose window has no version of this definition yet, or whose newest holds other
     values; with `corrects`: whether the window had such a version (the row is then a correction)."""
     window = (ds.field(model.time) >= start) & (ds.field(model.time) < end)
@@ -206,7 +206,7 @@ class Refresh:
 
 
 def refresh(
-    path: Path,
+    path: Location,
     model: ModelSpec,
     config: GoldConfig,
     inputs: Inputs,
@@ -269,7 +269,7 @@ def _slices(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime
         low += SLICE
 
 
-def latest(path: Path) -> pa.Table:
+def latest(path: Location) -> pa.Table:
     """The newest version of each window of a gold table, ordered by its key and window."""
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")

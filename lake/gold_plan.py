@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -18,6 +17,7 @@ from plantlake.config.gold import GoldConfig
 from plantlake.config.models import ModelSpec
 from plantlake.lake import delta, signals
 from plantlake.lake.layout import INGESTED_AT
+from plantlake.lake.storage import Location
 
 CONSUMED, BUILT_THROUGH = "consumed", "built_through"
 FEATURE_TIME = "feature_time"
@@ -47,11 +47,11 @@ def window_start(moment: datetime, model: ModelSpec, config: GoldConfig) -> date
 class Inputs:
     """Where the model's relations live: silver tables by name, and other models' gold tables."""
 
-    silver: Mapping[str, Path]
-    gold: Mapping[str, Path] = field(default_factory=dict)
-    _opened: dict[Path, DeltaTable | None] = field(default_factory=dict, repr=False)
+    silver: Mapping[str, Location]
+    gold: Mapping[str, Location] = field(default_factory=dict)
+    _opened: dict[Location, DeltaTable | None] = field(default_factory=dict, repr=False)
 
-    def open(self, path: Path) -> DeltaTable | None:
+    def open(self, path: Location) -> DeltaTable | None:
         """The table as this refresh first saw it: its plan, its marks and its reads meet one version."""
         if path not in self._opened:
             self._opened[path] = delta.open_table(path)
@@ -106,7 +106,7 @@ class Plan:
     full: bool
 
 
-def plan(path: Path, model: ModelSpec, config: GoldConfig, inputs: Inputs, now: datetime) -> Plan:
+def plan(path: Location, model: ModelSpec, config: GoldConfig, inputs: Inputs, now: datetime) -> Plan:
     """From the earliest window a changed input row touches, or the late-arrival allowance.
 
     A new or changed definition, or a changed input with no declared time columns, is a full build.
@@ -140,7 +140,7 @@ def plan(path: Path, model: ModelSpec, config: GoldConfig, inputs: Inputs, now: 
     return Plan(min([*earliest, due]), False)
 
 
-def _inputs_with_times(model: ModelSpec, inputs: Inputs) -> Iterator[tuple[str, Path, list[str] | None]]:
+def _inputs_with_times(model: ModelSpec, inputs: Inputs) -> Iterator[tuple[str, Location, list[str] | None]]:
     """Each input table, and its columns that place a changed row in time (None: every window)."""
     for name, path in inputs.silver.items():
         view = next((view for view, sources in VIEW_INPUTS.items() if name in sources), None)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+
+from plantlake.config.plantlake import LakeConfig
+from plantlake.lake.storage import Location
 
 LAYERS = ("bronze", "silver", "gold")
 INGESTED_AT, RUN_ID, SOURCE = "_ingested_at", "_run_id", "_source"
@@ -18,44 +22,62 @@ INGESTION_FIELDS = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Lake:
-    root: Path
+    """The tables under `root` (a local folder or `s3://bucket/prefix`), and this machine's working
+    folder `local`: the catalog, the quality docs, spool files. A local lake works in its root."""
 
-    def table(self, layer: str, name: str) -> Path:
+    root: Location
+    local: Path
+
+    def __init__(self, root: str | os.PathLike[str] | Location, local: str | os.PathLike[str] | None = None) -> None:
+        where = Location.of(root)
+        if local is None and not where.is_local:
+            raise ValueError(f"the lake at {where} is in object storage: give it a local working folder (lake.local)")
+        object.__setattr__(self, "root", where)
+        object.__setattr__(self, "local", Path(local).absolute() if local is not None else where.path)
+
+    @classmethod
+    def from_config(cls, config: LakeConfig) -> Lake:
+        return cls(Location.of(config.root, config.storage_options), config.local_folder)
+
+    def table(self, layer: str, name: str) -> Location:
         if layer not in (*LAYERS, "quarantine", "meta"):
             raise ValueError(f"unknown layer {layer!r}; expected one of {LAYERS} or quarantine, meta")
         return self.root / layer / name
 
     @property
-    def quarantine(self) -> Path:
+    def quarantine(self) -> Location:
         return self.table("quarantine", "rows")
 
     @property
-    def quality_results(self) -> Path:
+    def quality_results(self) -> Location:
         return self.table("meta", "quality_results")
 
     @property
     def catalog_file(self) -> Path:
-        return self.root / "catalog.duckdb"
+        return self.local / "catalog.duckdb"
 
     @property
     def catalog_page(self) -> Path:
         """The catalog as one self-contained HTML page, rebuilt with `catalog.duckdb`."""
-        return self.root / "catalog" / "index.html"
+        return self.local / "catalog" / "index.html"
 
     @property
     def data_docs_dir(self) -> Path:
-        return self.root / "quality_docs"
+        return self.local / "quality_docs"
 
-    def tables(self) -> Iterator[tuple[str, str, Path]]:
-        """(layer, name, path) of every Delta table present."""
+    @property
+    def spool(self) -> Path:
+        """Where a step spools what it reads before it writes (always local disk)."""
+        return self.local / "_spool"
+
+    def tables(self) -> Iterator[tuple[str, str, Location]]:
+        """(layer, name, location) of every Delta table present."""
         for layer in (*LAYERS, "quarantine", "meta"):
-            folder = self.root / layer
-            if folder.is_dir():
-                for path in sorted(folder.iterdir()):
-                    if (path / "_delta_log").is_dir():
-                        yield layer, path.name, path
+            for path in (self.root / layer).children():
+                if (path / "_delta_log").is_folder():
+                    yield layer, path.name, path
 
 
 def constant(value: object, type_: pa.DataType, count: int) -> pa.Array:

@@ -21,13 +21,13 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import pyarrow as pa
 from deltalake import DeltaTable
 
 from plantlake.lake import delta, locks, state
 from plantlake.lake.layout import Lake
+from plantlake.lake.storage import Location, Where
 
 TARGET_FILE_BYTES = 128 * 1024 * 1024
 SMALL_FILE_SHARE = 0.5  # a file under half the target counts as small
@@ -47,9 +47,10 @@ def _live_sizes(table: DeltaTable) -> list[int]:
     return pa.table(table.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
 
 
-def footprint(path: Path) -> Footprint:
-    sizes = _live_sizes(DeltaTable(str(path)))
-    disk = [entry.stat().st_size for entry in path.rglob("*") if entry.is_file()]
+def footprint(path: Where) -> Footprint:
+    path = Location.of(path)
+    sizes = _live_sizes(delta.load(path))
+    disk = list(path.file_sizes())
     return Footprint(len(sizes), sum(sizes), len(disk), sum(disk))
 
 
@@ -65,9 +66,9 @@ def _log_retention(table: DeltaTable, retention: timedelta) -> None:
         table.alter.set_table_properties(settings)
 
 
-def _checkpointed_version(path: Path) -> int | None:
+def _checkpointed_version(path: Location) -> int | None:
     try:
-        return int(json.loads((path / "_delta_log" / "_last_checkpoint").read_text(encoding="utf-8"))["version"])
+        return int(json.loads((path / "_delta_log" / "_last_checkpoint").read_text())["version"])
     except FileNotFoundError:
         return None
 
@@ -77,20 +78,21 @@ def _small_files(table: DeltaTable, target_file_bytes: int) -> int:
     return sum(1 for size in sizes if size < target_file_bytes * SMALL_FILE_SHARE)
 
 
-def maintain_table(path: Path, retention: timedelta, target_file_bytes: int = TARGET_FILE_BYTES) -> dict[str, int]:
+def maintain_table(path: Where, retention: timedelta, target_file_bytes: int = TARGET_FILE_BYTES) -> dict[str, int]:
     """Compact, checkpoint, clean the log and vacuum one table; its footprint before and after."""
+    path = Location.of(path)
     before = footprint(path)
-    table = DeltaTable(str(path))
+    table = delta.load(path)
     _log_retention(table, retention)
     compacted = 0
     if _small_files(table, target_file_bytes) > 1:
         compacted = int(table.optimize.compact(target_size=target_file_bytes)["numFilesRemoved"])
-    table = DeltaTable(str(path))
+    table = delta.load(path)
     hours = int(retention.total_seconds() // 3600)
     removed = table.vacuum(retention_hours=hours, dry_run=True, enforce_retention_duration=False, full=True)
     if removed:  # a vacuum commits twice (start and end): only when it has files to remove
         table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False, full=True)
-        table = DeltaTable(str(path))
+        table = delta.load(path)
     if _checkpointed_version(path) != table.version():
         table.create_checkpoint()
     table.cleanup_metadata()
@@ -109,11 +111,9 @@ def maintain_table(path: Path, retention: timedelta, target_file_bytes: int = TA
 def remove_leftovers(lake: Lake, older_than: timedelta) -> int:
     """Spool files, half-written state files and catalog builds that killed runs left behind."""
     cutoff = time.time() - older_than.total_seconds()
-    candidates = [
-        *(lake.root / "_spool").glob("spool-*.arrow"),
-        *(lake.root / state.FOLDER).glob("*/.*.json.*"),
-        *lake.root.glob("catalog.duckdb.tmp*"),
-    ]
+    candidates = [*lake.spool.glob("spool-*.arrow"), *lake.local.glob("catalog.duckdb.tmp*")]
+    if lake.root.is_local:  # in object storage a state document is one PUT: nothing is left half-written
+        candidates.extend((lake.root.path / state.FOLDER).glob("*/.*.json.*"))
     removed = 0
     for path in candidates:
         try:

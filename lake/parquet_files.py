@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from deltalake import Schema
 from deltalake.transaction import AddAction
 
 from plantlake.lake.prefetch import prefetched
+from plantlake.lake.storage import Location, Where
 
 # DuckDB's own row group size: small enough that a group of wide text rows stays in tens of
 # MB while it forms and is encoded, large enough for column statistics to prune well.
@@ -150,7 +150,10 @@ def _with_constants(group: pa.Table, constants: dict[str, pa.Scalar], schema: pa
 
 
 def write_files(
-    folder: Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, constants: dict[str, pa.Scalar] | None = None
+    folder: Where,
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    constants: dict[str, pa.Scalar] | None = None,
 ) -> list[AddAction]:
     """Write the batches as Parquet files into the table `folder`; the add actions that would commit them.
 
@@ -159,7 +162,8 @@ def write_files(
     actions are committed the files are invisible to readers, and a failed run leaves only
     unreferenced files (`vacuum` removes them).
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Location.of(folder)
+    folder.make_folder()
     constants = constants or {}
     writer_schema = _writer_schema(schema, constants)
     rows_schema = pa.schema([field for field in schema if field.name not in constants])
@@ -170,7 +174,7 @@ def write_files(
     groups = prefetched(grouped, depth=1)  # the next row group forms while one is encoded
     for first in groups:
         name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
-        with pa.OSFile(str(folder / name), "wb") as sink:
+        with (folder / name).open_output() as sink:
             writer = pq.ParquetWriter(
                 sink,
                 writer_schema,

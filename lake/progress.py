@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
-_rows: dict[Path, int] = {}
+from plantlake.lake.storage import Location, Where
+
+_rows: dict[Location, int] = {}
 _lock = threading.Lock()
 
 
-def add(table: Path, rows: int) -> None:
+def add(table: Where, rows: int) -> None:
+    table = Location.of(table)
     with _lock:
         _rows[table] = _rows.get(table, 0) + rows
 
 
-def rows(table: Path) -> int:
+def rows(table: Where) -> int:
+    table = Location.of(table)
     with _lock:
         return _rows.get(table, 0)
 
 
-def reset(table: Path) -> None:
+def reset(table: Where) -> None:
+    table = Location.of(table)
     with _lock:
         _rows.pop(table, None)

@@ -8,8 +8,6 @@ nothing already merged.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +17,7 @@ from deltalake import DeltaTable
 from plantlake.lake import delta
 from plantlake.lake.delta import quote
 from plantlake.lake.silver_chunks import CHUNK_ROWS, CONSUMED, BronzeInput, Pending, pending_chunks
+from plantlake.lake.storage import Location
 
 __all__ = ["CHUNK_ROWS", "CONSUMED", "BronzeInput", "Pending", "commit", "latest_per_key", "pending_chunks"]
 
@@ -49,7 +48,7 @@ def _unique(table: pa.Table, keys: list[str]) -> bool:
 
 
 def commit(
-    silver_path: Path,
+    silver_path: Location,
     rows: pa.Table,
     keys: list[str],
     work: Pending,
@@ -85,7 +84,7 @@ def commit(
     return {"inserted": appended["inserted"] + merged["inserted"], "updated": merged["updated"]}
 
 
-def _split_new(path: Path, rows: pa.Table, keys: list[str], window_key: str) -> tuple[pa.Table, pa.Table]:
+def _split_new(path: Location, rows: pa.Table, keys: list[str], window_key: str) -> tuple[pa.Table, pa.Table]:
     """The rows whose keys the table does not hold yet, and those it does."""
     low, high = pc.min_max(rows[window_key]).values()
     window = (ds.field(window_key) >= low) & (ds.field(window_key) <= high)
@@ -98,7 +97,9 @@ def _split_new(path: Path, rows: pa.Table, keys: list[str], window_key: str) -> 
     return new.cast(rows.schema), existing.cast(rows.schema)
 
 
-def _merge_by_file_ranges(path: Path, rows: pa.Table, keys: list[str], order_key: str, state: dict) -> dict[str, int]:
+def _merge_by_file_ranges(
+    path: Location, rows: pa.Table, keys: list[str], order_key: str, state: dict
+) -> dict[str, int]:
     """MERGE `rows` in slices by `order_key` that each meet about `MERGE_TARGET_ROWS` of the table.
 
     delta-rs skips the files whose statistics of `order_key` lie outside a MERGE's source

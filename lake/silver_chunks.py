@@ -24,6 +24,7 @@ import pyarrow.dataset as ds
 
 from plantlake.lake import delta
 from plantlake.lake.layout import INGESTED_AT
+from plantlake.lake.storage import Location
 
 CONSUMED = "consumed"
 CHUNK_ROWS = 125_000
@@ -44,7 +45,7 @@ class Pending:
 class BronzeInput:
     """A bronze table silver reads, and its columns that hold silver's key (the first splits the rows into chunks)."""
 
-    path: Path
+    path: Location
     keys: list[str]
 
 
@@ -168,7 +169,7 @@ def _spill_by_range(found: _NewRows, bounds: list[pa.Scalar], folder: Path, name
 
 
 def pending_chunks(
-    silver_path: Path, bronze: dict[str, BronzeInput], chunk_rows: int = CHUNK_ROWS
+    silver_path: Location, bronze: dict[str, BronzeInput], chunk_rows: int = CHUNK_ROWS
 ) -> Iterator[Pending]:
     """New rows of each bronze table since silver last consumed it, in chunks by ranges of the first key.
 

@@ -5,8 +5,9 @@ past the log retention, and OPTIMIZE and VACUUM commits carry no custom metadata
 read back from commit history is lost once the last commit that held it is cleaned up.
 
 So the state of a table lives in one small JSON document, `<root>/_state/<layer>/<name>.json`,
-which Delta housekeeping never touches. It is replaced atomically (write, then rename) right
-after the table's data commit, under the table's writer lock (`lake.locks`), so:
+which Delta housekeeping never touches. It is replaced atomically (on disk: write, then rename;
+in object storage: one PUT) right after the table's data commit, by the table's only writer
+(`lake.locks` on one machine, Dagster's pools across workers), so:
 
 - reading it costs one small file, the same on night 1 and night 1000;
 - a run that dies between the data commit and the state write leaves the old state: the
@@ -20,14 +21,13 @@ after the table's data commit, under the table's writer lock (`lake.locks`), so:
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
+
+from plantlake.lake.storage import Location, Where
 
 STATE_PREFIX = "plantlake."
 FOLDER = "_state"
@@ -37,15 +37,16 @@ class StateMissingError(RuntimeError):
     """A table holds rows, but the marks that say how far it has read are gone."""
 
 
-def state_file(table: Path) -> Path:
+def state_file(table: Where) -> Location:
     """`<root>/_state/<layer>/<name>.json` for the table at `<root>/<layer>/<name>`."""
+    table = Location.of(table)
     return table.parent.parent / FOLDER / table.parent.name / f"{table.name}.json"
 
 
-def _from_history(table: Path) -> dict[str, Any]:
+def _from_history(table: Location) -> dict[str, Any]:
     """State as lakes from before the state file kept it: the newest `plantlake.*` commit metadata."""
     try:
-        history = DeltaTable(str(table)).history()
+        history = DeltaTable(table.uri, storage_options=table.storage_options).history()
     except TableNotFoundError:
         return {}
     found: dict[str, Any] = {}
@@ -57,22 +58,25 @@ def _from_history(table: Path) -> dict[str, Any]:
     return found
 
 
-def current(table: Path) -> dict[str, Any]:
+def current(table: Where) -> dict[str, Any]:
     """Every state key of the table (empty for a table never written)."""
+    table = Location.of(table)
     kept = stored(table)
     return _from_history(table) if kept is None else kept
 
 
-def stored(table: Path) -> dict[str, Any] | None:
+def stored(table: Where) -> dict[str, Any] | None:
     """The state file's keys, or None without a state file (the table's log is not read)."""
+    table = Location.of(table)
     try:
-        return json.loads(state_file(table).read_text(encoding="utf-8"))["state"]
+        return json.loads(state_file(table).read_text())["state"]
     except FileNotFoundError:
         return None
 
 
-def missing(table: Path, key: str) -> StateMissingError:
+def missing(table: Where, key: str) -> StateMissingError:
     """The error for a table that holds rows but whose state `key` is gone: what to do about it."""
+    table = Location.of(table)
     return StateMissingError(
         f"{table.parent.name}.{table.name} holds rows but its state {key!r} is missing "
         f"(expected in {state_file(table)}). Restore that file from a backup, or, to read the "
@@ -80,25 +84,23 @@ def missing(table: Path, key: str) -> StateMissingError:
     )
 
 
-def write(table: Path, updates: dict[str, Any]) -> None:
-    """Set `updates` in the table's state, keeping its other keys; atomic (write, then rename)."""
-    path = state_file(table)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write(table: Where, updates: dict[str, Any]) -> None:
+    """Set `updates` in the table's state, keeping its other keys; atomic (see `Location.write_text`)."""
+    table = Location.of(table)
     document = {
         "table": f"{table.parent.name}.{table.name}",
         "updated_at": datetime.now(UTC).isoformat(),
         "state": {**current(table), **updates},
     }
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    temporary.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
-    os.replace(temporary, path)
+    state_file(table).write_text(json.dumps(document, separators=(",", ":")))
 
 
 LAST_REFRESH, LAST_GOOD_REFRESH = "last_refresh", "last_good_refresh"
 
 
-def record_refresh(table: Path, run_id: str, error: str | None = None) -> None:
+def record_refresh(table: Where, run_id: str, error: str | None = None) -> None:
     """Note a step's outcome for the catalog: when, by which run, and the error if it failed."""
+    table = Location.of(table)
     now = datetime.now(UTC).isoformat()
     outcome = {"status": "failed" if error else "ok", "at": now, "run_id": run_id, "error": error}
     write(table, {LAST_REFRESH: outcome} if error else {LAST_REFRESH: outcome, LAST_GOOD_REFRESH: now})

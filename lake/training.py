@@ -16,16 +16,15 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from plantlake.lake import delta, gold
 from plantlake.lake.delta import quote
 from plantlake.lake.layout import Lake
+from plantlake.lake.storage import Location
 
 LABEL_TIME = "label_time"
 ROW = "__row"
@@ -100,8 +99,8 @@ def _features_by_model(lake: Lake, features: list[str]) -> dict[str, list[str]]:
     return chosen
 
 
-def _version_view(connection: duckdb.DuckDBPyConnection, name: str, path: Path, version: int) -> None:
-    delta.create_view(connection, quote(name), DeltaTable(str(path), version=version))
+def _version_view(connection: duckdb.DuckDBPyConnection, name: str, path: Location, version: int) -> None:
+    delta.create_view(connection, quote(name), delta.load(path, version))
 
 
 def training_set(

@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 
 from plantlake.config import ConfigError, PlantlakeConfig, load_config
+from plantlake.lake.layout import Lake
 from plantlake.pipelines import status as table_status
 from plantlake.pipelines.checks import check_sources
 from plantlake.pipelines.demo import bundled_server, local_instance
@@ -127,11 +128,11 @@ def catalog(config_path: str | None, open_it: bool, as_json: bool) -> None:
     """Rebuild catalog.duckdb and the quality report from the lake as it is; print where they are."""
     config = _config(config_path)
     outcome = run_with_progress(config, local_instance(config), "publish", [], quiet=as_json)
-    root = config.lake.root
+    lake = Lake.from_config(config.lake)
     places = {
-        "catalog": str(root / "catalog.duckdb"),
-        "html": str(root / "catalog" / "index.html"),
-        "quality": str(root / "quality_docs" / "index.html"),
+        "catalog": str(lake.catalog_file),
+        "html": str(lake.catalog_page),
+        "quality": str(lake.data_docs_dir / "index.html"),
     }
     _emit(as_json, {**outcome, **places}, [f"{name:<8} {place}" for name, place in places.items()])
     if open_it and Path(places["html"]).exists():

@@ -1,6 +1,6 @@
 """The demo: generate the bundled plant, serve its OPC-UA history, run every asset once.
 
-python -m plantlake.pipelines.demo [--config plantlake.yaml]
+python -m plantlake.pipelines.demo [--config plantlake.yaml] [--s3]
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import dagster as dg
 import duckdb
 
 from plantlake.config import PlantlakeConfig, load_config
+from plantlake.lake.layout import Lake
 from plantlake.pipelines.factory import build_definitions
 from plantlake.pipelines.runs import refresh_and_publish
 from plantlake.simulator.__main__ import generate_sources
+from plantlake.simulator.object_store import seaweedfs
 from plantlake.simulator.plant import build_plant, default_anchor
 from plantlake.simulator.process import opcua_simulator
 
@@ -30,7 +32,7 @@ def _say(message: str) -> None:
 
 def local_instance(config: PlantlakeConfig) -> dg.DagsterInstance:
     """The instance in $DAGSTER_HOME (so `dagster dev` shows the runs), by default beside the lake, telemetry off."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(config.lake.root.parent / "dagster_home")))
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(config.lake.local_folder.parent / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
     if not settings.exists():
@@ -95,8 +97,8 @@ def run_demo(config: PlantlakeConfig) -> bool:
 
 
 def _summary(config: PlantlakeConfig, success: bool, seconds: float) -> None:
-    root = config.lake.root
-    catalog = root / "catalog.duckdb"
+    lake = Lake.from_config(config.lake)
+    catalog = lake.catalog_file
     _say(f"run {'succeeded' if success else 'FAILED'} in {seconds:.0f} s")
     if catalog.exists():
         with duckdb.connect(str(catalog), read_only=True) as connection:
@@ -108,10 +110,10 @@ def _summary(config: PlantlakeConfig, success: bool, seconds: float) -> None:
             held = f", {quarantined} in quarantine" if quarantined else ""
             stale = f"   STALE: {error}" if freshness == "stale" else ""
             print(f"    {name:<38} {count:>9} rows   quality: {status}{held}{stale}")
-    print(f"lake:      {root}")
+    print(f"lake:      {lake.root}")
     print(f"catalog:   {catalog}")
-    print(f"catalog page: {root / 'catalog' / 'index.html'}")
-    print(f"data docs: {root / 'quality_docs' / 'index.html'}")
+    print(f"catalog page: {lake.catalog_page}")
+    print(f"data docs: {lake.data_docs_dir / 'index.html'}")
     print("status:    .venv/bin/plantlake status   (and plantlake check, run, catalog, ui; --help)")
     print('query it:  make query SQL="select * from gold.machine_hour_features limit 5"')
     print('           make query SQL="select table_name, file, row_key, field, value, reason from quarantine.rows"')
@@ -120,8 +122,19 @@ def _summary(config: PlantlakeConfig, success: bool, seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default=None, help="YAML file (default: $PLANTLAKE_CONFIG or plantlake.yaml)")
+    parser.add_argument("--s3", action="store_true", help="the lake in a local SeaweedFS (data/seaweedfs) it starts")
     args = parser.parse_args()
-    raise SystemExit(0 if run_demo(load_config(args.config)) else 1)
+    with contextlib.ExitStack() as store:
+        if args.s3:  # the config reads the lake's root and the store's AWS_* variables from the environment
+            endpoint = store.enter_context(seaweedfs(Path("data/seaweedfs")))
+            _say(f"SeaweedFS serves S3 on {endpoint.url}; the lake is s3://{endpoint.bucket}/demo")
+            os.environ.update(
+                endpoint.environment(),
+                PLANTLAKE_LAKE_ROOT=f"s3://{endpoint.bucket}/demo",
+                PLANTLAKE_LAKE_LOCAL="data/lake_s3",
+            )
+        success = run_demo(load_config(args.config))
+    raise SystemExit(0 if success else 1)
 
 
 if __name__ == "__main__":

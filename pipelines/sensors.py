@@ -94,7 +94,7 @@ def failed_runs_sensor(config: PlantlakeConfig, publish: AssetJob, refresh_jobs:
         }
         run = context.dagster_run
         runlog.record_failure(
-            Lake(config.lake.root), run.run_id, run.job_name, steps, context.failure_event.message or ""
+            Lake.from_config(config.lake), run.run_id, run.job_name, steps, context.failure_event.message or ""
         )
         return publish_request(run) if run.job_name in refresh_names else None
 

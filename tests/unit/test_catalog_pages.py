@@ -163,14 +163,14 @@ def test_generated_pages_reference_nothing_outside_the_lake(tmp_path: Path) -> N
         lake.data_docs_dir,
         {"silver.erp_customers": DocsTable(table.to_pyarrow_dataset(), table.version(), [Expect("not_null", "id")])},
     )
-    pages = sorted(lake.root.rglob("*.html"))
+    pages = sorted(lake.local.rglob("*.html"))
     assert lake.catalog_page in pages and lake.data_docs_dir / "index.html" in pages and len(pages) > 3
     for page in pages:
         text = page.read_text(encoding="utf-8")
         parser = _References()
         parser.feed(text)
         assert parser.found, page  # the parser saw the page's links
-        assert [ref for ref in parser.found if _outside(ref, page, lake.root)] == [], page
+        assert [ref for ref in parser.found if _outside(ref, page, lake.local)] == [], page
         assert not re.search(r"https?:", text, re.IGNORECASE), page
 
 

@@ -29,7 +29,7 @@ def test_missing_environment_variable_is_named() -> None:
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     config = parse_config(MINIMAL, tmp_path)
-    assert config.lake.root == tmp_path / "lake"
+    assert config.lake.root == str(tmp_path / "lake")
     assert config.sources.erp[0].url == f"sqlite:///{tmp_path / 'erp.sqlite'}"
 
 
@@ -54,7 +54,7 @@ def test_the_demo_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(Path(__file__).parents[2] / "plantlake.yaml")
     assert {s.name for s in config.sources.suppliers} == {"acme", "stahlwerk"}
     assert config.sources.opcua[0].roots == ["2:Plant"]
-    assert config.lake.root.name == "lake"
+    assert Path(config.lake.root).name == "lake"
 
 
 def test_a_missing_service_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:

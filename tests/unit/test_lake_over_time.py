@@ -83,7 +83,7 @@ def test_state_outlives_checkpoints_log_cleanup_and_vacuum(tmp_path: Path) -> No
 def test_a_table_with_rows_but_no_state_stops_instead_of_reloading(tmp_path: Path) -> None:
     path = tmp_path / "bronze" / "orders"
     delta.append(path, _rows(range(3), "a"), state={"watermark": 3})
-    state.state_file(path).unlink()
+    state.state_file(path).delete()
     with pytest.raises(
         state.StateMissingError, match=r"bronze\.orders holds rows but its state 'watermark' is missing"
     ):
@@ -104,7 +104,7 @@ def test_state_of_lakes_from_before_is_read_once_from_commit_history(tmp_path: P
         target_alias="t",
         commit_properties=CommitProperties(custom_metadata={"plantlake.consumed": json.dumps({"x": "2026"})}),
     ).when_not_matched_insert_all().execute()
-    state.state_file(path).unlink(missing_ok=True)
+    state.state_file(path).path.unlink(missing_ok=True)
     assert delta.read_state(path, "consumed", required=True) == {"x": "2026"}
     state.write(path, {"consumed": {"x": "2027"}})
     assert delta.read_state(path, "consumed") == {"x": "2027"}
@@ -129,10 +129,10 @@ def test_maintenance_compacts_removes_orphans_and_keeps_time_travel_within_reten
     path = lake.table("bronze", "readings")
     for night in range(12):
         delta.append(path, _rows(range(night * 100, night * 100 + 100), "r"))
-    orphan = path / "part-orphan-left-by-a-killed-run.parquet"
+    orphan = Path(path) / "part-orphan-left-by-a-killed-run.parquet"
     orphan.write_bytes(b"not referenced")
     os.utime(orphan, (0, 0))
-    spool = lake.root / "_spool" / "spool-killed.arrow"
+    spool = lake.spool / "spool-killed.arrow"
     spool.parent.mkdir(parents=True)
     spool.write_bytes(b"x")
     os.utime(spool, (0, 0))

@@ -148,4 +148,4 @@ def test_a_failed_catalog_build_leaves_no_temporary_file(tmp_path: Path, monkeyp
     monkeypatch.setattr(catalog, "_write_catalog", lambda lake, info, file: (file.write_bytes(b"half"), broken()))
     with pytest.raises(RuntimeError, match="disk full"):
         build_catalog(lake, {})
-    assert not list(lake.root.glob("catalog*"))
+    assert not list(lake.local.glob("catalog*"))
