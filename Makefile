@@ -104,9 +104,8 @@ bench-nights: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python benchmarks/nights.py --nights $${NIGHTS:-100}
 
 # make query SQL="select * from gold.machine_hour_features limit 5"
-query: $(VENV)/.installed
-	$(BIN)/python -c 'import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True).sql(sys.argv[2]).show(max_width=10000, max_rows=10000, max_col_width=80)' \
-		"$${PLANTLAKE_LAKE_ROOT:-data/lake}/catalog.duckdb" "$(SQL)"  # DuckDB says "N rows (M shown)" past 10,000
+query: $(VENV)/.installed  # DuckDB says "N rows (M shown)" past 10,000
+	$(BIN)/plantlake sql "$(SQL)"
 
 # data/ holds the demos' lakes and sources and data/seaweedfs, the local S3 store of `make demo-s3`
 clean:

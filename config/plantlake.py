@@ -28,7 +28,6 @@ class S3Config(Strict):
     access_key_id: str = ""
     secret_access_key: str = Field(default="", repr=False)
 
-
     @field_validator("endpoint", "region", "access_key_id", "secret_access_key", mode="before")
     @classmethod
     def _unset_is_empty(cls, value: object) -> object:

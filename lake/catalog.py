@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from plantlake.lake import catalog_comments, catalog_html, catalog_views, delta, drift, locks, runlog, state
+from plantlake.lake import storage, catalog_comments, catalog_html, catalog_views, delta, drift, locks, runlog, state
 from plantlake.lake.drift import SCHEMA_CHANGES
 from plantlake.lake.layout import Lake
 from plantlake.lake.storage import Location
@@ -203,6 +203,20 @@ def build_catalog(lake: Lake, info: dict[str, TableInfo]) -> Path:
             temporary.with_suffix(".tmp.wal").unlink(missing_ok=True)
         _replace_text(lake.catalog_page, page)
     return target
+
+
+def open_catalog(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """`catalog.duckdb`, read-only, able to read the tables its views name wherever the lake is.
+
+    A lake on local disk: any DuckDB reads the catalog file alone. A lake in object storage:
+    its views read `s3://` files, which this connection reads through Arrow's S3 client (the
+    lake's own configuration), so no DuckDB extension is downloaded.
+    """
+    if not lake.catalog_file.exists():
+        raise FileNotFoundError(f"{lake.catalog_file} is not built yet: run `plantlake catalog` (or a night) first")
+    connection = duckdb.connect(str(lake.catalog_file), read_only=True)
+    storage.attach(connection, lake.root.uri)
+    return connection
 
 
 def create_empty_meta_tables(lake: Lake) -> None:

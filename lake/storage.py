@@ -188,7 +188,7 @@ def attach(connection: duckdb.DuckDBPyConnection, uri: str) -> None:
     connection.register_filesystem(_S3Files(s3_filesystem(_KNOWN_BUCKETS[bucket])))
 
 
-class _S3Files(ArrowFSWrapper):  # type: ignore[misc]
+class _S3Files(ArrowFSWrapper):
     """Arrow's S3 client as the fsspec filesystem DuckDB calls for `s3://` paths."""
 
     protocol = "s3"

@@ -12,13 +12,16 @@ import os
 import shutil
 import sys
 import webbrowser
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import duckdb
 from rich.console import Console
 
 from plantlake.config import ConfigError, PlantlakeConfig, load_config
+from plantlake.lake.catalog import open_catalog
 from plantlake.lake.layout import Lake
 from plantlake.pipelines import status as table_status
 from plantlake.pipelines.checks import check_sources
@@ -139,6 +142,57 @@ def catalog(config_path: str | None, open_it: bool, as_json: bool) -> None:
         webbrowser.open(Path(places["html"]).as_uri())
     if not outcome["success"]:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("query", required=False)
+@click.option("--json", "as_json", is_flag=True, help="rows as JSON objects")
+@click.pass_obj
+def sql(config_path: str | None, query: str | None, as_json: bool) -> None:
+    """Query the catalog's tables with DuckDB: QUERY once, or a prompt (statements end with ';').
+
+    Works the same for a lake in object storage: the tables are read through the lake's own S3
+    settings, with no DuckDB extension to download.
+    """
+    lake = Lake.from_config(_config(config_path).lake)
+    try:
+        connection = open_catalog(lake)
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from None
+    with connection:
+        if query is not None:
+            _show(connection, query, as_json)
+            return
+        console.print(f"[bold]plantlake sql[/] on {lake.root}: end a statement with ';', Ctrl-D to leave")
+        for statement in _statements():
+            _show(connection, statement, as_json)
+
+
+def _statements() -> Iterator[str]:
+    """Statements typed at the prompt, each once its closing ';' is in."""
+    pending: list[str] = []
+    while True:
+        try:
+            line = input("plantlake> " if not pending else "      ...> ")
+        except EOFError:
+            return
+        pending.append(line)
+        if line.rstrip().endswith(";"):
+            yield "\n".join(pending)
+            pending = []
+
+
+def _show(connection: duckdb.DuckDBPyConnection, query: str, as_json: bool) -> None:
+    try:
+        result = connection.sql(query)
+    except duckdb.Error as error:
+        raise click.ClickException(str(error)) from None
+    if result is None:
+        return
+    if as_json:
+        click.echo(json.dumps(result.to_arrow_table().to_pylist(), indent=2, default=str))
+    else:
+        result.show(max_width=10_000, max_rows=10_000, max_col_width=80)
 
 
 @main.command()

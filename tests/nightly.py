@@ -45,6 +45,7 @@ from plantlake.simulator.clock import (
     expected_material_lots,
     expected_sensor_readings,
 )
+from plantlake.simulator.object_store import S3Endpoint
 from plantlake.simulator.process import free_port, stop, wait_for_port
 
 REPO = Path(__file__).parents[1]
@@ -96,6 +97,7 @@ class Replay:
     retention: timedelta = timedelta(days=7)
     reports: list[NightReport] = field(default_factory=list)
     quiet: bool = False  # Dagster's console log: warnings only
+    store: S3Endpoint | None = None  # the lake in this object store (s3://bucket/<root's name>), else under root
 
     def __post_init__(self) -> None:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -113,12 +115,16 @@ class Replay:
         os.environ.update(
             {
                 "PLANTLAKE_LAKE_ROOT": str(self.root / "lake"),
+                "PLANTLAKE_LAKE_LOCAL": str(self.root / "lake"),
                 "PLANTLAKE_SOURCES": str(self.root / "sources"),
                 "PLANTLAKE_ERP_URL": self.erp_url,
             }
         )
+        if self.store is not None:
+            os.environ.update(self.store.environment())
+            os.environ["PLANTLAKE_LAKE_ROOT"] = f"s3://{self.store.bucket}/{self.root.name}"
         self.config: PlantlakeConfig = self._config(free_port())
-        self.lake = Lake(self.config.lake.root)
+        self.lake = Lake.from_config(self.config.lake)
         # In this process each night's runs go to an instance in memory of its own (one that held
         # every night's events would slow the later nights, which no deployment's instance does);
         # runs in new processes (`runner`) to the shipped dagster.yaml's instance on disk.
@@ -229,7 +235,7 @@ class Replay:
         times = [report.seconds for report in self.reports[1:] if report.in_process]  # night 0 is the first, full load
         head, tail = times[:10], times[-10:]
         live = sum(maintenance.footprint(path).live_bytes for _, _, path in self.lake.tables())
-        disk = sum(entry.stat().st_size for entry in self.lake.root.rglob("*") if entry.is_file())
+        disk = sum(self.lake.root.file_sizes())
         return {
             "nights": len(self.reports),
             "mismatches": sum(sum(report.mismatches.values()) for report in self.reports),
