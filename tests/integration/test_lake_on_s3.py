@@ -8,6 +8,9 @@ through the lake's own S3 client, and nothing of the lake was written to local d
 the catalog, the quality report and (emptied) spool files.
 """
 
+import json
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -62,6 +65,12 @@ def test_four_nights_on_s3_keep_silver_equal_to_the_sources_through_maintenance(
     local = {path.relative_to(lake.local).parts[0] for path in lake.local.rglob("*") if path.is_file()}
     assert local <= {"catalog.duckdb", "catalog", "quality_docs", "_spool"}, local
     assert not list(lake.spool.glob("spool-*"))  # temporary files are cleaned up
+
+    shell = Path(sys.executable).with_name("plantlake")  # the analyst's way in: the environment names the store
+    query = "select count(*) as n from silver.sensor_readings"
+    completed = subprocess.run([str(shell), "sql", "--json", query], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads(completed.stdout) == [{"n": counts[-1][1]}]
 
     with open_catalog(lake) as catalog:
         found = catalog.execute("SELECT count(*) FROM silver.sensor_readings").fetchone()
