@@ -24,6 +24,17 @@ Build = Callable[[Lake, str, datetime], Step]
 Invariants = Callable[[ds.Dataset, Lake], list[InvariantResult]]
 
 
+def table_pool(key: dg.AssetKey) -> str:
+    """The Dagster pool of the steps that write the table `key` names (`plantlake/silver.machine_events`).
+
+    A step claims a slot of its pool in the instance before it starts, whichever executor and
+    worker runs it; the shipped dagster.yaml gives every pool one slot, so two steps that write
+    the same table, in two runs or on two workers, never run at once. The tables many steps write
+    beside their own (quarantine, meta) take no pool: their writers retry a commit that loses a race.
+    """
+    return f"plantlake/{'.'.join(key.path)}"
+
+
 def owners_of(sources: Sequence[OwnedSource]) -> list[str]:
     """The owners the YAML names for these sources, each once, in their order."""
     return list(dict.fromkeys(source.owner for source in sources)) or OWNERS
@@ -34,7 +45,14 @@ def bronze_asset(
 ) -> dg.AssetsDefinition:
     """A bronze landing, in the group of its layer; `kind` (erp, opcua, logs, suppliers) is one of its kinds."""
 
-    @dg.asset(key=key, group_name=key.path[0], owners=owners, kinds=kinds | {kind, "delta"}, description=description)
+    @dg.asset(
+        key=key,
+        group_name=key.path[0],
+        owners=owners,
+        kinds=kinds | {kind, "delta"},
+        description=description,
+        pool=table_pool(key),
+    )
     def land(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Land what is new in the source."""
         lake, run_id = plantlake.lake, context.run.run_id
@@ -65,6 +83,7 @@ def silver_assets(
         kinds={kind, "delta"},
         check_specs=[expectation_spec(key)],
         description=description,
+        pool=table_pool(key),
     )
     def merge(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Validate new bronze rows and merge them into silver."""

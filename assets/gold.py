@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 import dagster as dg
 import pyarrow as pa
 
+from plantlake.assets.factory import table_pool
 from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import (
     OWNERS,
@@ -151,6 +152,7 @@ def _model_assets(model: ModelSpec, inputs: dict[str, tuple[str, ...]], names: s
         check_specs=[expectation_spec(key, blocking=True)],
         description=model.description.strip(),
         metadata={"model_file": model.path.name, "grain": model.grain, "late_arrival": model.late_arrival},
+        pool=table_pool(key),
     )
     def model_asset(context: dg.AssetExecutionContext, plantlake: PlantlakeResource) -> dg.MaterializeResult:
         """Recompute the model's changed windows from silver and append new versions."""

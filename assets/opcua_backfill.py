@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import dagster as dg
 import pyarrow.dataset as ds
 
+from plantlake.assets.factory import table_pool
 from plantlake.assets.opcua import bronze_key, bronze_path, read_history
 from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import WRITES_TAG, Step
@@ -54,7 +55,11 @@ def backfill_day(lake: Lake, source: OpcuaSource, day: date, run_id: str) -> Ste
 def backfill_job(source: OpcuaSource) -> dg.JobDefinition:
     days = dg.DailyPartitionsDefinition(start_date=source.backfill_from.isoformat(), timezone="UTC")
 
-    @dg.op(name=f"backfill_{source.name}_day", description=f"Land one day of history from {source.endpoint}.")
+    @dg.op(
+        name=f"backfill_{source.name}_day",
+        description=f"Land one day of history from {source.endpoint}.",
+        pool=table_pool(bronze_key(source)),  # the nightly run's landing writes the same table
+    )
     def land_day(context: dg.OpExecutionContext, plantlake: PlantlakeResource) -> None:
         """Read the partition's day and record the landing on the bronze readings asset."""
         day = context.partition_time_window.start.date()

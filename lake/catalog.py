@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from plantlake.lake import storage, catalog_comments, catalog_html, catalog_views, delta, drift, locks, runlog, state
+from plantlake.lake import catalog_comments, catalog_html, catalog_views, delta, drift, locks, runlog, state, storage
 from plantlake.lake.drift import SCHEMA_CHANGES
 from plantlake.lake.layout import Lake
 from plantlake.lake.storage import Location

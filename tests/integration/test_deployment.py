@@ -7,18 +7,16 @@ instance they share, and the plantlake definitions start their schedules and sen
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from services import instance_environment, service
 from webserver import graphql
 
 from plantlake.config import load_config
@@ -59,40 +57,6 @@ defs = dg.Definitions(jobs=[tiny], sensors=[once], schedules=[every_minute])
 RUNS = """{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"""
 
 
-def _instance_environment(url: str, home: Path) -> dict[str, str]:
-    """The variables deploy/dagster.yaml reads, pointed at the scratch database."""
-    parsed = sa.make_url(url)
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_HOST": parsed.host or "127.0.0.1",
-        "DAGSTER_PG_PORT": str(parsed.port or 5432),
-        "DAGSTER_PG_USERNAME": parsed.username or "postgres",
-        "DAGSTER_PG_PASSWORD": parsed.password or "",
-        "DAGSTER_PG_DB": parsed.database or "",
-    }
-
-
-@contextmanager
-def _service(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A long-running process in a session of its own; stopped as systemd stops it, then killed with what it started."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
-            with suppress(ProcessLookupError):  # the code server it started, if still there
-                os.killpg(process.pid, signal.SIGKILL)
-
-
 def _succeeded_by(runs: list[dict]) -> dict[str, str]:
     """Which of the sensor, the schedule and the shell has a run that succeeded, with that run's id."""
     found: dict[str, str] = {}
@@ -120,13 +84,13 @@ def test_daemon_and_webserver_run_a_sensor_and_a_schedule_on_postgres(tmp_path: 
         "      location_name: tiny\n      working_directory: .\n",
         encoding="utf-8",
     )
-    env = _instance_environment(postgres_url, home)
+    env = instance_environment(postgres_url, home)
     port = free_port()
     daemon_command = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
     webserver_command = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"]
     with (
-        _service(daemon_command, location, env, tmp_path / "daemon.log") as daemon,
-        _service(webserver_command, location, env, tmp_path / "webserver.log") as webserver,
+        service(daemon_command, location, env, tmp_path / "daemon.log") as daemon,
+        service(webserver_command, location, env, tmp_path / "webserver.log") as webserver,
     ):
         deadline, found, runs = time.monotonic() + TIMEOUT_SECONDS, {}, []
         # a run started from the shell, as the README says: queued, then launched by the daemon
