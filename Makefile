@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: FORCE check format chromium demo demo-s3 test test-unit test-integration ui validate sim query bench-erp bench-e2e bench-gold bench-files bench-opcua bench-nights clean
+.PHONY: FORCE check format chromium demo demo-s3 test test-unit test-integration ui validate sim query bench-erp bench-e2e bench-gold bench-files bench-opcua bench-nights bench-scale clean
 
 PACKAGES := config connectors lake quality assets pipelines simulator
 MODULES := $(sort $(wildcard $(addsuffix /*.py,$(PACKAGES))))
@@ -98,6 +98,11 @@ bench-opcua: $(VENV)/.installed
 # a year of hourly features for 50 machines: full build, a night's incremental refresh, a training set
 bench-gold: $(VENV)/.installed
 	$(BIN)/python benchmarks/gold_incremental.py
+
+# one plant's first night on local disk and on SeaweedFS, on one and two Celery workers
+# (PostgreSQL and RabbitMQ must be running)
+bench-scale: $(VENV)/.installed
+	$(BIN)/python benchmarks/scale_out.py
 
 # the real job over 100 simulated nights (PostgreSQL must be running); NIGHTS=20 for a shorter run
 bench-nights: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
