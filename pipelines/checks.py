@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -13,6 +14,7 @@ from plantlake.assets.opcua import credentials
 from plantlake.config import ErpSource, LogSource, OpcuaSource, PlantlakeConfig, SupplierSource
 from plantlake.config.models import load_models
 from plantlake.connectors import drop_folder, opcua, opcua_stream, sql
+from plantlake.lake.layout import Lake
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,19 @@ def _folder(kind: str, source: LogSource | SupplierSource) -> Finding:
     return _guarded(f"{kind}:{source.name}", str(source.path), probe)
 
 
+def _lake(config: PlantlakeConfig) -> Finding:
+    """The lake's root takes a write: a folder, or a bucket with the endpoint and keys of `lake.s3`."""
+
+    def probe() -> str:
+        lake = Lake.from_config(config.lake)
+        marker = lake.root / f".plantlake-check-{uuid.uuid4().hex}"
+        marker.write_text("plantlake check")
+        marker.delete()
+        return f"writable; {sum(1 for _ in lake.tables())} tables"
+
+    return _guarded("lake", config.lake.root, probe)
+
+
 def _gold(config: PlantlakeConfig) -> Iterator[Finding]:
     models = load_models(config.gold.models)
     built = {model.name for model, _ in buildable_models(config)}
@@ -101,7 +116,7 @@ def _gold(config: PlantlakeConfig) -> Iterator[Finding]:
 
 def check_sources(config: PlantlakeConfig) -> list[Finding]:
     """Every declared source and table, connected to and compared with the YAML."""
-    found: list[Finding] = []
+    found = [_lake(config)]
     for erp in config.sources.erp:
         found += _erp(erp)
     found += [_opcua(server) for server in config.sources.opcua]

@@ -18,8 +18,10 @@ import pyarrow.fs as pafs
 import pytest
 from nightly import Replay
 
+from plantlake.config import parse_config
 from plantlake.lake import delta
 from plantlake.lake.catalog import open_catalog
+from plantlake.pipelines.checks import Finding, check_sources
 from plantlake.simulator.object_store import S3Endpoint
 
 pytestmark = pytest.mark.integration
@@ -77,3 +79,18 @@ def test_four_nights_on_s3_keep_silver_equal_to_the_sources_through_maintenance(
         assert found is not None and found[0] == counts[-1][1]
         latest = catalog.execute("SELECT count(*) FROM gold.machine_hour_features").fetchone()
         assert latest is not None and latest[0] > 0
+
+
+def test_check_writes_to_the_store_and_names_what_is_wrong(tmp_path: Path, s3_store: S3Endpoint, s3_root: str) -> None:
+    def lake_check(secret: str) -> Finding:
+        text = (
+            f"lake: {{root: {s3_root}, local: local, s3: {{endpoint: {s3_store.url}, region: {s3_store.region}, "
+            f"access_key_id: {s3_store.access_key_id}, secret_access_key: {secret}}}}}\nsources: {{}}\n"
+        )
+        return [finding for finding in check_sources(parse_config(text, tmp_path)) if finding.source == "lake"][0]
+
+    good = lake_check(s3_store.secret_access_key)
+    assert good.ok and good.detail.startswith("writable"), good
+    assert s3_store.filesystem().get_file_info(pafs.FileSelector(s3_root.removeprefix("s3://"))) == []  # no marker left
+    wrong = lake_check("not-the-secret")
+    assert not wrong.ok and wrong.item == s3_root, wrong
