@@ -87,7 +87,7 @@ def test_check_writes_to_the_store_and_names_what_is_wrong(tmp_path: Path, s3_st
             f"lake: {{root: {s3_root}, local: local, s3: {{endpoint: {s3_store.url}, region: {s3_store.region}, "
             f"access_key_id: {s3_store.access_key_id}, secret_access_key: {secret}}}}}\nsources: {{}}\n"
         )
-        return [finding for finding in check_sources(parse_config(text, tmp_path)) if finding.source == "lake"][0]
+        return next(finding for finding in check_sources(parse_config(text, tmp_path)) if finding.source == "lake")
 
     good = lake_check(s3_store.secret_access_key)
     assert good.ok and good.detail.startswith("writable"), good
