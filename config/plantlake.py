@@ -44,6 +44,12 @@ class LakeConfig(Strict):
     )
     s3: S3Config = Field(default_factory=S3Config)
 
+    @field_validator("local", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`${PLANTLAKE_LAKE_LOCAL:-}` with the variable unset: no local folder of its own (the root's)."""
+        return None if value == "" else value
+
     @property
     def in_object_storage(self) -> bool:
         return "://" in self.root
@@ -56,7 +62,7 @@ class LakeConfig(Strict):
         s3 = self.s3
         options = {
             "AWS_ENDPOINT_URL": s3.endpoint,
-            "AWS_REGION": s3.region,
+            "AWS_REGION": s3.region or "us-east-1",
             "AWS_ACCESS_KEY_ID": s3.access_key_id,
             "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
             "AWS_ALLOW_HTTP": "true" if s3.endpoint.startswith("http://") else "",

@@ -151,7 +151,7 @@ def test_a_table_named_like_erpnext_runs_through_dagster_into_the_catalog(
         assert metadata("bronze")["reader"].value in ("adbc", "connectorx")  # the fast paths, not the portable one
         columns = {c.name: c for c in metadata("silver")["dagster/column_schema"].value.columns}
         assert columns["e-mail"].tags == {"personal_data": "true"} and set(columns) >= {"Größe", "order"}
-    assert not list(lake.root.glob("*.tmp"))
+    assert not list(lake.local.glob("*.tmp"))
 
 
 def test_a_table_named_like_erpnext_reads_through_the_portable_path(erp_database_url: str, tmp_path: Path) -> None:

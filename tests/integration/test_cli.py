@@ -59,7 +59,8 @@ def test_init_writes_a_starter_that_checks_clean_and_refuses_to_overwrite(tmp_pa
     first = _invoke("init", str(tmp_path / "site"))
     assert first.exit_code == 0 and (tmp_path / "site" / "plantlake.yaml").is_file()
     checked = _invoke("--config", str(tmp_path / "site" / "plantlake.yaml"), "check", "--json")
-    assert checked.exit_code == 0 and json.loads(checked.stdout) == []
+    found = json.loads(checked.stdout)
+    assert checked.exit_code == 0 and [(f["source"], f["ok"]) for f in found] == [("lake", True)], found
     assert _invoke("init", str(tmp_path / "site")).exit_code != 0
 
 

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from plantlake.config import load_config
+from plantlake.lake.layout import Lake
 from plantlake.pipelines.factory import build_definitions
 from plantlake.pipelines.runs import refresh_and_publish
 from plantlake.simulator.__main__ import generate_sources
@@ -51,7 +52,7 @@ def test_refresh_all_lands_every_source_kind_in_gold_and_reruns_without_duplicat
         ]
         assert failed_checks[0].metadata["files"].value[0]["rows_quarantined"] == 1
 
-        catalog = config.lake.root / "catalog.duckdb"
+        catalog = Lake.from_config(config.lake).catalog_file
         with duckdb.connect(str(catalog), read_only=True) as connection:
             features = connection.execute("select * from gold.machine_hour_features limit 5").fetchall()
             totals = connection.execute(

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from plantlake.config import ConfigError, load_config, parse_config, substitute_env
+from plantlake.lake.layout import Lake
 
 pytestmark = pytest.mark.unit
 
@@ -79,3 +80,43 @@ def test_a_commented_out_example_may_name_a_variable_that_is_not_set() -> None:
         substitute_env(text.replace(" # ${NOT_SET}", ""), {})
         == "lake: {root: lake}\n  # url: ${ERP_PASSWORD}\nname: x\n"
     )
+
+
+S3_LAKE = """
+lake:
+  root: s3://lake/plant-a/
+  local: ${PLANTLAKE_LAKE_LOCAL:-}
+  s3: {endpoint: "${AWS_ENDPOINT_URL}", region: "${AWS_REGION:-}", access_key_id: k, secret_access_key: "${SECRET}"}
+sources: {}
+"""
+
+
+def test_an_s3_lake_takes_its_store_from_the_environment_and_needs_a_local_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://store.example:8333")
+    monkeypatch.setenv("SECRET", "s3cret")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("PLANTLAKE_LAKE_LOCAL", raising=False)
+    config = parse_config(S3_LAKE, tmp_path)
+    assert config.lake.storage_options == {
+        "AWS_ENDPOINT_URL": "http://store.example:8333",
+        "AWS_REGION": "us-east-1",  # unset: the default region, not an empty one
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s3cret",
+        "AWS_ALLOW_HTTP": "true",
+    }
+    with pytest.raises(ConfigError, match=r"lake\.local"):
+        Lake.from_config(config.lake)  # a catalog and spool files cannot go into a bucket
+    monkeypatch.setenv("PLANTLAKE_LAKE_LOCAL", "work")
+    lake = Lake.from_config(parse_config(S3_LAKE, tmp_path).lake)
+    assert lake.root.uri == "s3://lake/plant-a" and lake.local == tmp_path / "work"
+    assert lake.table("silver", "orders").uri == "s3://lake/plant-a/silver/orders"
+    assert "s3cret" not in repr(lake) and "s3cret" not in repr(config.lake)
+
+
+def test_a_local_lake_works_in_its_root_unless_told_otherwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLANTLAKE_LAKE_LOCAL", raising=False)
+    config = parse_config("lake: {root: lake, local: '${PLANTLAKE_LAKE_LOCAL:-}'}\nsources: {}\n", tmp_path)
+    lake = Lake.from_config(config.lake)
+    assert lake.root.path == tmp_path / "lake" == lake.local and lake.catalog_file.parent == tmp_path / "lake"
