@@ -98,6 +98,7 @@ class Replay:
     reports: list[NightReport] = field(default_factory=list)
     quiet: bool = False  # Dagster's console log: warnings only
     store: S3Endpoint | None = None  # the lake in this object store (s3://bucket/<root's name>), else under root
+    _outer_environment: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -112,17 +113,16 @@ class Replay:
             erp_url=self.erp_url,
             idle_nights=set(self.idle_nights),
         )
-        os.environ.update(
-            {
-                "PLANTLAKE_LAKE_ROOT": str(self.root / "lake"),
-                "PLANTLAKE_LAKE_LOCAL": str(self.root / "lake"),
-                "PLANTLAKE_SOURCES": str(self.root / "sources"),
-                "PLANTLAKE_ERP_URL": self.erp_url,
-            }
-        )
+        settings = {
+            "PLANTLAKE_LAKE_ROOT": str(self.root / "lake"),
+            "PLANTLAKE_SOURCES": str(self.root / "sources"),
+            "PLANTLAKE_ERP_URL": self.erp_url,
+        }
         if self.store is not None:
-            os.environ.update(self.store.environment())
-            os.environ["PLANTLAKE_LAKE_ROOT"] = f"s3://{self.store.bucket}/{self.root.name}"
+            settings.update(self.store.environment())
+            settings["PLANTLAKE_LAKE_ROOT"] = f"s3://{self.store.bucket}/{self.root.name}"
+            settings["PLANTLAKE_LAKE_LOCAL"] = str(self.root / "lake")
+        self._set_environment(settings)
         self.config: PlantlakeConfig = self._config(free_port())
         self.lake = Lake.from_config(self.config.lake)
         # In this process each night's runs go to an instance in memory of its own (one that held
@@ -135,7 +135,7 @@ class Replay:
         self._next: _Server | None = None
 
     def _config(self, port: int) -> PlantlakeConfig:
-        os.environ.update(
+        self._set_environment(
             {"PLANTLAKE_OPCUA_PORT": str(port), "PLANTLAKE_OPCUA_ENDPOINT": f"opc.tcp://127.0.0.1:{port}/plantlake"}
         )
         return load_config(REPO / "plantlake.yaml")
@@ -144,7 +144,18 @@ class Replay:
         port = free_port()
         return _Server(self.clock.serve_command(port, night), port)
 
+    def _set_environment(self, settings: dict[str, str]) -> None:
+        """Set what the config reads, keeping what was there for `close` to put back."""
+        for name, value in settings.items():
+            self._outer_environment.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
     def close(self) -> None:
+        for name, value in self._outer_environment.items():  # a later test's config reads its own
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         self.instance.dispose()
         if self._next is not None:
             self._next.stop()

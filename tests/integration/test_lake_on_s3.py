@@ -9,6 +9,7 @@ the catalog, the quality report and (emptied) spool files.
 """
 
 import json
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -70,7 +71,15 @@ def test_four_nights_on_s3_keep_silver_equal_to_the_sources_through_maintenance(
 
     shell = Path(sys.executable).with_name("plantlake")  # the analyst's way in: the environment names the store
     query = "select count(*) as n from silver.sensor_readings"
-    completed = subprocess.run([str(shell), "sql", "--json", query], capture_output=True, text=True, timeout=120)
+    environment = {
+        **os.environ,
+        **s3_store.environment(),
+        "PLANTLAKE_LAKE_ROOT": lake.root.uri,
+        "PLANTLAKE_LAKE_LOCAL": str(lake.local),
+    }
+    completed = subprocess.run(
+        [str(shell), "sql", "--json", query], capture_output=True, text=True, timeout=120, env=environment
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert json.loads(completed.stdout) == [{"n": counts[-1][1]}]
 
