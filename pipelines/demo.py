@@ -134,6 +134,11 @@ def main() -> None:
                 PLANTLAKE_LAKE_LOCAL="data/lake_s3",
             )
         success = run_demo(load_config(args.config))
+    if args.s3:
+        _say(
+            "SeaweedFS stopped with the demo; to query the lake, start it with `.venv/bin/plantlake-sim s3 "
+            "--folder data/seaweedfs`, export what it prints, then run `.venv/bin/plantlake sql`"
+        )
     raise SystemExit(0 if success else 1)
 
 

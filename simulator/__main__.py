@@ -138,7 +138,9 @@ def run_object_store(folder: Path, bucket: str, port: int) -> None:
             print(f"SeaweedFS serves S3 on {endpoint.url}, bucket {bucket}, data in {folder}; Ctrl-C stops it")
             for name, value in endpoint.environment().items():
                 print(f"export {name}={value}")
-            print(f"export PLANTLAKE_LAKE_ROOT=s3://{bucket}/lake PLANTLAKE_LAKE_LOCAL=data/lake_s3", flush=True)
+            print(
+                f"export PLANTLAKE_LAKE_ROOT=s3://{bucket}/demo PLANTLAKE_LAKE_LOCAL=data/lake_s3", flush=True
+            )  # make demo-s3's
             while True:
                 time.sleep(3600)
     except ObjectStoreUnavailable as error:
