@@ -138,9 +138,8 @@ def run_object_store(folder: Path, bucket: str, port: int) -> None:
             print(f"SeaweedFS serves S3 on {endpoint.url}, bucket {bucket}, data in {folder}; Ctrl-C stops it")
             for name, value in endpoint.environment().items():
                 print(f"export {name}={value}")
-            print(
-                f"export PLANTLAKE_LAKE_ROOT=s3://{bucket}/demo PLANTLAKE_LAKE_LOCAL=data/lake_s3", flush=True
-            )  # make demo-s3's
+            # the lake `make demo-s3` writes, so that `plantlake sql` reaches it
+            print(f"export PLANTLAKE_LAKE_ROOT=s3://{bucket}/demo PLANTLAKE_LAKE_LOCAL=data/lake_s3", flush=True)
             while True:
                 time.sleep(3600)
     except ObjectStoreUnavailable as error:
