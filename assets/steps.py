@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pyarrow as pa
 
 from plantlake.assets.results import Step
-from plantlake.lake import delta, progress, quarantine, silver
+from plantlake.lake import delta, memory, progress, quarantine, silver
 from plantlake.lake.layout import Lake
 from plantlake.lake.quarantine import Rejection
 from plantlake.lake.storage import Location
@@ -43,13 +43,14 @@ def merge_validated(
     totals = {"rows_new": 0, "rows_inserted": 0, "rows_updated": 0, "chunks": 0}
     validations = []
     first_load = delta.open_table(path) is None
+    memory.release()  # what earlier steps in this process freed (a bronze step's driver buffers, say)
 
     def write(accepted: pa.Table, rejections: list[Rejection], work: silver.Pending) -> dict[str, int]:
         quarantine.write(lake, rejections, run_id)
         try:
             return silver.commit(path, accepted, keys, work, first_load, window_key)
         finally:
-            pa.default_memory_pool().release_unused()  # this thread's allocator keeps what it freed otherwise
+            memory.release()  # this thread's share of Arrow's pool, and the C heap, keep what they freed otherwise
 
     # one chunk is written (Arrow encodes without the GIL) while the next is read and validated;
     # the writes keep their order, and a failed one stops the step before any later chunk's
@@ -69,7 +70,7 @@ def merge_validated(
             validation.accepted = pa.table({})  # kept only for its counts: memory stays two chunks' worth
             validations.append(validation)
             del work, incoming
-            pa.default_memory_pool().release_unused()
+            memory.release()
         if writing is not None:
             _add(totals, writing.result())
     if not validations:

@@ -1,6 +1,6 @@
 """Source to queryable silver: plantlake against dlt at its fastest and against a raw binary COPY.
 
-    python benchmarks/end_to_end.py [--rows 5000000] [--csv-rows 2000000] [--profile CASE]
+    python benchmarks/end_to_end.py [--rows 5000000] [--csv-rows 2000000] [--profile CASE] [--cases A,B]
 
 Needs the `bench` extra (`make bench-e2e` installs it) and PostgreSQL. It builds the
 10-column table of `erp_load.py` in a scratch database, then times, each case in its own
@@ -22,7 +22,8 @@ child process (imports before the clock starts, peak memory its own):
 The last line holds the figures:
     full_vs_dlt= incr_vs_dlt= silver_vs_copy= csv_vs_pandas_merge= incr_share= peak_mb= peak_mb_half= fixed_s=
 `--profile CASE` runs one plantlake case under cProfile instead (after the build) and prints
-where its time goes.
+where its time goes. `--cases plantlake,plantlake_half` runs only the full loads named (of
+`SUBSET`), each in its own process as above, and prints their times and peaks, not the ratios.
 """
 
 from __future__ import annotations
@@ -203,24 +204,60 @@ def profile(case: str, url: str, lake_root: str) -> None:
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
 
 
+# the full loads `--cases` can pick: label, case, whether it reads the CSV, whether at N/2 rows
+SUBSET = {
+    "copy": ("raw COPY", "copy", False, False),
+    "plantlake": ("plantlake", "plantlake", False, False),
+    "plantlake_half": ("plantlake (N/2)", "plantlake", False, True),
+    "dlt": ("dlt connectorx", "dlt", False, False),
+    "csv_plantlake": ("plantlake csv", "csv_plantlake", True, False),
+    "csv_pandas": ("pandas + MERGE", "csv_pandas", True, False),
+}
+
+
+def run_subset(names: list[str], pg: str, work: Path, rows: int) -> None:
+    """The named full loads (a name may repeat), each into a lake of its own; a CSV case reads its own copy."""
+    figures = []
+    for index, name in enumerate(names):
+        label, case, reads_csv, half = SUBSET[name]
+        source = pg
+        if reads_csv:
+            source = str(work / f"csv_{index}")
+            shutil.copytree(work / "csv", source)
+        options = {"limit": rows // 2} if half else {}
+        result = run_case(__file__, label, case, source, str(work / f"{index}_{name}"), options)
+        figures.append(f"{name}_s={result['seconds']:.3g} {name}_peak_mb={result['peak_mb']:.0f}")
+    print(" ".join(figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--csv-rows", type=int, default=2_000_000)
     parser.add_argument("--profile", choices=["plantlake", "csv_plantlake"], default=None)
+    parser.add_argument("--cases", type=lambda text: text.split(","), default=None, help=", ".join(SUBSET))
     args = parser.parse_args()
+    unknown = [name for name in args.cases or [] if name not in SUBSET]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(SUBSET)}")
+    csv_needed = args.cases is None or any(SUBSET[name][2] for name in args.cases)
     database = f"plantlake_e2e_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="plantlake-e2e-bench-"))
     try:
         started = time.perf_counter()
         pg = build_postgres(database, args.rows)
         (work / "csv").mkdir()
-        write_csv(work / "csv" / "lieferung.csv", args.csv_rows)
+        csv_rows = args.csv_rows if csv_needed else 0
+        if csv_rows:
+            write_csv(work / "csv" / "lieferung.csv", csv_rows)
         seconds = time.perf_counter() - started
-        print(f"built {args.rows:,} rows in PostgreSQL and {args.csv_rows:,} CSV rows in {seconds:.0f} s")
+        print(f"built {args.rows:,} rows in PostgreSQL and {csv_rows:,} CSV rows in {seconds:.0f} s")
         if args.profile:
             source = str(work / "csv") if args.profile == "csv_plantlake" else pg
             profile(args.profile, source, str(work / "profiled"))
+            return
+        if args.cases:
+            run_subset(args.cases, pg, work, args.rows)
             return
         copy = run_case(__file__, "raw COPY", "copy", pg, str(work / "none"), {})
         full = run_case(__file__, "plantlake", "plantlake", pg, str(work / "pl"), {})

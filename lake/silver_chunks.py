@@ -29,7 +29,6 @@ from plantlake.lake.storage import Location
 CONSUMED = "consumed"
 CHUNK_ROWS = 125_000
 RUN_ROWS_MAX = 4  # a run may grow to this many chunks' rows while it waits for a cut
-OVERLAP_BATCHES = 4  # a cut may take rows from this many batches after it
 SAMPLE_EVERY = 64  # at most one key in this many is sampled to split the new rows into ranges
 
 
@@ -57,8 +56,9 @@ def _new_rows_filter(data: ds.Dataset, mark: str | None) -> ds.Expression | None
 
 @dataclass
 class _NewRows:
-    """What one bronze table holds past silver's mark: the scan, how many rows, the newest, and per
-    batch of the scan its rows and lowest and highest key (None where a key is null)."""
+    """What one bronze table holds past silver's mark: the scan, how many rows, the newest, per
+    batch of the scan its rows and lowest and highest key (None where a key is null), and per
+    batch that holds rows a sample of its keys."""
 
     data: ds.Dataset
     condition: ds.Expression | None
@@ -73,39 +73,47 @@ class _NewRows:
         return delta.row_groups(self.data, columns, self.condition)
 
     def cuts(self, chunk_rows: int) -> list[Cut] | None:
-        """Where to end each run of about `chunk_rows`: before a batch, taking from the next few
-        batches the rows whose keys lie at or below every key already taken (rows read nearly in
-        key order, as a database's parallel scan returns them, overlap their neighbours a little).
-        None when that would take more than `OVERLAP_BATCHES` batches or a run would grow past
+        """Where to end each run of about `chunk_rows`: before a batch, at the lowest key of that
+        batch and every one after it. Rows read nearly in key order (as a database's parallel scan
+        returns them) overlap their neighbours a little: the rows already read at or above that
+        key wait for the next run. So a run is whole once the batches before its cut are read, and
+        only those few rows are held past it; every version of a key falls in one run.
+
+        A run ends before the batch that would take it past `chunk_rows`, so batches of nearly a
+        chunk (bronze's row groups of 122,880 rows against chunks of 125,000) make runs of one
+        batch, not two. No cut where the run would take less than half a chunk or more than a
+        chunk's rows would wait (as the sample tells); None when a run would grow past
         `RUN_ROWS_MAX` chunks, or a key is null: the rows are then split into ranges instead."""
-        held = [(index, rows, low, high) for index, (rows, low, high) in enumerate(self.batches) if rows]
-        if any(low is None for _, _, low, _ in held):
+        held = [(index, rows, low) for index, (rows, low, _) in enumerate(self.batches) if rows]
+        if any(low is None for _, _, low in held):
             return None
+        floors: list[Any] = []  # per batch, the lowest key of it and of every batch after it
+        for _, _, low in reversed(held):
+            floors.append(low if not floors else min(low, floors[-1]))
+        floors.reverse()
         cuts: list[Cut] = []
-        size, high = 0, None
-        for position, (index, rows, _, batch_high) in enumerate(held):
-            settled = not cuts or cuts[-1].last is None or index > cuts[-1].last  # the last cut has taken its rows
-            if size >= chunk_rows and settled:
-                reach = [later for later, _, low, _ in held[position:] if low <= high]
-                last = max(reach, default=None)
-                if last is None or last - index < OVERLAP_BATCHES:
-                    cuts.append(Cut(index, high, last))
-                    size = 0
+        waiting: list[pa.Array] = []  # the sampled keys of the rows read and not yet in a run
+        size = 0  # those rows
+        for (index, rows, _), floor, sample in zip(held, floors, self.sample, strict=True):
+            if size and size + rows > chunk_rows and (not cuts or floor > cuts[-1].below):
+                left = [values.filter(pc.greater_equal(values, pa.scalar(floor, values.type))) for values in waiting]
+                carried = size * sum(map(len, left)) // max(1, sum(map(len, waiting)))
+                if size - carried >= max(1, chunk_rows // 2) and carried <= chunk_rows:
+                    cuts.append(Cut(index, floor))
+                    waiting, size = left, carried
+            waiting.append(sample)
             size += rows
             if size > RUN_ROWS_MAX * chunk_rows:
                 return None
-            high = batch_high if high is None else max(high, batch_high)
         return cuts
 
 
 @dataclass(frozen=True)
 class Cut:
-    """A run ends before batch `before`, with every later row whose key is at most `through`
-    (found up to batch `last`, None if no later batch holds one)."""
+    """A run ends before batch `before`: the rows read until then whose key lies below `below`."""
 
     before: int
-    through: Any
-    last: int | None
+    below: Any
 
 
 def _survey(data: ds.Dataset, condition: ds.Expression | None, key: str, chunk_rows: int) -> _NewRows:
@@ -205,6 +213,7 @@ def pending_chunks(
         for rows in _runs(found, cuts, found.key):
             seen += rows.num_rows  # the scan reads the snapshot the survey counted: the last run ends at its count
             yield Pending(rows={name: rows}, consumed=consumed if seen == found.rows else dict(marks))
+            del rows  # the consumer holds the run now: not this frame too while the next is read
         return
     bounds = _range_bounds(list(inputs.values()), parts)
     with tempfile.TemporaryDirectory(prefix="plantlake-silver-") as folder:
@@ -212,33 +221,67 @@ def pending_chunks(
         for part in range(len(bounds) + 1):
             rows = {name: _read_spilled(files[part]) for name, files in spilled.items()}
             yield Pending(rows=rows, consumed=consumed if part == len(bounds) else dict(marks))
+            del rows
 
 
 def _runs(found: _NewRows, cuts: list[Cut], key: str) -> Iterator[pa.Table]:
-    """The new rows in runs as `cuts` plans them (see `_NewRows.cuts`)."""
-    taken: list[pa.Table] = []  # rows of the run being gathered
-    ahead: list[pa.Table] = []  # rows read past a cut that belong to the next run
+    """The new rows in runs as `cuts` plans them (see `_NewRows.cuts`).
+
+    A run is handed on before the batch after its cut is read: what is held while a run is
+    merged is the run and the rows read before its cut that belong to a later one.
+    """
+    waiting: list[pa.Table] = []  # rows read and not yet in a run
     plan = iter(cuts)
     cut = next(plan, None)
-    for index, batch in enumerate(found.scan()):
-        while cut is not None and index >= cut.before and (cut.last is None or index > cut.last):
-            yield pa.concat_tables(taken)  # every row at or below the cut's key has been read
-            taken, ahead = ahead, []
+    batches = found.scan()  # one batch per batch the survey noted
+    for index in range(len(found.batches)):
+        while cut is not None and index >= cut.before:
+            run = _take_below(waiting, key, cut.below)
+            if run:
+                yield pa.concat_tables(run)
+            del run
             cut = next(plan, None)
-        if not batch.num_rows:
-            continue
-        if cut is not None and index >= cut.before:  # past the cut: split off what belongs before it
-            before = pc.less_equal(batch[key], pa.scalar(cut.through, batch.schema.field(key).type))
-            taken.append(batch.filter(before))
-            ahead.append(batch.filter(pc.invert(before)))
+        batch = next(batches)
+        if batch.num_rows:
+            waiting.append(batch)
+        del batch
+    if waiting:
+        yield pa.concat_tables(waiting)
+
+
+def _take_below(tables: list[pa.Table], key: str, bound: Any) -> list[pa.Table]:
+    """Take from `tables` the rows whose `key` lies below `bound`; the others stay in it. A table
+    wholly on one side moves or stays as it is, one across it is split a column at a time."""
+    below: list[pa.Table] = []
+    for _ in range(len(tables)):
+        table = tables.pop(0)
+        low, high = (value.as_py() for value in pc.min_max(table[key]).values())
+        if high < bound:
+            below.append(table)
+        elif low >= bound:
+            tables.append(table)
         else:
-            taken.append(batch)
-    while cut is not None:
-        yield pa.concat_tables(taken)
-        taken, ahead = ahead, []
-        cut = next(plan, None)
-    if taken:
-        yield pa.concat_tables(taken)
+            mask = pc.less(table[key], pa.scalar(bound, table.schema.field(key).type))
+            schema, columns = table.schema, table.columns
+            del table  # its columns are let go one by one as they are split
+            part, rest = _split(columns, schema, mask)
+            below.append(part)
+            tables.append(rest)
+            del part, rest
+    return below
+
+
+def _split(columns: list[pa.ChunkedArray], schema: pa.Schema, mask: pa.ChunkedArray) -> tuple[pa.Table, pa.Table]:
+    """The rows of a batch's `columns` where `mask` holds, and the others. `columns` is emptied
+    as it is split, so a split holds one batch and a column, not two batches."""
+    other = pc.invert(mask)
+    below, above = [], []
+    for position, column in enumerate(columns):
+        below.append(column.filter(mask))
+        above.append(column.filter(other))
+        columns[position] = None  # let go of the column once split
+        del column
+    return pa.Table.from_arrays(below, schema=schema), pa.Table.from_arrays(above, schema=schema)
 
 
 def _read_spilled(path: Path) -> pa.Table:

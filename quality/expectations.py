@@ -130,11 +130,15 @@ def gx_suite(name: str, suite: list[Expect], schema: pa.Schema) -> Any:
 
 
 def _forget(batch: Any) -> None:
-    """Drop GX's reference to the batch: its execution engine keeps every batch it loaded, so
-    memory would grow with every chunk a run validates."""
-    manager = batch.data.execution_engine.batch_manager
-    manager.batch_data_cache.clear()
-    manager.reset_batch_cache()
+    """Drop GX's references to the batch: its execution engine keeps every batch it loaded and
+    every metric it computed on one (per row, a Series of the chunk's length with its index), so
+    memory would grow with every chunk a run validates (about 2 MB per chunk of 250,000 rows)."""
+    engine = batch.data.execution_engine
+    engine.batch_manager.batch_data_cache.clear()
+    engine.batch_manager.reset_batch_cache()
+    metrics = getattr(engine, "_metric_cache", None)  # keyed by batch: a later batch never reads it
+    if isinstance(metrics, dict):
+        metrics.clear()
 
 
 def _gx_frame(table: pa.Table, suite: list[Expect]) -> Any:

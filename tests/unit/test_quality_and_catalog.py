@@ -137,3 +137,17 @@ def test_gx_finds_the_same_rows_in_the_forms_it_checks_fast() -> None:
         ("status", "batch row 2"),
     }
     assert result.accepted.column("lot").to_pylist() == ["L1", "L4"]
+
+
+def test_gx_keeps_nothing_of_a_batch_once_it_is_validated() -> None:
+    """A silver step validates chunk after chunk: what GX computed on one (a Series per rule, of
+    the chunk's length) must not stay behind, or memory grows with the number of chunks."""
+    from plantlake.quality.expectations import _batch_definition
+
+    for offset in range(3):
+        table = _readings()
+        table = table.set_column(4, "value", pa.array([v + offset for v in table["value"].to_pylist()]))
+        validate(table, sensor_suite(table.schema), "silver.sensor_readings", key_columns=["source", "node_id"])
+    engine = _batch_definition().data_asset.datasource.get_execution_engine()
+    assert not engine._metric_cache
+    assert not engine.batch_manager.batch_data_cache

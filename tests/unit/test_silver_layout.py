@@ -194,3 +194,62 @@ def test_rows_read_nearly_in_key_order_are_cut_into_runs_that_keep_every_version
     expected = {key: f"v1-{key}" for key in range(6_000)}
     expected.update({key: f"v2-{key}" for start in range(500, 6_000, 500) for key in range(start - 10, start)})
     assert _silver(tmp_path) == expected
+
+
+def test_a_run_of_overlapping_batches_is_handed_on_before_the_next_batch_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a parallel scan returns a table: batch n holds every other key of block n, and the keys
+    of block n - 1 that batch n - 1 did not. A run is whole once the batches before its cut are
+    read, so what is held while it is merged is the run and the few rows that belong to the next."""
+    blocks = [np.arange(start, start + 500) for start in range(0, 6_000, 500)]
+    for number in range(len(blocks) + 1):
+        parts = [block[number % 2 :: 2] for block in blocks[max(0, number - 1) : number + 1]]
+        _land(tmp_path / "bronze", np.concatenate(parts), 1, f"r{number}")
+    read: list[int] = []
+    row_groups = delta.row_groups
+
+    def counted(data, columns=None, filter=None):
+        for group in row_groups(data, columns, filter):
+            if columns is None:  # the scan that reads whole rows, not the survey's
+                read.append(group.num_rows)
+            yield group
+
+    monkeypatch.setattr(delta, "row_groups", counted)
+    path, sizes, batches_read = tmp_path / "silver", [], []
+    for work in silver.pending_chunks(path, {"orders": silver.BronzeInput(tmp_path / "bronze", KEYS)}, 600):
+        batches_read.append(len(read))
+        sizes.append(work.rows["orders"].num_rows)
+        silver.commit(path, transforms.erp_rows(work.rows["orders"], KEYS, "version"), KEYS, work, True)
+    assert batches_read == list(range(2, len(blocks) + 2)), "each run goes before the batch after its cut is read"
+    assert sum(sizes) == 6_000 and max(sizes) <= 501
+    assert _silver(tmp_path) == _expected([(np.arange(6_000), 1)])
+
+
+def test_a_run_ends_before_the_batch_that_would_take_it_past_a_chunk(tmp_path: Path) -> None:
+    """Batches of nearly a chunk (bronze's row groups against silver's chunks) make runs of one
+    batch: a run's memory stays about a chunk, not two."""
+    ids = np.arange(6_000)
+    for start in range(0, 6_000, 600):
+        _land(tmp_path / "bronze", ids[start : start + 600], 1, f"r{start}")
+    chunks = _to_silver(tmp_path, chunk_rows=1_000)
+    assert [work.rows["orders"].num_rows for work in chunks] == [600] * 10
+    assert _silver(tmp_path) == _expected([(ids, 1)])
+
+
+def test_keys_once_in_any_order_are_kept_as_they_are_and_repeated_keys_keep_their_newest(
+    shuffled: np.ndarray,
+) -> None:
+    once = pa.table({"id": shuffled, "version": np.ones(len(shuffled), np.int64)})
+    assert transforms.latest_per_key(once, KEYS, ["version"]) is once
+    with_null = pa.table({"id": pa.array([3, None, 1, 2], pa.int64()), "version": [1, 1, 1, 1]})
+    assert transforms.latest_per_key(with_null, KEYS, ["version"]) is with_null
+    repeated = pa.table(
+        {"id": pa.array([3, None, 1, 3, None], pa.int64()), "version": [1, 1, 1, 2, 2], "name": list("abcde")}
+    )
+    newest = transforms.latest_per_key(repeated, KEYS, ["version"]).sort_by("id")
+    assert newest.to_pylist() == [
+        {"id": 1, "version": 1, "name": "c"},
+        {"id": 3, "version": 2, "name": "d"},
+        {"id": None, "version": 2, "name": "e"},
+    ]
