@@ -112,7 +112,7 @@ def remove_leftovers(lake: Lake, older_than: timedelta) -> int:
     """Spool files, half-written state files and catalog builds that killed runs left behind."""
     cutoff = time.time() - older_than.total_seconds()
     candidates = [*lake.spool.glob("spool-*.arrow"), *lake.local.glob("catalog.duckdb.tmp*")]
-    if lake.root.is_local:  # in object storage a state document is one PUT: nothing is left half-written
+    if lake.root.is_local:  # in object storage a state document is one upload: nothing is left half-written
         candidates.extend((lake.root.path / state.FOLDER).glob("*/.*.json.*"))
     removed = 0
     for path in candidates:

@@ -6,7 +6,7 @@ read back from commit history is lost once the last commit that held it is clean
 
 So the state of a table lives in one small JSON document, `<root>/_state/<layer>/<name>.json`,
 which Delta housekeeping never touches. It is replaced atomically (on disk: write, then rename;
-in object storage: one PUT) right after the table's data commit, by the table's only writer
+in object storage: one upload) right after the table's data commit, by the table's only writer
 (`lake.locks` on one machine, Dagster's pools across workers), so:
 
 - reading it costs one small file, the same on night 1 and night 1000;

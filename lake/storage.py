@@ -8,8 +8,8 @@ speak both.
 
 Concurrent writers on S3 need no lock of ours: delta-rs commits with a conditional put
 (put-if-absent), which the store refuses to a second writer of the same version. A plain
-file written here is one PUT, which S3 replaces atomically: a reader sees the old document
-or the new one, never half of either.
+file written here is one upload, which S3 makes visible whole when it ends: a reader sees
+the old document or the new one, never half of either.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class Location:
             raise
 
     def write_text(self, text: str) -> None:
-        """Replace the file whole: a local file by rename, an object by one PUT (both atomic)."""
+        """Replace the file whole: a local file by rename, an object by one upload (it appears when complete)."""
         if self.is_local:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.path.with_name(f".{self.name}.{uuid.uuid4().hex}")
