@@ -54,7 +54,8 @@ class Location:
         if scheme not in ("s3", "s3a") or not bucket:
             raise ValueError(f"lake location {text!r}: expected a local folder or s3://bucket/prefix")
         kept = tuple(sorted((key, value) for key, value in (options or {}).items() if value))
-        _KNOWN_BUCKETS[bucket] = kept
+        if kept:  # a location made without the store's options must not forget them for DuckDB
+            _KNOWN_BUCKETS[bucket] = kept
         return cls("s3://" + text.split("://", 1)[1].rstrip("/"), kept)
 
     def __str__(self) -> str:

@@ -1,11 +1,13 @@
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from plantlake.lake import bronze, delta
+from plantlake.lake import bronze, delta, storage
 from plantlake.lake.layout import Ingestion
+from plantlake.lake.storage import Location
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +90,20 @@ def test_row_groups_come_one_at_a_time_in_key_order_of_the_files_and_skip_by_sta
     assert all(group.num_rows <= parquet_files.ROW_GROUP_ROWS for group in groups)
     found = list(delta.row_groups(data, ["id"], filter=ds.field("id") >= 1_500))
     assert len(found) == 2 and sum(group.num_rows for group in found) == 1_500 and found[0].column_names == ["id"]
+
+
+def test_duckdb_reads_a_bucket_with_the_options_it_was_configured_with_only() -> None:
+    options = {"AWS_ENDPOINT_URL": "http://store.example:8333", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    unknown = duckdb.connect()
+    with pytest.raises(ValueError, match="no object store configured for bucket 'never-configured'"):
+        storage.attach(unknown, "s3://never-configured/lake/silver/t/part-0.parquet")
+    Location.of("s3://bare-only/lake")  # no options: nothing to read that bucket with
+    with pytest.raises(ValueError, match="bare-only"):
+        storage.attach(duckdb.connect(), "s3://bare-only/lake/x.parquet")
+
+    Location.of("s3://configured/plant-a", options)
+    Location.of("s3://configured/plant-a/silver/t")  # made later without options: the store's are kept
+    connection = duckdb.connect()
+    storage.attach(connection, "s3://configured/plant-a/silver/t/part-0.parquet")
+    assert "s3" in connection.list_filesystems()
+    assert storage._KNOWN_BUCKETS["configured"] == tuple(sorted(options.items()))
