@@ -42,7 +42,15 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import sqlalchemy as sa  # noqa: E402 - after the path holds the repository and its tests
 import yaml  # noqa: E402
-from celery_workers import BROKER, celery_workers, delete_queue, require_broker, unique_queue, write_instance  # noqa: E402
+from celery_workers import (  # noqa: E402
+    BROKER,
+    celery_workers,
+    delete_queue,
+    require_broker,
+    step_intervals,
+    unique_queue,
+    write_instance,
+)
 from services import instance_environment  # noqa: E402
 
 PG_SERVER = os.environ.get("PLANTLAKE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/")
@@ -170,13 +178,8 @@ def _step_seconds(env: dict[str, str], step_key: str) -> float:
 
     os.environ.update({key: value for key, value in env.items() if key.startswith("DAGSTER_")})
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        run = instance.get_runs(limit=1)[0]
-        times = {}
-        for entry in instance.all_logs(run.run_id):
-            event = entry.dagster_event
-            if event is not None and entry.step_key == step_key and event.is_step_start | event.is_step_success:
-                times["start" if event.is_step_start else "end"] = entry.timestamp
-    return times["end"] - times["start"]
+        started, ended = step_intervals(instance, instance.get_runs(limit=1)[0].run_id)[step_key]
+    return ended - started
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import dagster as dg
 from services import service
 from unavailable import unavailable
 
@@ -93,3 +94,18 @@ def delete_queue(queue: str, url: str = BROKER) -> None:
 
     with Connection(url) as connection:
         connection.default_channel.queue_delete(queue)
+
+
+STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+
+
+def step_intervals(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
+    """(started, ended) of every step of the run, as its event log has them."""
+    started, ended = {}, {}
+    for entry in instance.all_logs(run_id, of_type=STEP_EVENTS):
+        if entry.dagster_event is None or entry.step_key is None:
+            continue
+        is_start = entry.dagster_event.event_type == dg.DagsterEventType.STEP_START
+        (started if is_start else ended)[entry.step_key] = entry.timestamp
+    assert set(started) == set(ended), f"steps that started and never ended: {set(started) ^ set(ended)}"
+    return {key: (started[key], ended[key]) for key in started}

@@ -22,7 +22,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from celery_workers import BROKER, celery_workers, delete_queue, require_broker, unique_queue, write_instance
+from celery_workers import (
+    BROKER,
+    celery_workers,
+    delete_queue,
+    require_broker,
+    step_intervals,
+    unique_queue,
+    write_instance,
+)
 from services import instance_environment
 
 from plantlake.assets.factory import table_pool
@@ -50,7 +58,6 @@ RUN_STAMPS = {
     "failed_at",
     "registered_at",
 }
-STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
 
 
 @pytest.fixture
@@ -143,18 +150,6 @@ def _celery_workers_of(instance: dg.DagsterInstance, run_id: str) -> set[str]:
     return found
 
 
-def _step_intervals(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
-    """(started, ended) of every step of the run, as its event log has them."""
-    started, ended = {}, {}
-    for entry in instance.all_logs(run_id, of_type=STEP_EVENTS):
-        if entry.dagster_event is None or entry.step_key is None:
-            continue
-        is_start = entry.dagster_event.event_type == dg.DagsterEventType.STEP_START
-        (started if is_start else ended)[entry.step_key] = entry.timestamp
-    assert set(started) == set(ended), f"steps that started and never ended: {set(started) ^ set(ended)}"
-    return {key: (started[key], ended[key]) for key in started}
-
-
 def _wait_until(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -240,7 +235,7 @@ def test_refresh_all_on_two_celery_workers_writes_what_one_process_writes(
         }
         by_pool: dict[str, list[tuple[float, float, str]]] = {}
         for rid in overlap_ids:
-            for step, (start, end) in _step_intervals(instance, rid).items():
+            for step, (start, end) in step_intervals(instance, rid).items():
                 if step in pools:
                     by_pool.setdefault(pools[step], []).append((start, end, f"{step} of run {rid}"))
         assert sorted(by_pool) == sorted(pools.values())
