@@ -15,13 +15,17 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 from nightly import Replay
 
 from plantlake.config import parse_config
-from plantlake.lake import delta
+from plantlake.lake import delta, state
 from plantlake.lake.catalog import open_catalog
+from plantlake.lake.layout import Lake
+from plantlake.lake.storage import Location
 from plantlake.pipelines.checks import Finding, check_sources
 from plantlake.simulator.object_store import S3Endpoint
 
@@ -103,3 +107,19 @@ def test_check_writes_to_the_store_and_names_what_is_wrong(tmp_path: Path, s3_st
     assert s3_store.filesystem().get_file_info(pafs.FileSelector(s3_root.removeprefix("s3://"))) == []  # no marker left
     wrong = lake_check("not-the-secret")
     assert not wrong.ok and wrong.item == s3_root, wrong
+
+
+def test_a_root_and_a_table_with_spaces_and_umlauts_work_in_the_store(tmp_path: Path, s3_store: S3Endpoint) -> None:
+    lake = Lake(Location.of(f"s3://{s3_store.bucket}/plant lake {tmp_path.name}", s3_store.environment()), tmp_path)
+    table = lake.table("silver", "Bestellung Ärger")
+    assert delta.append(table, pa.table({"id": [1, 2], "x": ["a", "b"]}), state={"mark": 1})["inserted"] == 2
+    assert delta.merge(table, pa.table({"id": [2, 3], "x": ["B", "c"]}), ["id"], update=True) == {
+        "inserted": 1,
+        "updated": 1,
+    }
+    assert state.current(table) == {"mark": 1}
+    assert [(layer, name) for layer, name, _ in lake.tables()] == [("silver", "Bestellung Ärger")]
+    connection = duckdb.connect()
+    assert delta.register(connection, "t", table)
+    assert connection.sql("SELECT id, x FROM t ORDER BY id").fetchall() == [(1, "a"), (2, "B"), (3, "c")]
+    assert delta.rows_of(delta.load(table, 0)) == 2  # time travel to the first version
