@@ -1,5 +1,6 @@
 """ERP tables: one bronze and one silver asset per table declared in the YAML."""
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from plantlake.assets.erp_preflight import check_table
 from plantlake.assets.factory import bronze_asset, owners_of, silver_assets
 from plantlake.assets.results import Step
-from plantlake.assets.steps import merge_validated
+from plantlake.assets.steps import link_validated, merge_validated
 from plantlake.config import ErpSource, ErpTable
 from plantlake.config.names import lake_identifier
 from plantlake.connectors import sql, sql_fast
@@ -159,13 +160,14 @@ def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str, no
     name, keys = table_name(source, table), table.primary_key
     path = lake.table("silver", name)
     change = _silver_drift(lake, name, run_id)
-    chunks = silver.pending_chunks(path, {name: silver.BronzeInput(lake.table("bronze", name), keys)})
-    step = merge_validated(
+    bronze_input = silver.BronzeInput(lake.table("bronze", name), keys)
+    suite = functools.partial(suites.erp_suite, keys, table.expect)
+    step = link_validated(path, name, bronze_input, change.schema, suite, source.name) or merge_validated(
         lake,
         path,
-        chunks,
+        silver.pending_chunks(path, {name: bronze_input}),
         lambda work: (transforms.erp_rows(work.rows[name], keys, table.cursor), []),
-        lambda schema: suites.erp_suite(keys, table.expect, schema),
+        suite,
         keys,
         run_id,
         source.name,

@@ -77,3 +77,53 @@ def merge_validated(
         return Step(path, {"rows_new": 0}, expectations.Validation.nothing_new())
     combined = expectations.Validation.combine(validations)
     return Step(path, {**totals, "rows_quarantined": combined.rows_rejected}, combined)
+
+
+LINK_CHUNK_ROWS = 1_000_000  # a first load's checks hold the key and the checked columns only: a few bytes a row
+
+
+def link_validated(
+    path: Location,
+    name: str,
+    bronze: silver.BronzeInput,
+    schema: pa.Schema,
+    suite: Callable[[pa.Schema], list[Expect]],
+    source: str | None = None,
+) -> Step | None:
+    """A first load that silver takes as landed: checked, then bronze's files linked instead of
+    written again (`silver.link_landed`); None when the usual path must run.
+
+    Only for a table whose silver rows are its bronze rows unchanged (`schema`: bronze's columns
+    less its bookkeeping), read from one bronze table (`name`), when silver does not exist yet.
+    The checks read the key and the columns the suite reads, in large chunks: each key once, and
+    no row a rule would keep out. A repeated key or such a row, or a bronze commit meanwhile,
+    writes nothing and returns None; the usual path then reads everything again (a first load
+    with bad rows pays for its checks twice, once in the table's life).
+    """
+    landed = delta.open_table(bronze.path)
+    if landed is None or delta.open_table(path) is not None or delta.read_state(path, silver.CONSUMED):
+        return None
+    rules = suite(schema)
+    if any(rule.condition for rule in rules):
+        return None  # a condition may read any column
+    version = landed.version()
+    columns = list(dict.fromkeys([*bronze.keys, *(rule.column for rule in rules if rule.column in schema.names)]))
+    validations, consumed = [], {}
+    for work in silver.pending_chunks(path, {name: bronze}, LINK_CHUNK_ROWS, columns):
+        rows = work.rows[name]
+        if not silver.keys_unique(rows, bronze.keys):
+            return None
+        validation = expectations.validate(rows, rules, f"silver.{path.name}", source, bronze.keys)
+        if validation.rejections:
+            return None
+        validation.accepted = pa.table({})
+        validations.append(validation)
+        consumed = work.consumed
+        del work, rows
+        memory.release()
+    if not validations or delta.load(bronze.path).version() != version:
+        return None
+    inserted = silver.link_landed(path, bronze.path, version, schema, consumed)
+    progress.add(path, inserted)
+    metadata = {"rows_new": inserted, "rows_inserted": inserted, "rows_updated": 0, "rows_quarantined": 0}
+    return Step(path, {**metadata, "chunks": len(validations), "linked": True}, expectations.Validation.combine(validations))

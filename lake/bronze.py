@@ -16,6 +16,7 @@ import pyarrow.dataset as ds
 
 from plantlake.lake import delta, progress
 from plantlake.lake.layout import INGESTION_FIELDS, Ingestion
+from plantlake.lake.parquet_files import ROW_GROUP_ROWS
 from plantlake.lake.storage import Location
 
 
@@ -70,6 +71,10 @@ def _not_landed(batches: Iterable[pa.RecordBatch], landed: pa.Table, keys: list[
         fresh = pa.Table.from_batches([batch]).join(landed, keys=keys, join_type="left anti")
         yield from fresh.select(batch.schema.names).cast(batch.schema).to_batches()
 
+
+# A file per row group: silver's first load links bronze's files (`silver.link_landed`), and a
+# later merge rewrites each file it touches, so a file is as small as a chunk silver merges.
+FILE_ROWS = ROW_GROUP_ROWS
 
 SPOOL_ROWS = 16_384  # read back in small batches: what is held while the rows are written stays small
 # Compressed: repeated node ids, file ids and hosts shrink several times over. A run killed
@@ -137,5 +142,6 @@ def land(
         pa.RecordBatchReader.from_batches(source_schema, iter(inserted)),
         state=state,
         constants=ingestion.constants(source),
+        file_rows=FILE_ROWS,
     )
     return Landed(path, read.rows, inserted.rows)

@@ -184,11 +184,13 @@ def append(
     data: pa.Table | pa.RecordBatchReader,
     state: dict[str, Any] | None = None,
     constants: dict[str, pa.Scalar] | None = None,
+    file_rows: int | None = None,
 ) -> dict[str, int]:
     """Add rows without looking for matches in one commit, then save `state`; a reader is written as it streams.
 
     `constants` are columns with one value on every row (who landed the rows, from which
-    file), added by the writer, which stores each value once per row group.
+    file), added by the writer, which stores each value once per row group. `file_rows`
+    limits the rows of a file (see `parquet_files.write_files`).
 
     Only for rows whose keys cannot be in the table yet: a MERGE joins against the whole
     target, so its memory grows with the table, while an append costs only its own rows.
@@ -201,13 +203,27 @@ def append(
     table = open_table(path)
     fixed = [pa.field(name, value.type, nullable=not value.is_valid) for name, value in (constants or {}).items()]
     target = parquet_files.delta_schema(pa.schema([*reader.schema, *fixed]))
-    added: list[pa.Field] = []
     if table is not None:
         landed = pa.schema(table.schema().to_arrow())
         added = [field.with_nullable(True) for field in target if field.name not in landed.names]
         target = pa.schema([*landed, *added])
-    actions = parquet_files.write_files(path, reader, target, constants)
+    actions = parquet_files.write_files(path, reader, target, constants, file_rows)
+    return add_files(path, actions, target, state)
+
+
+def add_files(
+    path: Where, actions: list[AddAction], schema: pa.Schema, state: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """Commit Parquet files already in the table's folder (`actions`), creating the table with
+    `schema` if there is none, then save `state`. Columns of `schema` the table lacks are added
+    first. No rows for an existing table: no commit, only the state is saved."""
+    path = Location.of(path)
     inserted = sum(json.loads(action.stats)["numRecords"] for action in actions)
+    table = open_table(path)
+    added: list[pa.Field] = []
+    if table is not None:
+        landed = pa.schema(table.schema().to_arrow())
+        added = [field for field in schema if field.name not in landed.names]
     if table is not None and inserted == 0:
         _save_state(path, state)
         return {"inserted": 0, "updated": 0}
@@ -224,7 +240,7 @@ def append(
         if current is None:
             create_table_with_add_actions(
                 path.uri,
-                DeltaSchema.from_arrow(target),
+                DeltaSchema.from_arrow(schema),
                 actions,
                 mode="error",
                 configuration=TABLE_PROPERTIES,
@@ -232,7 +248,7 @@ def append(
             )
         else:
             changes: list[AddAction | RemoveAction] = [*actions]  # the list the call takes holds both kinds
-            current.create_write_transaction(changes, mode="append", schema=target)
+            current.create_write_transaction(changes, mode="append", schema=schema)
 
     _retry(commit)
     _save_state(path, state)
@@ -378,8 +394,28 @@ def create_view(connection: duckdb.DuckDBPyConnection, identifier: str, table: D
     storage.attach(connection, table.table_uri)
     # delta-rs gives local files as percent-encoded paths (a space is %20); DuckDB opens the path as it is
     listing = ", ".join(literal(unquote(file)) for file in files)
-    connection.execute(
-        f"CREATE OR REPLACE VIEW {identifier} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+    scan = f"read_parquet([{listing}], union_by_name = true)"
+    columns = _columns_of(connection, scan, pa.schema(table.schema().to_arrow()))
+    connection.execute(f"CREATE OR REPLACE VIEW {identifier} AS SELECT {columns} FROM {scan}")
+
+
+def _columns_of(connection: duckdb.DuckDBPyConnection, scan: str, schema: pa.Schema) -> str:
+    """The select list that gives the table's columns from its files.
+
+    A file may hold columns the table has not (a file silver linked from bronze keeps bronze's
+    bookkeeping) and lack columns the table has (added after it was written); Delta reads a file
+    by the table's schema, so the view does too: the first left out, the second null.
+    """
+    present = {row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+    if present == set(schema.names):
+        return "*"
+    connection.register("__table_schema", schema.empty_table())
+    try:
+        kinds = dict(connection.execute("SELECT column_name, column_type FROM (DESCRIBE __table_schema)").fetchall())
+    finally:
+        connection.unregister("__table_schema")
+    return ", ".join(
+        quote(name) if name in present else f"CAST(NULL AS {kinds[name]}) AS {quote(name)}" for name in schema.names
     )
 
 

@@ -154,11 +154,13 @@ def write_files(
     batches: Iterable[pa.RecordBatch],
     schema: pa.Schema,
     constants: dict[str, pa.Scalar] | None = None,
+    file_rows: int | None = None,
 ) -> list[AddAction]:
     """Write the batches as Parquet files into the table `folder`; the add actions that would commit them.
 
     `schema` is the table's; its columns named in `constants` hold that one value on every
-    row and are not in the batches. A file is closed once it passes `FILE_BYTES`. Until the
+    row and are not in the batches. A file is closed once it passes `FILE_BYTES` or holds
+    `file_rows` rows (a multiple of `ROW_GROUP_ROWS`; None: no limit). Until the
     actions are committed the files are invisible to readers, and a failed run leaves only
     unreferenced files (`vacuum` removes them).
     """
@@ -183,12 +185,39 @@ def write_files(
                 use_dictionary=_dictionary_columns(first),
             )
             writer.write_table(first, row_group_size=ROW_GROUP_ROWS)
-            while sink.tell() < FILE_BYTES and (group := next(groups, None)) is not None:
+            rows = first.num_rows
+            while _room(sink.tell(), rows, file_rows) and (group := next(groups, None)) is not None:
                 writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+                rows += group.num_rows
                 pa.default_memory_pool().release_unused()  # give freed groups back: peak RSS then stays flat
             writer.close()
             size = sink.tell()
         actions.append(AddAction(name, size, {}, int(time.time() * 1000), True, file_stats(writer.writer.metadata)))
+    return actions
+
+
+def _room(size: int, rows: int, file_rows: int | None) -> bool:
+    """Whether a file of `size` bytes and `rows` rows takes another row group."""
+    return size < FILE_BYTES and (file_rows is None or rows < file_rows)
+
+
+def link_files(folder: Where, sources: list[Location], schema: pa.Schema) -> list[AddAction]:
+    """Give the table `folder` the Parquet files `sources` of another table, as they are: the add actions.
+
+    Each file is linked or copied by the store (`Location.copy_to`), not read and written again.
+    Its statistics, read from its footer, cover only the columns of `schema`, the table's: a
+    column the file holds beyond them is never read (Delta reads a file by the table's schema),
+    and one it lacks reads as null.
+    """
+    folder = Location.of(folder)
+    actions = []
+    for source in sources:
+        name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+        source.copy_to(folder / name)
+        with source.open_input() as stream:
+            size, metadata = stream.size(), pq.read_metadata(stream)
+        stats = file_stats(metadata, set(schema.names))
+        actions.append(AddAction(name, size, {}, int(time.time() * 1000), True, stats))
     return actions
 
 
@@ -235,8 +264,9 @@ def _leaf_paths(schema: pa.Schema) -> list[list[str]]:
     return [leaf for field in schema for leaf in walk(field, [])]
 
 
-def file_stats(metadata: pq.FileMetaData) -> str:
-    """numRecords, and min, max and null count per column (nested struct fields as nested keys).
+def file_stats(metadata: pq.FileMetaData, columns: set[str] | None = None) -> str:
+    """numRecords, and min, max and null count per column (nested struct fields as nested keys),
+    of every top-level column or those named in `columns`.
 
     A column gets min and max only when every row group holding values has them; binary
     and list columns get no statistics (as with delta-rs).
@@ -247,6 +277,8 @@ def file_stats(metadata: pq.FileMetaData) -> str:
     for index in range(metadata.num_columns):
         column = metadata.schema.column(index)
         path = paths[index]
+        if columns is not None and path[0] not in columns:
+            continue
         binary = column.physical_type == "BYTE_ARRAY" and column.logical_type.type == "NONE"
         chunks = [group.column(index) for group in groups]
         if binary or "list" in path[1:] or not all(chunk.is_stats_set for chunk in chunks):

@@ -8,26 +8,38 @@ nothing already merged.
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from plantlake.lake import delta
+from plantlake.lake import delta, parquet_files
 from plantlake.lake.delta import quote
 from plantlake.lake.parquet_files import ROW_GROUP_ROWS
 from plantlake.lake.silver_chunks import CHUNK_ROWS, CONSUMED, BronzeInput, Pending, pending_chunks
 from plantlake.lake.storage import Location
 
-__all__ = ["CHUNK_ROWS", "CONSUMED", "BronzeInput", "Pending", "commit", "latest_per_key", "pending_chunks"]
+__all__ = [
+    "CHUNK_ROWS",
+    "CONSUMED",
+    "BronzeInput",
+    "Pending",
+    "commit",
+    "keys_unique",
+    "latest_per_key",
+    "link_landed",
+    "pending_chunks",
+]
 
 MERGE_TARGET_ROWS = 1_000_000  # rows of the table one MERGE meets, at most about
 
 
 def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) -> pa.Table:
     """One row per key: the first by `newest_first` (descending)."""
-    if table.num_rows == 0 or _unique(table, keys):
+    if table.num_rows == 0 or keys_unique(table, keys):
         return table
     connection = duckdb.connect()
     connection.register("incoming", table)
@@ -37,7 +49,7 @@ def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) ->
     return connection.sql(query).to_arrow_table().cast(table.schema)
 
 
-def _unique(table: pa.Table, keys: list[str]) -> bool:
+def keys_unique(table: pa.Table, keys: list[str]) -> bool:
     """Each key once (the usual case, as in a first load): nothing to choose between. Checked for
     one key column: rising keys (a file or table read in key order) are unique without hashing.
 
@@ -55,6 +67,24 @@ def _unique(table: pa.Table, keys: list[str]) -> bool:
     ordered = column.take(pc.array_sort_indices(column, null_placement="at_end"))
     ordered = ordered.slice(0, len(ordered) - column.null_count)
     return len(ordered) < 2 or bool(pc.all(pc.greater(ordered[1:], ordered[:-1])).as_py())
+
+
+def link_landed(
+    silver_path: Location, bronze_path: Location, version: int, schema: pa.Schema, consumed: dict[str, str]
+) -> int:
+    """Make a new silver table of the bronze table's files as they are at `version`, and record
+    what bronze was consumed; the rows committed.
+
+    For a first load whose rows silver would take unchanged: each key once, every row valid.
+    Writing them again would cost as much as landing them did; a link costs nothing (see
+    `parquet_files.link_files`). The files keep bronze's bookkeeping columns, which silver's
+    schema leaves out and no reader sees, and lack silver's own (`_deleted_at`), which read as
+    null; a later merge or compaction rewrites them in silver's schema.
+    """
+    landed = pa.table(delta.load(bronze_path, version).get_add_actions(flatten=True))
+    sources = [bronze_path / unquote(name) for name in landed["path"].to_pylist()]
+    actions = parquet_files.link_files(silver_path, sources, schema)
+    return delta.add_files(silver_path, actions, schema, state={CONSUMED: consumed})["inserted"]
 
 
 def commit(

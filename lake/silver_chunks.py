@@ -63,14 +63,22 @@ class _NewRows:
     data: ds.Dataset
     condition: ds.Expression | None
     key: str
+    columns: list[str] | None = None  # what a chunk holds: these columns, or all
     rows: int = 0
     newest: datetime | None = None
     sample: list[pa.Array] = field(default_factory=list)
     batches: list[tuple[int, Any, Any]] = field(default_factory=list)
 
     def scan(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
-        """The new rows, a row group at a time: the same groups whatever the columns."""
-        return delta.row_groups(self.data, columns, self.condition)
+        """The new rows, a row group at a time (`columns`, else those a chunk holds): the same groups whatever the columns."""
+        return delta.row_groups(self.data, columns or self.columns, self.condition)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The schema of a chunk's rows."""
+        if self.columns is None:
+            return self.data.schema
+        return pa.schema([self.data.schema.field(name) for name in self.columns])
 
     def cuts(self, chunk_rows: int) -> list[Cut] | None:
         """Where to end each run of about `chunk_rows`: before a batch, at the lowest key of that
@@ -116,9 +124,11 @@ class Cut:
     below: Any
 
 
-def _survey(data: ds.Dataset, condition: ds.Expression | None, key: str, chunk_rows: int) -> _NewRows:
+def _survey(
+    data: ds.Dataset, condition: ds.Expression | None, key: str, chunk_rows: int, columns: list[str] | None
+) -> _NewRows:
     """Count the new rows, note each batch's key range, and keep a sample of the key (16 or more per chunk)."""
-    found, every = _NewRows(data, condition, key), max(1, min(SAMPLE_EVERY, chunk_rows // 16))
+    found, every = _NewRows(data, condition, key, columns), max(1, min(SAMPLE_EVERY, chunk_rows // 16))
     for batch in found.scan([INGESTED_AT, key]):
         if not batch.num_rows:
             found.batches.append((0, None, None))
@@ -155,7 +165,7 @@ def _range_of(column: pa.ChunkedArray | pa.Array, bounds: list[pa.Scalar]) -> pa
 def _spill_by_range(found: _NewRows, bounds: list[pa.Scalar], folder: Path, name: str) -> list[Path]:
     """Write the new rows to one Arrow file per key range, in one scan; memory holds one batch."""
     files = [folder / f"{name}.{part}.arrow" for part in range(len(bounds) + 1)]
-    writers = [pa.ipc.new_file(str(path), found.data.schema) for path in files]
+    writers = [pa.ipc.new_file(str(path), found.schema) for path in files]
     try:
         for batch in found.scan():
             if not batch.num_rows:
@@ -177,9 +187,13 @@ def _spill_by_range(found: _NewRows, bounds: list[pa.Scalar], folder: Path, name
 
 
 def pending_chunks(
-    silver_path: Location, bronze: dict[str, BronzeInput], chunk_rows: int = CHUNK_ROWS
+    silver_path: Location,
+    bronze: dict[str, BronzeInput],
+    chunk_rows: int = CHUNK_ROWS,
+    columns: list[str] | None = None,
 ) -> Iterator[Pending]:
-    """New rows of each bronze table since silver last consumed it, in chunks by ranges of the first key.
+    """New rows of each bronze table since silver last consumed it, in chunks by ranges of the first key
+    (of `columns` only, which must hold the key, if given).
 
     Every version of a key falls in the same chunk, and the chunks follow the key's order, so
     the files silver writes from them hold narrow key ranges: a later merge finds the few that
@@ -193,7 +207,7 @@ def pending_chunks(
         data = delta.dataset(source.path, order_by=source.keys[0])
         if data is None:
             continue
-        found = _survey(data, _new_rows_filter(data, marks.get(name)), source.keys[0], chunk_rows)
+        found = _survey(data, _new_rows_filter(data, marks.get(name)), source.keys[0], chunk_rows, columns)
         if found.rows and found.newest is not None:
             inputs[name] = found
             consumed[name] = found.newest.isoformat()
@@ -202,7 +216,7 @@ def pending_chunks(
     parts = max(1, math.ceil(sum(found.rows for found in inputs.values()) / chunk_rows))
     if parts == 1:
         rows = {
-            name: pa.concat_tables([found.data.schema.empty_table(), *found.scan()]) for name, found in inputs.items()
+            name: pa.concat_tables([found.schema.empty_table(), *found.scan()]) for name, found in inputs.items()
         }
         yield Pending(rows=rows, consumed=consumed)
         return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -138,6 +139,30 @@ class Location:
         if self.is_local:
             return pa.OSFile(path, "wb")
         return filesystem.open_output_stream(path)
+
+    def open_input(self) -> pa.NativeFile:
+        """A random-access reader of the file (a Parquet footer, say)."""
+        filesystem, path = self._fs()
+        return filesystem.open_input_file(path)
+
+    def copy_to(self, target: Location) -> None:
+        """Put this file's bytes at `target` without passing them through this process.
+
+        On disk a hard link (a second name for the same bytes; removing either name keeps the
+        other), or a copy where the filesystem has none; in a bucket a copy the store makes itself.
+        Meant for immutable files, such as a Delta table's Parquet.
+        """
+        if self.is_local and target.is_local:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self.path, target.path)
+            except OSError:
+                shutil.copyfile(self.path, target.path)
+            return
+        if self.is_local != target.is_local or self.options != target.options:
+            raise ValueError(f"cannot copy {self.uri} to {target.uri}: they are not in the same store")
+        filesystem, path = self._fs()
+        filesystem.copy_file(path, target._fs()[1])
 
     def delete(self) -> None:
         filesystem, path = self._fs()
