@@ -79,7 +79,7 @@ def merge_validated(
     return Step(path, {**totals, "rows_quarantined": combined.rows_rejected}, combined)
 
 
-LINK_CHUNK_ROWS = 1_000_000  # a first load's checks hold the key and the checked columns only: a few bytes a row
+LINK_CHUNK_ROWS = 500_000  # a first load's checks hold the key and the checked columns only: a few bytes a row
 
 
 def link_validated(
@@ -107,6 +107,7 @@ def link_validated(
     if any(rule.condition for rule in rules):
         return None  # a condition may read any column
     version = landed.version()
+    memory.release()  # what the bronze step freed, as `merge_validated` does
     columns = list(dict.fromkeys([*bronze.keys, *(rule.column for rule in rules if rule.column in schema.names)]))
     validations, consumed = [], {}
     for work in silver.pending_chunks(path, {name: bronze}, LINK_CHUNK_ROWS, columns):
