@@ -127,4 +127,6 @@ def link_validated(
     inserted = silver.link_landed(path, bronze.path, version, schema, consumed)
     progress.add(path, inserted)
     metadata = {"rows_new": inserted, "rows_inserted": inserted, "rows_updated": 0, "rows_quarantined": 0}
-    return Step(path, {**metadata, "chunks": len(validations), "linked": True}, expectations.Validation.combine(validations))
+    return Step(
+        path, {**metadata, "chunks": len(validations), "linked": True}, expectations.Validation.combine(validations)
+    )

@@ -196,6 +196,17 @@ def write_files(
     return actions
 
 
+def _absent_as_null(stats: str, schema: pa.Schema, metadata: pq.FileMetaData) -> str:
+    """Statistics that say every row of a column the file lacks is null, as it reads. Without
+    them delta-rs takes such a column for one without nulls and prunes `IS NULL` to nothing."""
+    held = set(metadata.schema.to_arrow_schema().names)
+    document = json.loads(stats)
+    for name in schema.names:
+        if name not in held:
+            document["nullCount"][name] = metadata.num_rows
+    return json.dumps(document)
+
+
 def _room(size: int, rows: int, file_rows: int | None) -> bool:
     """Whether a file of `size` bytes and `rows` rows takes another row group."""
     return size < FILE_BYTES and (file_rows is None or rows < file_rows)
@@ -216,7 +227,7 @@ def link_files(folder: Where, sources: list[Location], schema: pa.Schema) -> lis
         source.copy_to(folder / name)
         with source.open_input() as stream:
             size, metadata = stream.size(), pq.read_metadata(stream)
-        stats = file_stats(metadata, set(schema.names))
+        stats = _absent_as_null(file_stats(metadata, set(schema.names)), schema, metadata)
         actions.append(AddAction(name, size, {}, int(time.time() * 1000), True, stats))
     return actions
 

@@ -70,7 +70,7 @@ class _NewRows:
     batches: list[tuple[int, Any, Any]] = field(default_factory=list)
 
     def scan(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
-        """The new rows, a row group at a time (`columns`, else those a chunk holds): the same groups whatever the columns."""
+        """The new rows, a row group at a time (`columns`, else a chunk's): the same groups whatever the columns."""
         return delta.row_groups(self.data, columns or self.columns, self.condition)
 
     @property
@@ -215,9 +215,7 @@ def pending_chunks(
         return
     parts = max(1, math.ceil(sum(found.rows for found in inputs.values()) / chunk_rows))
     if parts == 1:
-        rows = {
-            name: pa.concat_tables([found.schema.empty_table(), *found.scan()]) for name, found in inputs.items()
-        }
+        rows = {name: pa.concat_tables([found.schema.empty_table(), *found.scan()]) for name, found in inputs.items()}
         yield Pending(rows=rows, consumed=consumed)
         return
     cuts = next(iter(inputs.values())).cuts(chunk_rows) if len(inputs) == 1 else None

@@ -123,3 +123,33 @@ def test_a_root_and_a_table_with_spaces_and_umlauts_work_in_the_store(tmp_path: 
     assert delta.register(connection, "t", table)
     assert connection.sql("SELECT id, x FROM t ORDER BY id").fetchall() == [(1, "a"), (2, "B"), (3, "c")]
     assert delta.rows_of(delta.load(table, 0)) == 2  # time travel to the first version
+
+
+def test_a_first_load_in_the_store_is_copied_by_the_store_and_merges_after(
+    tmp_path: Path, s3_store: S3Endpoint
+) -> None:
+    from plantlake.assets import erp
+    from plantlake.config import ErpSource, ErpTable
+    from plantlake.lake import bronze
+    from plantlake.lake.layout import Ingestion
+
+    lake = Lake(Location.of(f"s3://{s3_store.bucket}/linked {tmp_path.name}", s3_store.environment()), tmp_path)
+    table = ErpTable(name="Aufträge offen", primary_key=["id"], cursor="version", deletes=None)
+    source = ErpSource(name="erp", url="sqlite:///unused.sqlite", tables=[table])
+    schema = pa.schema([("id", pa.int64()), ("version", pa.int64())])
+
+    def land(ids: range, version: int) -> None:
+        batch = pa.record_batch([pa.array(ids, pa.int64()), pa.array([version] * len(ids), pa.int64())], schema=schema)
+        path = lake.table("bronze", erp.table_name(source, table))
+        bronze.land(path, iter([batch]), schema, ["id", "version"], Ingestion.now(f"r{version}"), "erp")
+
+    land(range(200_000), 1)
+    first = erp.build_silver(lake, source, table, "r1")
+    assert first.metadata["linked"] and first.metadata["rows_inserted"] == 200_000
+    land(range(199_990, 200_010), 2)
+    assert erp.build_silver(lake, source, table, "r2").metadata["rows_updated"] == 10
+    connection = duckdb.connect()
+    assert delta.register(connection, "orders", lake.table("silver", erp.table_name(source, table)))
+    counts = connection.execute("SELECT count(*), count(DISTINCT id), sum(version), count(_deleted_at) FROM orders")
+    assert counts.fetchall() == [(200_010, 200_010, 200_030, 0)]
+    assert "_run_id" not in [row[0] for row in connection.sql("DESCRIBE orders").fetchall()]
