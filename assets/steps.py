@@ -42,13 +42,15 @@ def merge_validated(
     """
     totals = {"rows_new": 0, "rows_inserted": 0, "rows_updated": 0, "chunks": 0}
     validations = []
-    first_load = delta.open_table(path) is None
+    first_load = silver.FirstLoad(path) if delta.open_table(path) is None else None
     memory.release()  # what earlier steps in this process freed (a bronze step's driver buffers, say)
 
     def write(accepted: pa.Table, rejections: list[Rejection], work: silver.Pending) -> dict[str, int]:
         quarantine.write(lake, rejections, run_id)
         try:
-            return silver.commit(path, accepted, keys, work, first_load, window_key)
+            if first_load is not None:
+                return first_load.write(accepted, work)
+            return silver.commit(path, accepted, keys, work, window_key)
         finally:
             memory.release()  # this thread's share of Arrow's pool, and the C heap, keep what they freed otherwise
 
@@ -73,6 +75,8 @@ def merge_validated(
             memory.release()
         if writing is not None:
             _add(totals, writing.result())
+    if first_load is not None:
+        first_load.finish()
     if not validations:
         return Step(path, {"rows_new": 0}, expectations.Validation.nothing_new())
     combined = expectations.Validation.combine(validations)

@@ -8,24 +8,24 @@ nothing already merged.
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from plantlake.lake import delta, parquet_files
+from plantlake.lake import delta
 from plantlake.lake.delta import quote
 from plantlake.lake.parquet_files import ROW_GROUP_ROWS
 from plantlake.lake.silver_chunks import CHUNK_ROWS, CONSUMED, BronzeInput, Pending, pending_chunks
+from plantlake.lake.silver_first_load import FirstLoad, link_landed
 from plantlake.lake.storage import Location
 
 __all__ = [
     "CHUNK_ROWS",
     "CONSUMED",
     "BronzeInput",
+    "FirstLoad",
     "Pending",
     "commit",
     "keys_unique",
@@ -69,38 +69,17 @@ def keys_unique(table: pa.Table, keys: list[str]) -> bool:
     return len(ordered) < 2 or bool(pc.all(pc.greater(ordered[1:], ordered[:-1])).as_py())
 
 
-def link_landed(
-    silver_path: Location, bronze_path: Location, version: int, schema: pa.Schema, consumed: dict[str, str]
-) -> int:
-    """Make a new silver table of the bronze table's files as they are at `version`, and record
-    what bronze was consumed; the rows committed.
-
-    For a first load whose rows silver would take unchanged: each key once, every row valid.
-    Writing them again would cost as much as landing them did; a link costs nothing (see
-    `parquet_files.link_files`). The files keep bronze's bookkeeping columns, which silver's
-    schema leaves out and no reader sees, and lack silver's own (`_deleted_at`), which read as
-    null; a later merge or compaction rewrites them in silver's schema.
-    """
-    landed = pa.table(delta.load(bronze_path, version).get_add_actions(flatten=True))
-    sources = [bronze_path / unquote(name) for name in landed["path"].to_pylist()]
-    actions = parquet_files.link_files(silver_path, sources, schema)
-    return delta.add_files(silver_path, actions, schema, state={CONSUMED: consumed})["inserted"]
-
-
 def commit(
     silver_path: Location,
     rows: pa.Table,
     keys: list[str],
     work: Pending,
-    first_load: bool = False,
     window_key: str | None = None,
 ) -> dict[str, int]:
-    """Upsert `rows` on `keys` and record what bronze was consumed.
+    """Upsert `rows` on `keys` into the table and record what bronze was consumed (a new table's
+    first load is `FirstLoad`'s).
 
     Each chunk holds a range of keys (see `pending_chunks`), so each file it writes does too.
-
-    `first_load`: the table did not exist when this run began. Chunks hold disjoint keys,
-    so each can be appended; a rerun after a failure finds the table and merges.
 
     `window_key` (default: the first key): a key column that orders the rows, such as a
     reading's time or an order's id. The table's keys between the incoming rows' lowest and
@@ -112,8 +91,6 @@ def commit(
     finds the appended rows there and merges them, which changes nothing.
     """
     state, window_key = {CONSUMED: work.consumed}, window_key or keys[0]
-    if first_load:
-        return delta.append(silver_path, rows, state=state)
     if rows.num_rows == 0:
         return delta.merge(silver_path, rows, keys, update=True, state=state)
     new, existing = _split_new(silver_path, rows, keys, window_key)

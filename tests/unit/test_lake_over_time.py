@@ -213,7 +213,9 @@ def test_silver_appends_readings_it_does_not_hold_and_merges_only_those_it_does(
 
     path = tmp_path / "silver" / "readings"
     keys, work = ["id", "at"], silver.Pending(consumed={"bronze": "night 1"})
-    silver.commit(path, _rows(range(0, 100), "a"), keys, work, first_load=True)
+    first = silver.FirstLoad(path)
+    first.write(_rows(range(0, 100), "a"), work)
+    first.finish()
     version = DeltaTable(str(path)).version()
     night_two = silver.Pending(consumed={"bronze": "night 2"})
     fresh = silver.commit(path, _rows(range(100, 150), "b"), keys, night_two, window_key="at")

@@ -29,11 +29,17 @@ def _land(path: Path, ids: np.ndarray, version: int, run: str) -> None:
 
 def _to_silver(root: Path, chunk_rows: int) -> list[silver.Pending]:
     """Every new bronze row to silver, chunk by chunk, as the silver step does (without validation)."""
-    path, first_load = root / "silver", delta.open_table(root / "silver") is None
+    path = root / "silver"
+    first_load = silver.FirstLoad(path) if delta.open_table(path) is None else None
     chunks = list(silver.pending_chunks(path, {"orders": silver.BronzeInput(root / "bronze", KEYS)}, chunk_rows))
     for work in chunks:
         rows = transforms.erp_rows(work.rows["orders"], KEYS, "version")
-        silver.commit(path, rows, KEYS, work, first_load)
+        if first_load is not None:
+            first_load.write(rows, work)
+        else:
+            silver.commit(path, rows, KEYS, work)
+    if first_load is not None:
+        first_load.finish()
     return chunks
 
 
@@ -217,10 +223,12 @@ def test_a_run_of_overlapping_batches_is_handed_on_before_the_next_batch_is_read
 
     monkeypatch.setattr(delta, "row_groups", counted)
     path, sizes, batches_read = tmp_path / "silver", [], []
+    first_load = silver.FirstLoad(path)
     for work in silver.pending_chunks(path, {"orders": silver.BronzeInput(tmp_path / "bronze", KEYS)}, 600):
         batches_read.append(len(read))
         sizes.append(work.rows["orders"].num_rows)
-        silver.commit(path, transforms.erp_rows(work.rows["orders"], KEYS, "version"), KEYS, work, True)
+        first_load.write(transforms.erp_rows(work.rows["orders"], KEYS, "version"), work)
+    first_load.finish()
     assert batches_read == list(range(2, len(blocks) + 2)), "each run goes before the batch after its cut is read"
     assert sum(sizes) == 6_000 and max(sizes) <= 501
     assert _silver(tmp_path) == _expected([(np.arange(6_000), 1)])

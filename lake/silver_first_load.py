@@ -1,0 +1,70 @@
+"""A new silver table's first load: its chunks' files committed once, after the last, or bronze's
+files linked when silver would take its rows as landed.
+
+One commit, not one per chunk: a run that fails part-way leaves no table (its files unreferenced,
+for `vacuum`), and the rerun loads from the start; and each commit would open and extend a log
+that grows with the chunks (a tenth of a 2M-row load's time went to them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+import pyarrow as pa
+
+from plantlake.lake import delta, parquet_files
+from plantlake.lake.silver_chunks import CONSUMED, Pending
+from plantlake.lake.storage import Location
+
+if TYPE_CHECKING:
+    from deltalake.transaction import AddAction
+
+
+class FirstLoad:
+    """Writes a new table's chunks as they come (their keys are disjoint: each is appended) and
+    commits them, with the mark of the last chunk, in `finish`."""
+
+    def __init__(self, path: Location) -> None:
+        self.path = path
+        self.files: list[AddAction] = []
+        self.schema: pa.Schema | None = None
+        self.consumed: dict[str, str] | None = None
+
+    def write(self, rows: pa.Table, work: Pending) -> dict[str, int]:
+        """Write the chunk's rows as files of the table-to-be; nothing is visible until `finish`."""
+        schema = parquet_files.delta_schema(rows.schema)
+        if self.schema is not None and schema != self.schema:
+            self._commit(None)  # a chunk with other columns: the files so far keep their own schema
+        self.schema = schema
+        self.files += parquet_files.write_files(self.path, rows.to_reader(), schema)
+        self.consumed = work.consumed
+        return {"inserted": rows.num_rows, "updated": 0}
+
+    def finish(self) -> None:
+        """Commit the files written, and the mark; a load of no chunk commits nothing."""
+        if self.consumed is not None:
+            self._commit({CONSUMED: self.consumed})
+
+    def _commit(self, state: dict | None) -> None:
+        assert self.schema is not None
+        delta.add_files(self.path, self.files, self.schema, state)
+        self.files = []
+
+
+def link_landed(
+    silver_path: Location, bronze_path: Location, version: int, schema: pa.Schema, consumed: dict[str, str]
+) -> int:
+    """Make a new silver table of the bronze table's files as they are at `version`, and record
+    what bronze was consumed; the rows committed.
+
+    For a first load whose rows silver would take unchanged: each key once, every row valid.
+    Writing them again would cost as much as landing them did; a link costs nothing (see
+    `parquet_files.link_files`). The files keep bronze's bookkeeping columns, which silver's
+    schema leaves out and no reader sees, and lack silver's own (`_deleted_at`), which read as
+    null; a later merge or compaction rewrites them in silver's schema.
+    """
+    landed = pa.table(delta.load(bronze_path, version).get_add_actions(flatten=True))
+    sources = [bronze_path / unquote(name) for name in landed["path"].to_pylist()]
+    actions = parquet_files.link_files(silver_path, sources, schema)
+    return delta.add_files(silver_path, actions, schema, state={CONSUMED: consumed})["inserted"]
