@@ -142,3 +142,21 @@ def test_filters_on_silver_columns_the_linked_files_lack_see_them_null(lake: Lak
     data = delta.dataset(lake.table("silver", NAME))
     assert data.count_rows(filter=delta.ds.field(deletes.DELETED_AT).is_null()) == 1_000
     assert data.count_rows(filter=delta.ds.field(deletes.DELETED_AT).is_valid()) == 0
+
+
+def test_a_bronze_commit_during_the_checks_takes_the_usual_path(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from plantlake.lake import silver
+
+    _land(lake, np.arange(1_000), 1, "r1")
+    chunks = silver.pending_chunks
+
+    def landing_meanwhile(*args: object, **kwargs: object):
+        yield from chunks(*args, **kwargs)
+        _land(lake, np.arange(1_000, 1_010), 2, "r2")  # another run's bronze step, between the checks and the link
+
+    monkeypatch.setattr(silver, "pending_chunks", landing_meanwhile)
+    step = erp.build_silver(lake, SOURCE, TABLE, "r1")
+    assert "linked" not in step.metadata and _linked(lake) == 0
+    assert len(_silver_rows(lake)) == 1_010  # the usual path read bronze after the commit
+    monkeypatch.undo()
+    assert erp.build_silver(lake, SOURCE, TABLE, "r2").metadata["rows_new"] == 0
