@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
@@ -93,6 +93,7 @@ def link_validated(
     schema: pa.Schema,
     suite: Callable[[pa.Schema], list[Expect]],
     source: str | None = None,
+    filled: Sequence[str] = (),
 ) -> Step | None:
     """A first load that silver takes as landed: checked, then bronze's files linked instead of
     written again (`silver.link_landed`); None when the usual path must run.
@@ -102,7 +103,9 @@ def link_validated(
     The checks read the key and the columns the suite reads, in large chunks: each key once, and
     no row a rule would keep out. A repeated key or such a row, or a bronze commit meanwhile,
     writes nothing and returns None; the usual path then reads everything again (a first load
-    with bad rows pays for its checks twice, once in the table's life).
+    with bad rows pays for its checks twice, once in the table's life). `filled`: columns silver
+    takes from bronze that files landed before bronze had them lack (null there): a null in
+    one also takes the usual path, which fills them.
     """
     landed = delta.open_table(bronze.path)
     if landed is None or delta.open_table(path) is not None or delta.read_state(path, silver.CONSUMED):
@@ -110,13 +113,16 @@ def link_validated(
     rules = suite(schema)
     if any(rule.condition for rule in rules):
         return None  # a condition may read any column
+    if any(column not in landed.schema().to_arrow().names for column in filled):
+        return None
     version = landed.version()
     memory.release()  # what the bronze step freed, as `merge_validated` does
-    columns = list(dict.fromkeys([*bronze.keys, *(rule.column for rule in rules if rule.column in schema.names)]))
+    checked = [rule.column for rule in rules if rule.column in schema.names]
+    columns = list(dict.fromkeys([*bronze.keys, *checked, *filled]))
     validations, consumed = [], {}
     for work in silver.pending_chunks(path, {name: bronze}, LINK_CHUNK_ROWS, columns):
         rows = work.rows[name]
-        if not silver.keys_unique(rows, bronze.keys):
+        if not silver.keys_unique(rows, bronze.keys) or any(rows[column].null_count for column in filled):
             return None
         validation = expectations.validate(rows, rules, f"silver.{path.name}", source, bronze.keys)
         if validation.rejections:

@@ -24,10 +24,10 @@ import pyarrow.dataset as ds
 from plantlake.assets.factory import Build, Invariants, bronze_asset, owners_of, silver_assets
 from plantlake.assets.resources import PlantlakeResource
 from plantlake.assets.results import Step
-from plantlake.assets.steps import merge_validated
+from plantlake.assets.steps import link_validated, merge_validated
 from plantlake.config import SupplierSource
 from plantlake.connectors import drop_folder, file_formats, files
-from plantlake.lake import delta, file_registry, mapping, quarantine, silver, transforms
+from plantlake.lake import bronze, delta, file_registry, mapping, quarantine, silver, transforms
 from plantlake.lake.file_registry import FileEntry, RowCounts
 from plantlake.lake.layout import Ingestion, Lake
 from plantlake.lake.prefetch import prefetched
@@ -117,10 +117,15 @@ class _Ingest:
             )
 
     def constants(self) -> dict[str, pa.Scalar]:
-        """The columns with one value for the whole file: where its rows came from, and which run landed them."""
+        """The columns with one value for the whole file: where its rows came from, and which run landed them.
+
+        The supplier's name twice: as bronze's bookkeeping (`_source`) and as silver's column
+        (`source`), so that silver's first load can link bronze's files (`link_validated`).
+        """
         values = (str(self.file), self.scan.sha256, self.scan.modified)
         fixed = {field.name: pa.scalar(value, field.type) for value, field in zip(values, FILE_FIELDS, strict=True)}
-        return {**fixed, **self.ingestion.constants(self.source.name)}
+        named = {transforms.SUPPLIER: pa.scalar(self.source.name, pa.string())}
+        return {**fixed, **named, **self.ingestion.constants(self.source.name)}
 
     def _quarantine(self, text: pa.RecordBatch, problems: list[mapping.Problem]) -> None:
         if not problems:
@@ -178,7 +183,10 @@ def ingest_file(
                 pass
         else:
             delta.append(
-                path, pa.RecordBatchReader.from_batches(rows_schema(source), work.batches()), constants=work.constants()
+                path,
+                pa.RecordBatchReader.from_batches(rows_schema(source), work.batches()),
+                constants=work.constants(),
+                file_rows=bronze.FILE_ROWS,
             )
     except Exception as exc:
         failure = work.failure or (exc if isinstance(exc, files.FileRejected) else None)
@@ -435,12 +443,21 @@ def build_silver(lake: Lake, target: str, sources: list[SupplierSource], run_id:
         f"{s.name}_rows": silver.BronzeInput(lake.table("bronze", f"{s.name}_rows"), s.key) for s in sources
     }
     key = sources[0].key
-    return merge_validated(
+
+    def suite(schema: pa.Schema) -> list:
+        return suites.supplier_suite(sources[0].columns, key, schema)
+
+    linked = None
+    if len(sources) == 1:  # one supplier's rows as landed; several are combined by key
+        [(name, landed)] = bronze_tables.items()
+        schema = transforms.supplier_schema(sources[0].columns)
+        linked = link_validated(path, name, landed, schema, suite, filled=[transforms.SUPPLIER])
+    return linked or merge_validated(
         lake,
         path,
         silver.pending_chunks(path, bronze_tables),
         lambda work: _typed_rows(work, sources),
-        lambda schema: suites.supplier_suite(sources[0].columns, key, schema),
+        suite,
         key,
         run_id,
     )

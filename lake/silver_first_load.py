@@ -64,6 +64,7 @@ def link_landed(
     schema leaves out and no reader sees, and lack silver's own (`_deleted_at`), which read as
     null; a later merge or compaction rewrites them in silver's schema.
     """
+    schema = parquet_files.delta_schema(schema)  # as a written first load would store it
     landed = pa.table(delta.load(bronze_path, version).get_add_actions(flatten=True))
     sources = [bronze_path / unquote(name) for name in landed["path"].to_pylist()]
     actions = parquet_files.link_files(silver_path, sources, schema)

@@ -18,6 +18,7 @@ from plantlake.lake.quarantine import Rejection
 from plantlake.lake.silver import latest_per_key
 
 FILE, FILE_HASH, FILE_MODIFIED = "_file", "_file_hash", "_file_modified"
+SUPPLIER = "source"  # which supplier source a silver row of a drop folder came from
 
 SENSOR_SCHEMA = pa.schema(
     [
@@ -148,7 +149,7 @@ def supplier_schema(columns: Mapping[str, ColumnMapping]) -> pa.Schema:
     return pa.schema(
         [
             *lake_schema(columns),
-            pa.field("source", pa.string()),
+            pa.field(SUPPLIER, pa.string()),
             pa.field(FILE, pa.string()),
             pa.field(LINE, pa.int64()),
             pa.field(FILE_MODIFIED, pa.timestamp("us", tz="UTC")),
@@ -160,7 +161,8 @@ def supplier_schema(columns: Mapping[str, ColumnMapping]) -> pa.Schema:
 def supplier_rows(bronze: pa.Table, columns: Mapping[str, ColumnMapping], source: str) -> pa.Table:
     """One supplier's typed bronze rows in the target's columns, named by the supplier."""
     schema = supplier_schema(columns)
-    named = bronze.append_column("source", constant(source, pa.string(), bronze.num_rows))
+    landed = bronze.drop_columns([SUPPLIER]) if SUPPLIER in bronze.column_names else bronze  # null in older files
+    named = landed.append_column(SUPPLIER, constant(source, pa.string(), bronze.num_rows))
     return named.select(schema.names).cast(schema)
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from plantlake.assets import erp
-from plantlake.config import ErpSource, ErpTable
-from plantlake.lake import bronze, deletes, delta, maintenance, parquet_files
+from plantlake.assets import erp, suppliers
+from plantlake.config import ErpSource, ErpTable, SupplierSource
+from plantlake.lake import bronze, deletes, delta, maintenance, parquet_files, transforms
 from plantlake.lake.layout import Ingestion, Lake
 
 pytestmark = pytest.mark.unit
@@ -42,9 +42,9 @@ def _silver_rows(lake: Lake) -> dict[int, str]:
     return dict(zip(rows["id"].to_pylist(), rows["name"].to_pylist(), strict=True))
 
 
-def _linked(lake: Lake) -> int:
-    """How many of silver's files are bronze's bytes under a second name."""
-    return sum(os.stat(Path(uri)).st_nlink > 1 for uri in delta.files(lake.table("silver", NAME)))
+def _linked(lake: Lake, table: str = NAME) -> int:
+    """How many of the silver table's files are bronze's bytes under a second name."""
+    return sum(os.stat(Path(uri)).st_nlink > 1 for uri in delta.files(lake.table("silver", table)))
 
 
 @pytest.fixture
@@ -160,3 +160,65 @@ def test_a_bronze_commit_during_the_checks_takes_the_usual_path(lake: Lake, monk
     assert len(_silver_rows(lake)) == 1_010  # the usual path read bronze after the commit
     monkeypatch.undo()
     assert erp.build_silver(lake, SOURCE, TABLE, "r2").metadata["rows_new"] == 0
+
+
+def _supplier(folder: Path, name: str = "acme") -> SupplierSource:
+    return SupplierSource.model_validate(
+        {
+            "name": name,
+            "path": str(folder),
+            "glob": "*.csv",
+            "format": "csv",
+            "settle_seconds": 0,
+            "key": ["lot_id"],
+            "columns": {"Charge": {"name": "lot_id", "required": True}, "Menge": {"name": "kg", "type": "int"}},
+        }
+    )
+
+
+def _drop(folder: Path, name: str, lots: range) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("Charge;Menge\n" + "".join(f"L-{lot:06d};{lot % 50}\n" for lot in lots))
+
+
+def test_one_suppliers_first_load_links_its_files_with_its_name_as_silver_source(tmp_path: Path) -> None:
+    lake, source = Lake(tmp_path / "lake"), _supplier(tmp_path / "acme")
+    _drop(tmp_path / "acme", "a.csv", range(5_000))
+    suppliers.load_bronze(lake, source, "r1")
+    step = suppliers.build_silver(lake, "lots", [source], "r1")
+    assert step.metadata["linked"] and step.metadata["rows_inserted"] == 5_000 and _linked(lake, "lots") == 1
+    connection = duckdb.connect()
+    delta.register(connection, "lots", lake.table("silver", "lots"))
+    columns = [row[0] for row in connection.execute("DESCRIBE lots").fetchall()]
+    assert columns == transforms.supplier_schema(source.columns).names
+    rows = connection.execute("SELECT count(*), count(DISTINCT lot_id), min(source), max(source) FROM lots").fetchall()
+    assert rows == [(5_000, 5_000, "acme", "acme")]
+
+
+@pytest.mark.parametrize("newer_file", [False, True])
+def test_bronze_landed_before_it_held_the_supplier_name_takes_the_usual_path(tmp_path: Path, newer_file: bool) -> None:
+    lake, source = Lake(tmp_path / "lake"), _supplier(tmp_path / "acme")
+    _drop(tmp_path / "acme", "a.csv", range(100))
+    suppliers.load_bronze(lake, source, "r1")
+    bronze_rows = lake.table("bronze", "acme_rows")
+    delta.overwrite(bronze_rows, delta.read(bronze_rows).drop_columns([transforms.SUPPLIER]))  # an older release's
+    if newer_file:  # the column comes back, null in the older file
+        _drop(tmp_path / "acme", "b.csv", range(100, 200))
+        suppliers.load_bronze(lake, source, "r2")
+    step = suppliers.build_silver(lake, "lots", [source], "r2")
+    assert "linked" not in step.metadata and _linked(lake, "lots") == 0
+    names = delta.read(lake.table("silver", "lots"))[transforms.SUPPLIER]
+    assert len(names) == (200 if newer_file else 100) and set(names.to_pylist()) == {"acme"}
+
+
+def test_two_suppliers_of_one_target_are_combined_the_usual_way(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    acme, bolt = _supplier(tmp_path / "acme"), _supplier(tmp_path / "bolt", "bolt")
+    _drop(tmp_path / "acme", "a.csv", range(100))
+    _drop(tmp_path / "bolt", "b.csv", range(50, 150))
+    for source in (acme, bolt):
+        suppliers.load_bronze(lake, source, "r1")
+    step = suppliers.build_silver(lake, "lots", [acme, bolt], "r1")
+    assert "linked" not in step.metadata and _linked(lake, "lots") == 0
+    rows = delta.read(lake.table("silver", "lots"))
+    assert rows.num_rows == 150 and set(rows[transforms.SUPPLIER].to_pylist()) == {"acme", "bolt"}
