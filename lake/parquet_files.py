@@ -15,7 +15,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -65,14 +65,27 @@ def delta_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """The batch with the columns of `schema`, in its order and types; columns it lacks are null."""
+    """The batch with the columns of `schema`, in its order and types; columns it lacks are null.
+
+    A value the table's type cannot hold fails with the column's name and both types.
+    """
     columns = [
-        batch.column(field.name).cast(field.type)
+        _cast(batch.column(field.name), field)
         if field.name in batch.schema.names
         else pa.nulls(batch.num_rows, field.type)
         for field in schema
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _cast(column: pa.Array, field: pa.Field) -> pa.Array:
+    try:
+        return column.cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise TypeError(
+            f"column {field.name!r}: values of type {column.type} do not fit the table's {field.type} ({error}); "
+            "give the column one type wherever it comes from"
+        ) from error
 
 
 def _row_groups(batches: Iterable[pa.RecordBatch], schema: pa.Schema, rows: int) -> Iterator[pa.Table]:
@@ -196,15 +209,23 @@ def write_files(
     return actions
 
 
-def _absent_as_null(stats: str, schema: pa.Schema, metadata: pq.FileMetaData) -> str:
-    """Statistics that say every row of a column the file lacks is null, as it reads. Without
-    them delta-rs takes such a column for one without nulls and prunes `IS NULL` to nothing."""
-    held = set(metadata.schema.to_arrow_schema().names)
-    document = json.loads(stats)
-    for name in schema.names:
-        if name not in held:
-            document["nullCount"][name] = metadata.num_rows
-    return json.dumps(document)
+def absent_as_null(action: AddAction, held: Collection[str], schema: pa.Schema) -> AddAction:
+    """The file's action with statistics that count every row null in each column of `schema`
+    it does not hold (`held`: its columns), as it reads. Without them delta-rs takes such a
+    column for one without nulls and prunes `IS NULL` on it to nothing."""
+    stats = json.loads(action.stats)
+    absent = [name for name in schema.names if name not in held]
+    if not absent:
+        return action
+    stats["nullCount"].update(dict.fromkeys(absent, stats["numRecords"]))
+    return AddAction(
+        action.path,
+        action.size,
+        action.partition_values,
+        action.modification_time,
+        action.data_change,
+        json.dumps(stats),
+    )
 
 
 def _room(size: int, rows: int, file_rows: int | None) -> bool:
@@ -227,8 +248,8 @@ def link_files(folder: Where, sources: list[Location], schema: pa.Schema) -> lis
         source.copy_to(folder / name)
         with source.open_input() as stream:
             size, metadata = stream.size(), pq.read_metadata(stream)
-        stats = _absent_as_null(file_stats(metadata, set(schema.names)), schema, metadata)
-        actions.append(AddAction(name, size, {}, int(time.time() * 1000), True, stats))
+        action = AddAction(name, size, {}, int(time.time() * 1000), True, file_stats(metadata, set(schema.names)))
+        actions.append(absent_as_null(action, metadata.schema.to_arrow_schema().names, schema))
     return actions
 
 

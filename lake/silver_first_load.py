@@ -3,7 +3,7 @@ files linked when silver would take its rows as landed.
 
 One commit, not one per chunk: a run that fails part-way leaves no table (its files unreferenced,
 for `vacuum`), and the rerun loads from the start; and each commit would open and extend a log
-that grows with the chunks (a tenth of a 2M-row load's time went to them).
+that grows with the chunks (a third of a 2M-row CSV's silver step went to them).
 """
 
 from __future__ import annotations
@@ -23,33 +23,49 @@ if TYPE_CHECKING:
 
 class FirstLoad:
     """Writes a new table's chunks as they come (their keys are disjoint: each is appended) and
-    commits them, with the mark of the last chunk, in `finish`."""
+    commits them, with the mark of the last chunk, in `finish`.
+
+    The table's schema is the first chunk's, widened as `delta.append` widens an existing
+    table's: a column a later chunk adds joins it, and a column some chunk lacks or leaves null
+    becomes nullable. Every chunk is written in the schema so far (a value its type cannot hold
+    fails the step before anything is committed); files written before a column joined count
+    it null in their statistics.
+    """
 
     def __init__(self, path: Location) -> None:
         self.path = path
-        self.files: list[AddAction] = []
+        self.files: list[tuple[AddAction, list[str]]] = []  # each file and the columns it holds
         self.schema: pa.Schema | None = None
         self.consumed: dict[str, str] | None = None
 
     def write(self, rows: pa.Table, work: Pending) -> dict[str, int]:
         """Write the chunk's rows as files of the table-to-be; nothing is visible until `finish`."""
-        schema = parquet_files.delta_schema(rows.schema)
-        if self.schema is not None and schema != self.schema:
-            self._commit(None)  # a chunk with other columns: the files so far keep their own schema
-        self.schema = schema
-        self.files += parquet_files.write_files(self.path, rows.to_reader(), schema)
-        self.consumed = work.consumed
+        incoming = parquet_files.delta_schema(rows.schema)
+        schema = incoming if self.schema is None else _widened(self.schema, incoming)
+        written = parquet_files.write_files(self.path, rows.to_reader(), schema)
+        self.files += [(action, schema.names) for action in written]
+        self.schema, self.consumed = schema, work.consumed
         return {"inserted": rows.num_rows, "updated": 0}
 
     def finish(self) -> None:
         """Commit the files written, and the mark; a load of no chunk commits nothing."""
-        if self.consumed is not None:
-            self._commit({CONSUMED: self.consumed})
+        schema = self.schema
+        if self.consumed is None or schema is None:
+            return
+        actions = [parquet_files.absent_as_null(action, held, schema) for action, held in self.files]
+        delta.add_files(self.path, actions, schema, {CONSUMED: self.consumed})
 
-    def _commit(self, state: dict | None) -> None:
-        assert self.schema is not None
-        delta.add_files(self.path, self.files, self.schema, state)
-        self.files = []
+
+def _widened(schema: pa.Schema, incoming: pa.Schema) -> pa.Schema:
+    """`schema` with the columns `incoming` adds, nullable, and those it lacks or may leave null made nullable."""
+    fields = [
+        field.with_nullable(field.nullable or incoming.field(field.name).nullable)
+        if field.name in incoming.names
+        else field.with_nullable(True)
+        for field in schema
+    ]
+    added = [field.with_nullable(True) for field in incoming if field.name not in schema.names]
+    return pa.schema([*fields, *added], metadata=schema.metadata)
 
 
 def link_landed(

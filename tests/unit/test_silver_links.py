@@ -1,6 +1,7 @@
 """A first load silver takes as landed links bronze's files instead of writing them again: the
 same rows, read by every reader in silver's schema, through later merges, deletes, compaction
-and bronze's own housekeeping; anything silver would change takes the usual path."""
+and bronze's own housekeeping; anything silver would change takes the usual path. A first load
+written chunk by chunk commits once, in the schema its chunks widen to."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from plantlake.assets import erp, suppliers
 from plantlake.config import ErpSource, ErpTable, SupplierSource
 from plantlake.lake import bronze, deletes, delta, maintenance, parquet_files, transforms
 from plantlake.lake.layout import Ingestion, Lake
+from plantlake.lake.storage import Location
 
 pytestmark = pytest.mark.unit
 SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("version", pa.int64()), pa.field("name", pa.string())])
@@ -222,3 +224,49 @@ def test_two_suppliers_of_one_target_are_combined_the_usual_way(tmp_path: Path) 
     assert "linked" not in step.metadata and _linked(lake, "lots") == 0
     rows = delta.read(lake.table("silver", "lots"))
     assert rows.num_rows == 150 and set(rows[transforms.SUPPLIER].to_pylist()) == {"acme", "bolt"}
+
+
+def test_a_first_load_whose_chunks_differ_in_columns_commits_once_in_the_widened_schema(tmp_path: Path) -> None:
+    from plantlake.lake import silver
+
+    path = Location.of(tmp_path / "silver")
+    strict = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("qty", pa.int32(), nullable=False)])
+    key = strict.field("id")
+    chunks = [
+        pa.table({"id": [1, 2], "qty": [10, 20]}, schema=strict),
+        pa.table([[3], [30], ["late"]], schema=pa.schema([key, ("qty", pa.int64()), ("note", pa.string())])),
+        pa.table([[4]], schema=pa.schema([key])),  # no qty, no note
+    ]
+    load = silver.FirstLoad(path)
+    for number, rows in enumerate(chunks):
+        load.write(rows, silver.Pending(consumed={"bronze": f"mark {number}"}))
+        assert delta.open_table(path) is None, "nothing is visible before the last chunk"
+    load.finish()
+    assert delta.load(path).version() == 0 and delta.read_state(path, silver.CONSUMED) == {"bronze": "mark 2"}
+    schema = delta.schema(path)
+    assert [(f.name, str(f.type), f.nullable) for f in schema] == [
+        ("id", "int64", False),
+        ("qty", "int32", True),
+        ("note", "string", True),
+    ]
+    data = delta.dataset(path)
+    assert sorted(data.to_table().to_pylist(), key=lambda row: row["id"]) == [
+        {"id": 1, "qty": 10, "note": None},
+        {"id": 2, "qty": 20, "note": None},
+        {"id": 3, "qty": 30, "note": "late"},
+        {"id": 4, "qty": None, "note": None},
+    ]
+    assert data.count_rows(filter=delta.ds.field("note").is_null()) == 3  # the first file counts it null
+
+
+def test_a_value_the_first_loads_type_cannot_hold_fails_naming_the_column_and_commits_nothing(tmp_path: Path) -> None:
+    from plantlake.lake import silver
+
+    path = Location.of(tmp_path / "silver")
+    load = silver.FirstLoad(path)
+    load.write(pa.table({"id": [1], "qty": pa.array([1], pa.int32())}), silver.Pending(consumed={"b": "1"}))
+    with pytest.raises(TypeError, match="column 'qty': values of type int64 do not fit the table's int32"):
+        load.write(
+            pa.table({"id": [2], "qty": pa.array([3_000_000_000], pa.int64())}), silver.Pending(consumed={"b": "2"})
+        )
+    assert delta.open_table(path) is None
