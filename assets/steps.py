@@ -100,8 +100,9 @@ def link_validated(
 
     Only for a table whose silver rows are its bronze rows unchanged (`schema`: bronze's columns
     less its bookkeeping), read from one bronze table (`name`), when silver does not exist yet.
-    The checks read the key and the columns the suite reads, in large chunks: each key once, and
-    no row a rule would keep out. A repeated key or such a row, or a bronze commit meanwhile,
+    Bronze's files must hold narrow ranges of the key (`silver.clustered`), as later merges
+    need. The checks read the key and the columns the suite reads, in large chunks: each key
+    once, and no row a rule would keep out. A repeated key or such a row, or a bronze commit meanwhile,
     writes nothing and returns None; the usual path then reads everything again (a first load
     with bad rows pays for its checks twice, once in the table's life). `filled`: columns silver
     takes from bronze that files landed before bronze had them lack (null there): a null in
@@ -115,6 +116,8 @@ def link_validated(
         return None  # a condition may read any column
     if any(column not in landed.schema().to_arrow().names for column in filled):
         return None
+    if not silver.clustered(landed, bronze.keys[0]):
+        return None  # the usual path writes files of narrow key ranges
     version = landed.version()
     memory.release()  # what the bronze step freed, as `merge_validated` does
     checked = [rule.column for rule in rules if rule.column in schema.names]

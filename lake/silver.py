@@ -18,7 +18,7 @@ from plantlake.lake import delta
 from plantlake.lake.delta import quote
 from plantlake.lake.parquet_files import ROW_GROUP_ROWS
 from plantlake.lake.silver_chunks import CHUNK_ROWS, CONSUMED, BronzeInput, Pending, pending_chunks
-from plantlake.lake.silver_first_load import FirstLoad, link_landed
+from plantlake.lake.silver_first_load import FirstLoad, clustered, link_landed
 from plantlake.lake.storage import Location
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "BronzeInput",
     "FirstLoad",
     "Pending",
+    "clustered",
     "commit",
     "keys_unique",
     "latest_per_key",

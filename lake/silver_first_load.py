@@ -18,6 +18,7 @@ from plantlake.lake.silver_chunks import CONSUMED, Pending
 from plantlake.lake.storage import Location
 
 if TYPE_CHECKING:
+    from deltalake import DeltaTable
     from deltalake.transaction import AddAction
 
 
@@ -85,3 +86,20 @@ def link_landed(
     sources = [bronze_path / unquote(name) for name in landed["path"].to_pylist()]
     actions = parquet_files.link_files(silver_path, sources, schema)
     return delta.add_files(silver_path, actions, schema, state={CONSUMED: consumed})["inserted"]
+
+
+def clustered(table: DeltaTable, key: str) -> bool:
+    """Whether the table's files hold narrow ranges of `key`: sorted by their lowest key, each
+    overlaps at most the next one (as a table read in key order, or nearly, lands).
+
+    Silver's merges find the files their keys fall in by these ranges; linked files that each
+    spanned much of the table would be met by every merge. Files without statistics of `key`
+    count as spanning everything.
+    """
+    files = pa.table(table.get_add_actions(flatten=True))
+    low, high = f"min.{key}", f"max.{key}"
+    if low not in files.column_names or files[low].null_count or files[high].null_count:
+        return files.num_rows == 0
+    files = files.sort_by(low)
+    lows, highs = files[low].to_pylist(), files[high].to_pylist()
+    return all(highs[index] < lows[index + 2] for index in range(len(lows) - 2))

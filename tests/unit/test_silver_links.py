@@ -270,3 +270,13 @@ def test_a_value_the_first_loads_type_cannot_hold_fails_naming_the_column_and_co
             pa.table({"id": [2], "qty": pa.array([3_000_000_000], pa.int64())}), silver.Pending(consumed={"b": "2"})
         )
     assert delta.open_table(path) is None
+
+
+def test_bronze_files_that_each_span_the_keys_are_written_again_in_key_ranges(lake: Lake) -> None:
+    _land(lake, np.random.default_rng(7).permutation(600_000), 1, "r1")  # a source read in no key order
+    step = erp.build_silver(lake, SOURCE, TABLE, "r1")
+    assert "linked" not in step.metadata and _linked(lake) == 0
+    files = pa.table(delta.load(lake.table("silver", NAME)).get_add_actions(flatten=True)).sort_by("min.id")
+    lows, highs = files["min.id"].to_pylist(), files["max.id"].to_pylist()
+    assert len(lows) > 2 and all(highs[index] < lows[index + 1] for index in range(len(lows) - 1))
+    assert len(_silver_rows(lake)) == 600_000
