@@ -131,7 +131,8 @@ def _split_new(path: Location, rows: pa.Table, keys: list[str], window_key: str)
 def _merge_by_file_ranges(
     path: Location, rows: pa.Table, keys: list[str], order_key: str, state: dict
 ) -> dict[str, int]:
-    """MERGE `rows` in slices by `order_key` that each meet about `MERGE_TARGET_ROWS` of the table.
+    """MERGE `rows` in slices by `order_key` that each meet about `MERGE_TARGET_ROWS` of the table,
+    cut only between files (no file's range spans a cut, so no two slices meet the same file).
 
     delta-rs skips the files whose statistics of `order_key` lie outside a MERGE's source
     range, so a slice meets only the files of its range: memory follows the slice, not the
@@ -159,11 +160,11 @@ def _slices_by_files(table: DeltaTable, rows: pa.Table, order_key: str) -> list[
     if overlaps > 2 * len(lows):
         return [rows]  # ranges overlap widely: every slice would meet most files
     column = rows[order_key].cast(files.schema.field(low_name).type)
-    slices, start, met = [], 0, 0
+    slices, start, met, reach = [], 0, 0, lows[0]
     for index in range(len(lows)):
-        met += counts[index]
-        if met < MERGE_TARGET_ROWS and index < len(lows) - 1:
-            continue
+        met, reach = met + counts[index], max(reach, highs[index])
+        if index < len(lows) - 1 and (met < MERGE_TARGET_ROWS or reach >= lows[index + 1]):
+            continue  # a cut where a file spans it would have both slices meet that file (and its rewrite)
         last = index == len(lows) - 1
         end = rows.num_rows if last else _count_below(column, lows[index + 1])
         if end > start:

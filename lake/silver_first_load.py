@@ -88,18 +88,28 @@ def link_landed(
     return delta.add_files(silver_path, actions, schema, state={CONSUMED: consumed})["inserted"]
 
 
-def clustered(table: DeltaTable, key: str) -> bool:
+def clustered(table: DeltaTable, key: str, span_rows: int) -> bool:
     """Whether the table's files hold narrow ranges of `key`: sorted by their lowest key, each
-    overlaps at most the next one (as a table read in key order, or nearly, lands).
+    overlaps at most the next one, and a cut that no file spans comes at least every
+    `span_rows` rows (as a table read in key order, or nearly, lands).
 
-    Silver's merges find the files their keys fall in by these ranges; linked files that each
-    spanned much of the table would be met by every merge. Files without statistics of `key`
-    count as spanning everything.
+    Silver merges in slices cut where no file spans the cut (`silver._slices_by_files`), so that
+    no two slices meet the same file; the rows between two such cuts are what one merge may
+    have to meet. Files without statistics of `key` count as spanning everything.
     """
     files = pa.table(table.get_add_actions(flatten=True))
     low, high = f"min.{key}", f"max.{key}"
     if low not in files.column_names or files[low].null_count or files[high].null_count:
         return files.num_rows == 0
     files = files.sort_by(low)
-    lows, highs = files[low].to_pylist(), files[high].to_pylist()
-    return all(highs[index] < lows[index + 2] for index in range(len(lows) - 2))
+    lows, highs, counts = files[low].to_pylist(), files[high].to_pylist(), files["num_records"].to_pylist()
+    if any(highs[index] >= lows[index + 2] for index in range(len(lows) - 2)):
+        return False
+    span, reach = 0, lows[0]
+    for index in range(len(lows)):
+        span, reach = span + counts[index], max(reach, highs[index])
+        if span > span_rows:
+            return False
+        if index < len(lows) - 1 and reach < lows[index + 1]:
+            span = 0
+    return True

@@ -218,3 +218,28 @@ def test_the_portable_path_filters_rows_picks_columns_and_names_a_missing_table(
     assert sql.count_rows(engine, table, [("company_id", "=", 1)]) == 2
     with pytest.raises(sql.SourceTableError, match="table 'stock_quant' not found"):
         sql.reflect_table(engine, "stock_quant")
+
+
+def test_rows_are_read_in_primary_key_order_only_where_the_source_indexes_that_key(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from plantlake.connectors import sql
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'erp.sqlite'}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE orders (id INTEGER PRIMARY KEY, name TEXT)"))
+        connection.execute(sa.text("CREATE TABLE lines (id INTEGER, name TEXT)"))  # no primary key in the source
+        for table in ("orders", "lines"):
+            connection.execute(sa.text(f"INSERT INTO {table} VALUES (3, 'c'), (1, 'a'), (2, 'b')"))
+    orders, lines = sql.reflect_table(engine, "orders"), sql.reflect_table(engine, "lines")
+    schema = sql.source_schema(orders, ["id", "name"], "UTC")
+
+    def read(table: sa.Table, key: list[str]) -> tuple[str, list[int]]:
+        query = sql.TableRead(table, ["id", "name"], key=key)
+        batches = sql.read_batches(engine, query, schema, "UTC", batch_rows=10, fast=False)
+        return str(query.select()), pa.Table.from_batches(list(batches), schema)["id"].to_pylist()
+
+    text, ids = read(orders, ["id"])
+    assert "ORDER BY" in text and ids == [1, 2, 3]
+    assert "ORDER BY" not in read(orders, ["name"])[0]  # not the table's key: the database would sort the read
+    assert "ORDER BY" not in read(lines, ["id"])[0]  # no index behind the declared key
