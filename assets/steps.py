@@ -102,11 +102,11 @@ def link_validated(
     less its bookkeeping), read from one bronze table (`name`), when silver does not exist yet.
     Bronze's files must hold narrow ranges of the key (`silver.clustered`), as later merges
     need. The checks read the key and the columns the suite reads, in large chunks: each key
-    once, and no row a rule would keep out. A repeated key or such a row, or a bronze commit meanwhile,
-    writes nothing and returns None; the usual path then reads everything again (a first load
-    with bad rows pays for its checks twice, once in the table's life). `filled`: columns silver
-    takes from bronze that files landed before bronze had them lack (null there): a null in
-    one also takes the usual path, which fills them.
+    once, and no row a rule would keep out. A repeated key or such a row, or a bronze commit
+    meanwhile, writes nothing and returns None; the usual path then reads everything again (a
+    first load with bad rows pays for its checks twice, once in the table's life). `filled`:
+    columns silver takes from bronze that files landed before bronze had them lack (null
+    there): a null in one also takes the usual path, which fills them.
     """
     landed = delta.open_table(bronze.path)
     if landed is None or delta.open_table(path) is not None or delta.read_state(path, silver.CONSUMED):

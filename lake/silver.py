@@ -18,7 +18,7 @@ from plantlake.lake import delta
 from plantlake.lake.delta import quote
 from plantlake.lake.parquet_files import ROW_GROUP_ROWS
 from plantlake.lake.silver_chunks import CHUNK_ROWS, CONSUMED, BronzeInput, Pending, pending_chunks
-from plantlake.lake.silver_first_load import FirstLoad, clustered, link_landed
+from plantlake.lake.silver_first_load import FirstLoad, clean_cuts, clustered, link_landed
 from plantlake.lake.storage import Location
 
 __all__ = [
@@ -160,11 +160,12 @@ def _slices_by_files(table: DeltaTable, rows: pa.Table, order_key: str) -> list[
     if overlaps > 2 * len(lows):
         return [rows]  # ranges overlap widely: every slice would meet most files
     column = rows[order_key].cast(files.schema.field(low_name).type)
-    slices, start, met, reach = [], 0, 0, lows[0]
+    slices, start, met = [], 0, 0
+    clean = clean_cuts(lows, highs)  # a cut a file spans would have both slices meet it (the second its rewrite)
     for index in range(len(lows)):
-        met, reach = met + counts[index], max(reach, highs[index])
-        if index < len(lows) - 1 and (met < MERGE_TARGET_ROWS or reach >= lows[index + 1]):
-            continue  # a cut where a file spans it would have both slices meet that file (and its rewrite)
+        met += counts[index]
+        if index < len(lows) - 1 and (met < MERGE_TARGET_ROWS or not clean[index]):
+            continue
         last = index == len(lows) - 1
         end = rows.num_rows if last else _count_below(column, lows[index + 1])
         if end > start:

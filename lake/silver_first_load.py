@@ -8,7 +8,7 @@ that grows with the chunks (a third of a 2M-row CSV's silver step went to them).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -105,11 +105,20 @@ def clustered(table: DeltaTable, key: str, span_rows: int) -> bool:
     lows, highs, counts = files[low].to_pylist(), files[high].to_pylist(), files["num_records"].to_pylist()
     if any(highs[index] >= lows[index + 2] for index in range(len(lows) - 2)):
         return False
-    span, reach = 0, lows[0]
-    for index in range(len(lows)):
-        span, reach = span + counts[index], max(reach, highs[index])
+    span = 0
+    for count, clean in zip(counts, [*clean_cuts(lows, highs), True], strict=True):
+        span += count
         if span > span_rows:
             return False
-        if index < len(lows) - 1 and reach < lows[index + 1]:
-            span = 0
+        span = 0 if clean else span
     return True
+
+
+def clean_cuts(lows: list[Any], highs: list[Any]) -> list[bool]:
+    """For files sorted by their lowest key (`lows`, their highest `highs`), whether a cut between
+    each file and the next is spanned by no file: every file before it ends below the next's start."""
+    reach, clean = lows[0] if lows else None, []
+    for index in range(len(lows) - 1):
+        reach = max(reach, highs[index])
+        clean.append(reach < lows[index + 1])
+    return clean
