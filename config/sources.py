@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from plantlake.config.names import LAKE_NAME_PATTERN, lake_identifier
 
 _NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+SUPPLIER_COLUMN = "source"  # silver's column naming the supplier source of each drop-folder row
 
 
 class ConfigError(ValueError):
@@ -453,6 +454,12 @@ class SupplierSource(OwnedSource):
     @model_validator(mode="after")
     def _key_is_mapped(self) -> SupplierSource:
         mapped = {spec.name for spec in self.columns.values()}
+        if SUPPLIER_COLUMN in mapped:
+            column = next(source for source, spec in self.columns.items() if spec.name == SUPPLIER_COLUMN)
+            raise ValueError(
+                f"column {column!r} maps to {SUPPLIER_COLUMN!r}, the lake's column naming the supplier source; "
+                "give it another name"
+            )
         missing = [name for name in self.key if name not in mapped]
         if missing:
             raise ValueError(f"key columns {missing} are not among the mapped lake columns {sorted(mapped)}")

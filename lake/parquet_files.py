@@ -301,7 +301,10 @@ def file_stats(metadata: pq.FileMetaData, columns: set[str] | None = None) -> st
     of every top-level column or those named in `columns`.
 
     A column gets min and max only when every row group holding values has them; binary
-    and list columns get no statistics (as with delta-rs).
+    and list columns get no statistics (as with delta-rs). A column with values but no usable
+    min and max (text too long for Parquet's statistics, an infinity) gets no null count either:
+    delta-rs takes a null count without them for a range that excludes every value, and prunes
+    every comparison on the column to nothing.
     """
     stats: dict[str, Any] = {"numRecords": metadata.num_rows, "minValues": {}, "maxValues": {}, "nullCount": {}}
     groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
@@ -315,16 +318,20 @@ def file_stats(metadata: pq.FileMetaData, columns: set[str] | None = None) -> st
         chunks = [group.column(index) for group in groups]
         if binary or "list" in path[1:] or not all(chunk.is_stats_set for chunk in chunks):
             continue
-        _put(stats["nullCount"], path, sum(chunk.statistics.null_count for chunk in chunks))
+        nulls = sum(chunk.statistics.null_count for chunk in chunks)
         valued = [
             chunk.statistics
             for chunk, group in zip(chunks, groups, strict=True)
             if chunk.statistics.null_count < group.num_rows
         ]
-        if not valued or not all(stat.has_min_max for stat in valued):
+        if not valued:
+            _put(stats["nullCount"], path, nulls)  # every value null
             continue
+        if not all(stat.has_min_max for stat in valued):
+            continue  # see below
         low, high = min(stat.min for stat in valued), max(stat.max for stat in valued)
         if _usable(low) and _usable(high):
+            _put(stats["nullCount"], path, nulls)
             _put(stats["minValues"], path, _stat_value(low))
             _put(stats["maxValues"], path, _stat_value(high))
     return json.dumps(stats)

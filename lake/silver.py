@@ -114,6 +114,8 @@ def _split_new(path: Location, rows: pa.Table, keys: list[str], window_key: str)
         return rows, rows.schema.empty_table()
     low, high = pc.min_max(rows[window_key]).values()
     window = (ds.field(window_key) >= low) & (ds.field(window_key) <= high)
+    if not _ranges_known(delta.load(path), window_key):
+        window = None  # delta-rs would prune every file lacking them: read all keys, a batch at a time
     key_schema = pa.schema([rows.schema.field(key) for key in keys])
     incoming = rows.select(keys)
     held = [  # the hash table is built on the right side of a join: the rows' keys, not the table's
@@ -128,11 +130,19 @@ def _split_new(path: Location, rows: pa.Table, keys: list[str], window_key: str)
     return new.cast(rows.schema), existing.cast(rows.schema)
 
 
+def _ranges_known(table: DeltaTable, column: str) -> bool:
+    """Whether every file of the table has a lowest and highest value of `column` in its statistics."""
+    files = pa.table(table.get_add_actions(flatten=True))
+    names = (f"min.{column}", f"max.{column}")
+    return all(name in files.column_names and files[name].null_count == 0 for name in names)
+
+
 def _merge_by_file_ranges(
     path: Location, rows: pa.Table, keys: list[str], order_key: str, state: dict
 ) -> dict[str, int]:
     """MERGE `rows` in slices by `order_key` that each meet about `MERGE_TARGET_ROWS` of the table,
-    cut only between files (no file's range spans a cut, so no two slices meet the same file).
+    cut where no file's range spans the cut (then no two slices meet the same file) if one comes
+    within twice that.
 
     delta-rs skips the files whose statistics of `order_key` lie outside a MERGE's source
     range, so a slice meets only the files of its range: memory follows the slice, not the
@@ -153,7 +163,9 @@ def _slices_by_files(table: DeltaTable, rows: pa.Table, order_key: str) -> list[
     low_name, high_name = f"min.{order_key}", f"max.{order_key}"
     if rows.num_rows < 2 or low_name not in files.column_names or files.num_rows < 2:
         return [rows]
-    files = files.filter(pc.is_valid(files[low_name])).sort_by(low_name)
+    files = files.filter(pc.and_(pc.is_valid(files[low_name]), pc.is_valid(files[high_name]))).sort_by(low_name)
+    if files.num_rows < 2:
+        return [rows]  # no file's range is known (keys too long for statistics, say): one MERGE
     lows, highs = files[low_name].to_pylist(), files[high_name].to_pylist()
     counts = files["num_records"].to_pylist()
     overlaps = sum(1 for index in range(len(lows)) for later in lows[index + 1 :] if later <= highs[index])
@@ -161,10 +173,12 @@ def _slices_by_files(table: DeltaTable, rows: pa.Table, order_key: str) -> list[
         return [rows]  # ranges overlap widely: every slice would meet most files
     column = rows[order_key].cast(files.schema.field(low_name).type)
     slices, start, met = [], 0, 0
-    clean = clean_cuts(lows, highs)  # a cut a file spans would have both slices meet it (the second its rewrite)
+    # a cut a file spans has both slices meet that file (the second its rewrite): cuts wait for a
+    # clean one, up to twice the rows a slice should meet (a file spanning the keys has none)
+    clean = clean_cuts(lows, highs)
     for index in range(len(lows)):
         met += counts[index]
-        if index < len(lows) - 1 and (met < MERGE_TARGET_ROWS or not clean[index]):
+        if index < len(lows) - 1 and (met < MERGE_TARGET_ROWS or (not clean[index] and met < 2 * MERGE_TARGET_ROWS)):
             continue
         last = index == len(lows) - 1
         end = rows.num_rows if last else _count_below(column, lows[index + 1])

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from plantlake.config import ColumnMapping
+from plantlake.config.sources import SUPPLIER_COLUMN
 from plantlake.connectors.files import LINE
 from plantlake.lake.deletes import DELETED_FIELD
 from plantlake.lake.layout import INGESTED_AT, RUN_ID, SOURCE, constant
@@ -18,7 +19,7 @@ from plantlake.lake.quarantine import Rejection
 from plantlake.lake.silver import latest_per_key
 
 FILE, FILE_HASH, FILE_MODIFIED = "_file", "_file_hash", "_file_modified"
-SUPPLIER = "source"  # which supplier source a silver row of a drop folder came from
+SUPPLIER = SUPPLIER_COLUMN
 
 SENSOR_SCHEMA = pa.schema(
     [

@@ -14,6 +14,7 @@ from deltalake import DeltaTable
 
 from plantlake.lake import bronze, delta, maintenance, silver, silver_chunks, state, transforms
 from plantlake.lake.layout import Ingestion
+from plantlake.lake.storage import Location
 
 pytestmark = pytest.mark.unit
 SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("version", pa.int64()), pa.field("name", pa.string())])
@@ -261,3 +262,46 @@ def test_keys_once_in_any_order_are_kept_as_they_are_and_repeated_keys_keep_thei
         {"id": 3, "version": 2, "name": "d"},
         {"id": None, "version": 2, "name": "e"},
     ]
+
+
+def _first_load(path: Path, chunks: list[pa.Table]) -> None:
+    load = silver.FirstLoad(Location.of(path))
+    for number, rows in enumerate(chunks):
+        load.write(rows, silver.Pending(consumed={"bronze": str(number)}))
+    load.finish()
+
+
+def test_a_file_spanning_every_key_does_not_make_one_merge_of_the_whole_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(silver, "MERGE_TARGET_ROWS", 1_000)
+    path = tmp_path / "silver"
+
+    def rows(ids: np.ndarray, tag: str) -> pa.Table:
+        return pa.table({"id": ids, "v": [tag] * len(ids)})
+
+    _first_load(path, [rows(np.arange(c * 2_000, (c + 1) * 2_000, 2), "v1") for c in range(8)])
+    spread_new = np.arange(1, 16_000, 160)  # new keys spread over the range: appended as one file spanning it
+    silver.commit(path, rows(spread_new, "v2"), ["id"], silver.Pending(consumed={"bronze": "a"}))
+    updates = np.arange(0, 16_000, 100)
+    before = DeltaTable(str(path)).version()
+    silver.commit(path, rows(updates, "v3"), ["id"], silver.Pending(consumed={"bronze": "b"}))
+    history = DeltaTable(str(path)).history(DeltaTable(str(path)).version() - before)
+    merges = [entry for entry in history if entry["operation"] == "MERGE"]
+    assert len(merges) >= 3, "slices cut where a file spans the cut once no clean cut comes"
+    rows = dict(zip(*delta.read(path, columns=["id", "v"]).to_pydict().values(), strict=True))
+    assert len(rows) == 8_000 + len(spread_new) and all(rows[int(i)] == "v3" for i in updates)
+
+
+def test_keys_too_long_for_parquet_statistics_are_still_matched_not_appended_again(tmp_path: Path) -> None:
+    path = tmp_path / "silver"
+
+    def rows(ids: range, tag: str) -> pa.Table:
+        return pa.table({"id": [f"{i:06d}" + "x" * 5_000 for i in ids], "v": [tag] * len(ids)})
+
+    _first_load(path, [rows(range(c * 100, (c + 1) * 100), "v1") for c in range(3)])
+    assert pa.table(DeltaTable(str(path)).get_add_actions(flatten=True))["min.id"].null_count == 3
+    merged = silver.commit(path, rows(range(5, 155, 100), "v2"), ["id"], silver.Pending(consumed={"bronze": "x"}))
+    assert merged == {"inserted": 0, "updated": 2}
+    table = delta.read(path)
+    assert table.num_rows == 300 and len(set(table["id"].to_pylist())) == 300

@@ -155,6 +155,8 @@ def test_supplier_config_checks_keys_factors_and_encodings(tmp_path: Path) -> No
         parse_config(base % ("a", "klingon", "{name: a}"), tmp_path)
     with pytest.raises(ConfigError, match="factor converts units"):
         parse_config(base % ("a", "auto", "{name: a, type: date, factor: 2}"), tmp_path)
+    with pytest.raises(ConfigError, match="column 'A' maps to 'source', the lake's column naming the supplier"):
+        parse_config(base % ("source", "auto", "{name: source}"), tmp_path)
 
 
 def test_json_lines_stream_in_batches_with_every_line_counted_once(tmp_path: Path, monkeypatch) -> None:
