@@ -137,7 +137,7 @@ def link_validated(
         memory.release()
     if not validations or delta.load(bronze.path).version() != version:
         return None
-    inserted = silver.link_landed(path, bronze.path, version, schema, consumed)
+    inserted = silver.link_landed(path, bronze.path, landed, schema, consumed)
     progress.add(path, inserted)
     metadata = {"rows_new": inserted, "rows_inserted": inserted, "rows_updated": 0, "rows_quarantined": 0}
     return Step(

@@ -328,7 +328,7 @@ def file_stats(metadata: pq.FileMetaData, columns: set[str] | None = None) -> st
             _put(stats["nullCount"], path, nulls)  # every value null
             continue
         if not all(stat.has_min_max for stat in valued):
-            continue  # see below
+            continue  # values without a range: no null count either (see above)
         low, high = min(stat.min for stat in valued), max(stat.max for stat in valued)
         if _usable(low) and _usable(high):
             _put(stats["nullCount"], path, nulls)

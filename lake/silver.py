@@ -18,7 +18,7 @@ from plantlake.lake import delta
 from plantlake.lake.delta import quote
 from plantlake.lake.parquet_files import ROW_GROUP_ROWS
 from plantlake.lake.silver_chunks import CHUNK_ROWS, CONSUMED, BronzeInput, Pending, pending_chunks
-from plantlake.lake.silver_first_load import FirstLoad, clean_cuts, clustered, link_landed
+from plantlake.lake.silver_first_load import FirstLoad, clean_cuts, clustered, key_ranges, link_landed
 from plantlake.lake.storage import Location
 
 __all__ = [
@@ -109,12 +109,13 @@ def _split_new(path: Location, rows: pa.Table, keys: list[str], window_key: str)
     rows' keys are kept, so memory follows the rows, not the table: changes spread over every
     key make the window the whole table (5M keys held and hashed took 300 MB).
     """
-    data = delta.dataset(path)
-    if data is None:
+    table = delta.open_table(path)
+    if table is None:
         return rows, rows.schema.empty_table()
+    data = table.to_pyarrow_dataset()
     low, high = pc.min_max(rows[window_key]).values()
     window = (ds.field(window_key) >= low) & (ds.field(window_key) <= high)
-    if not _ranges_known(delta.load(path), window_key):
+    if key_ranges(table, window_key) is None:
         window = None  # delta-rs would prune every file lacking them: read all keys, a batch at a time
     key_schema = pa.schema([rows.schema.field(key) for key in keys])
     incoming = rows.select(keys)
@@ -128,13 +129,6 @@ def _split_new(path: Location, rows: pa.Table, keys: list[str], window_key: str)
     new = rows.join(landed, keys, join_type="left anti").select(rows.column_names)
     existing = rows.join(landed, keys, join_type="left semi").select(rows.column_names)
     return new.cast(rows.schema), existing.cast(rows.schema)
-
-
-def _ranges_known(table: DeltaTable, column: str) -> bool:
-    """Whether every file of the table has a lowest and highest value of `column` in its statistics."""
-    files = pa.table(table.get_add_actions(flatten=True))
-    names = (f"min.{column}", f"max.{column}")
-    return all(name in files.column_names and files[name].null_count == 0 for name in names)
 
 
 def _merge_by_file_ranges(

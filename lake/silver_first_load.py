@@ -70,10 +70,10 @@ def _widened(schema: pa.Schema, incoming: pa.Schema) -> pa.Schema:
 
 
 def link_landed(
-    silver_path: Location, bronze_path: Location, version: int, schema: pa.Schema, consumed: dict[str, str]
+    silver_path: Location, bronze_path: Location, landed: DeltaTable, schema: pa.Schema, consumed: dict[str, str]
 ) -> int:
-    """Make a new silver table of the bronze table's files as they are at `version`, and record
-    what bronze was consumed; the rows committed.
+    """Make a new silver table of the files of the bronze table at `bronze_path` as they are in
+    its version `landed`, and record what bronze was consumed; the rows committed.
 
     For a first load whose rows silver would take unchanged: each key once, every row valid.
     Writing them again would cost as much as landing them did; a link costs nothing (see
@@ -82,8 +82,8 @@ def link_landed(
     null; a later merge or compaction rewrites them in silver's schema.
     """
     schema = parquet_files.delta_schema(schema)  # as a written first load would store it
-    landed = pa.table(delta.load(bronze_path, version).get_add_actions(flatten=True))
-    sources = [bronze_path / unquote(name) for name in landed["path"].to_pylist()]
+    files = pa.table(landed.get_add_actions(flatten=True))
+    sources = [bronze_path / unquote(name) for name in files["path"].to_pylist()]
     actions = parquet_files.link_files(silver_path, sources, schema)
     return delta.add_files(silver_path, actions, schema, state={CONSUMED: consumed})["inserted"]
 
@@ -97,12 +97,11 @@ def clustered(table: DeltaTable, key: str, span_rows: int) -> bool:
     no two slices meet the same file; the rows between two such cuts are what one merge may
     have to meet. Files without statistics of `key` count as spanning everything.
     """
-    files = pa.table(table.get_add_actions(flatten=True))
-    low, high = f"min.{key}", f"max.{key}"
-    if low not in files.column_names or files[low].null_count or files[high].null_count:
-        return files.num_rows == 0
-    files = files.sort_by(low)
-    lows, highs, counts = files[low].to_pylist(), files[high].to_pylist(), files["num_records"].to_pylist()
+    files = key_ranges(table, key)
+    if files is None:
+        return False
+    lows, highs = files[f"min.{key}"].to_pylist(), files[f"max.{key}"].to_pylist()
+    counts = files["num_records"].to_pylist()
     if any(highs[index] >= lows[index + 2] for index in range(len(lows) - 2)):
         return False
     span = 0
@@ -112,6 +111,19 @@ def clustered(table: DeltaTable, key: str, span_rows: int) -> bool:
             return False
         span = 0 if clean else span
     return True
+
+
+def key_ranges(table: DeltaTable, key: str) -> pa.Table | None:
+    """The table's files (its add actions, flattened) sorted by their lowest `key`, or None when
+    a file's statistics lack its lowest or highest value of `key` (its range is then unknown,
+    and delta-rs's pyarrow dataset prunes that file from every filter on `key`)."""
+    files = pa.table(table.get_add_actions(flatten=True))
+    if files.num_rows == 0:
+        return files
+    names = [f"min.{key}", f"max.{key}"]
+    if any(name not in files.column_names or files[name].null_count for name in names):
+        return None
+    return files.sort_by(names[0])
 
 
 def clean_cuts(lows: list[Any], highs: list[Any]) -> list[bool]:
