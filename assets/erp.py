@@ -69,15 +69,13 @@ def _lower_bound(watermark: Any, table: ErpTable) -> Any:
         ) from None
 
 
-def _window(lower: object, field: pa.Field, timezone: str) -> ds.Expression | None:
-    """The bronze rows a read from `lower` can meet again, in the lake's terms (UTC)."""
+def _lowest(lower: object, field: pa.Field, timezone: str) -> pa.Scalar | None:
+    """The lowest cursor value in bronze a read from `lower` can meet again, in the lake's terms (UTC)."""
     if lower is None:
         return None
     if pa.types.is_timestamp(field.type):
-        bound = to_utc(pa.array([lower]), timezone)[0]
-    else:
-        bound = pa.scalar(lower, field.type)
-    return ds.field(field.name) >= bound
+        return to_utc(pa.array([lower]), timezone)[0]
+    return pa.scalar(lower, field.type)
 
 
 @contextmanager
@@ -113,10 +111,13 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
         drift.apply(path, change)
         batches = sql.read_batches(engine, read, change.schema, source.timezone, source.batch_rows, source.fast_path)
         keys = [*table.primary_key, table.cursor] if table.cursor else change.schema.names
-        window = _window(lower, change.schema.field(table.cursor), source.timezone) if table.cursor else None
+        lowest = _lowest(lower, change.schema.field(table.cursor), source.timezone) if table.cursor else None
+        since = (table.cursor, lowest) if lowest is not None else None
         newest = until if until is not None else watermark
         state = {"watermark": bronze.encode_watermark(newest)} if table.cursor else None
-        landed = bronze.land(path, batches, change.schema, keys, Ingestion.now(run_id), source.name, state, window)
+        window = ds.field(table.cursor) >= lowest if since else None
+        ingestion = Ingestion.now(run_id)
+        landed = bronze.land(path, batches, change.schema, keys, ingestion, source.name, state, window, since)
         reader = sql_fast.reader_name(engine) if source.fast_path and sql_fast.supports(engine) else "sqlalchemy"
     return Step(
         path,

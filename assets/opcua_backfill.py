@@ -38,6 +38,7 @@ def backfill_day(lake: Lake, source: OpcuaSource, day: date, run_id: str) -> Ste
         source.name,
         None,
         window,
+        ("source_timestamp", start),
     )
     return Step(
         path,

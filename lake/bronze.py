@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from plantlake.lake import delta, progress
-from plantlake.lake.layout import INGESTION_FIELDS, Ingestion
+from plantlake.lake.layout import INGESTED_AT, INGESTION_FIELDS, Ingestion
 from plantlake.lake.parquet_files import ROW_GROUP_ROWS
 from plantlake.lake.storage import Location
 
@@ -112,12 +112,14 @@ def land(
     source: str,
     state: dict[str, Any] | None = None,
     window: ds.Expression | None = None,
+    since: tuple[str, Any] | None = None,
 ) -> Landed:
     """Add the rows not yet in bronze (by `keys`), streaming, as one commit carrying `state`.
 
     `window` bounds where already-landed rows can be: for a cursor read, the rows at or past
     the look-back start. Only their keys are loaded to drop re-read rows, and the new rows
-    are appended, so the cost follows the window and not the table. Without a window the
+    are appended, so the cost follows the window and not the table (`since`, the lowest value of
+    a column the window implies, also skips the files below it: see `delta.dataset`). Without a window the
     rows are merged on `keys` against the whole table. A read that returns nothing commits
     nothing, so an idle source leaves the table as it is.
     """
@@ -126,6 +128,7 @@ def land(
         return Landed(path, 0, 0)
     read = _Counted(itertools.chain([first], batches), path)
     table = delta.open_table(path)
+    ingestion = ingestion.after(delta.newest(table, INGESTED_AT) if table is not None else None)
     if table is not None and window is None:
         schema = pa.schema([*source_schema, *INGESTION_FIELDS])
         reader = pa.RecordBatchReader.from_batches(schema, ingestion.stamp_all(read, source))
@@ -133,7 +136,7 @@ def land(
         return Landed(path, read.rows, result["inserted"])
     fresh: Iterable[pa.RecordBatch] = read
     if table is not None:
-        landed = delta.read(path, columns=keys, filter=window)
+        landed = delta.read(path, columns=keys, filter=window, since=since)
         if landed is not None and landed.num_rows:
             fresh = _not_landed(read, landed.cast(pa.schema([source_schema.field(key) for key in keys])), keys)
     inserted = _Counted(fresh)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
@@ -108,7 +108,7 @@ def _lost_race(error: Exception) -> bool:
     return isinstance(error, CommitFailedError) or "already exists" in str(error)
 
 
-def _retry(action: Callable[[], T], attempts: int = 8) -> T:
+def retry(action: Callable[[], T], attempts: int = 8) -> T:
     """Concurrent writers to one table (e.g. the shared quarantine) retry a lost commit race."""
     for attempt in range(attempts):
         try:
@@ -174,7 +174,7 @@ def merge(
         metrics = merger.when_not_matched_insert_all().execute()
         return {"inserted": metrics["num_target_rows_inserted"], "updated": metrics["num_target_rows_updated"]}
 
-    result = _retry(run)
+    result = retry(run)
     _save_state(path, state)
     return result
 
@@ -200,23 +200,34 @@ def append(
     """
     path = Location.of(path)
     reader = data.to_reader() if isinstance(data, pa.Table) else data
-    table = open_table(path)
     fixed = [pa.field(name, value.type, nullable=not value.is_valid) for name, value in (constants or {}).items()]
-    target = parquet_files.delta_schema(pa.schema([*reader.schema, *fixed]))
-    if table is not None:
-        landed = pa.schema(table.schema().to_arrow())
-        added = [field.with_nullable(True) for field in target if field.name not in landed.names]
-        target = pa.schema([*landed, *added])
+    target = widened_schema(open_table(path), pa.schema([*reader.schema, *fixed]))
     actions = parquet_files.write_files(path, reader, target, constants, file_rows)
     return add_files(path, actions, target, state)
 
 
+def widened_schema(table: DeltaTable | None, incoming: pa.Schema) -> pa.Schema:
+    """The schema rows of `incoming` are written in: the table's, with the columns only they
+    have added (nullable), or theirs as Delta stores it for a new table."""
+    target = parquet_files.delta_schema(incoming)
+    if table is None:
+        return target
+    landed = pa.schema(table.schema().to_arrow())
+    return pa.schema([*landed, *(field.with_nullable(True) for field in target if field.name not in landed.names)])
+
+
 def add_files(
-    path: Where, actions: list[AddAction], schema: pa.Schema, state: dict[str, Any] | None = None
+    path: Where,
+    actions: list[AddAction],
+    schema: pa.Schema,
+    state: dict[str, Any] | None = None,
+    removes: Sequence[RemoveAction] = (),
 ) -> dict[str, int]:
-    """Commit Parquet files already in the table's folder (`actions`), creating the table with
-    `schema` if there is none, then save `state`. Columns of `schema` the table lacks are added
-    first. No rows for an existing table: no commit, only the state is saved."""
+    """Commit Parquet files already in the table's folder (`actions`), and the removal of the
+    files `removes` names, creating the table with `schema` if there is none, then save `state`.
+    Columns of `schema` the table lacks are added first. No rows for an existing table: no
+    commit, only the state is saved. A commit that removes files is not retried here: what it
+    removes was read from one version, so its caller must read again (`retry` the whole)."""
     path = Location.of(path)
     inserted = sum(json.loads(action.stats)["numRecords"] for action in actions)
     table = open_table(path)
@@ -247,10 +258,10 @@ def add_files(
                 storage_options=path.storage_options,
             )
         else:
-            changes: list[AddAction | RemoveAction] = [*actions]  # the list the call takes holds both kinds
+            changes: list[AddAction | RemoveAction] = [*actions, *removes]
             current.create_write_transaction(changes, mode="append", schema=schema)
 
-    _retry(commit)
+    retry(commit, attempts=1 if removes else 8)
     _save_state(path, state)
     return {"inserted": inserted, "updated": 0}
 
@@ -300,17 +311,19 @@ def overwrite(path: Where, data: pa.Table) -> bool:
     return True
 
 
-def dataset(path: Where, order_by: str | None = None) -> ds.Dataset | None:
+def dataset(path: Where, order_by: str | None = None, since: tuple[str, Any] | None = None) -> ds.Dataset | None:
     """The current version as a pyarrow dataset (scanned lazily, in batches), in the table's own schema.
 
     `order_by`: a column whose statistics order the files, lowest first, so that a table
     written in that column's order is scanned in it (a table's file list has no order).
+    `since`: (column, lowest value): only the files whose statistics allow a value at or above
+    it (see `_files_since`); rows are not filtered, the scan's filter does that.
     """
     path = Location.of(path)
     table = open_table(path)
     if table is None:
         return None
-    data = table.to_pyarrow_dataset()
+    data = _files_since(table, since)
     if order_by is None or not isinstance(data, ds.FileSystemDataset):
         return data
     files = pa.table(table.get_add_actions(flatten=True))
@@ -320,6 +333,25 @@ def dataset(path: Where, order_by: str | None = None) -> ds.Dataset | None:
     rank = {unquote(name): index for index, name in enumerate(files["path"].to_pylist())}
     fragments = sorted(data.get_fragments(), key=lambda fragment: rank.get(unquote(fragment.path), len(rank)))
     return ds.FileSystemDataset(fragments, data.schema, data.format, data.filesystem)
+
+
+def _files_since(table: DeltaTable, since: tuple[str, Any] | None) -> ds.Dataset:
+    """The table's dataset of the files that may hold `since`'s column at or above its value.
+
+    Building a dataset costs about 2 ms a file (delta-rs turns each file's statistics into a
+    pyarrow expression); pruning first makes a nightly read of the newest rows cost the same
+    on night 1000 as on night 1. delta-rs reads a timestamp's maximum as up to a millisecond
+    higher (Delta keeps them truncated to the millisecond), so a file of the millisecond below
+    the bound is kept too. A value delta-rs cannot put in a predicate prunes nothing.
+    """
+    if since is None:
+        return table.to_pyarrow_dataset()
+    column, value = since
+    value = value.as_py() if isinstance(value, pa.Scalar) else value
+    try:
+        return table.to_pyarrow_dataset(file_pruning_predicate=[(column, ">=", value)])
+    except (DeltaError, ValueError, TypeError):
+        return table.to_pyarrow_dataset()
 
 
 def row_groups(
@@ -359,9 +391,15 @@ def scan(
             yield kept.select(columns) if columns is not None else kept
 
 
-def read(path: Where, columns: list[str] | None = None, filter: ds.Expression | None = None) -> pa.Table | None:
+def read(
+    path: Where,
+    columns: list[str] | None = None,
+    filter: ds.Expression | None = None,
+    since: tuple[str, Any] | None = None,
+) -> pa.Table | None:
+    """The rows `filter` keeps (of the files `since` keeps, see `dataset`), of `columns` or all."""
     path = Location.of(path)
-    data = dataset(path)
+    data = dataset(path, since=since)
     if data is None:
         return None
     schema = data.schema if columns is None else pa.schema([data.schema.field(name) for name in columns])
@@ -443,6 +481,14 @@ def rows_of(table: DeltaTable) -> int:
     if counts.null_count:  # a file committed without statistics: count its rows
         return table.to_pyarrow_dataset().count_rows()
     return int(pc.sum(counts).as_py() or 0)
+
+
+def newest(table: DeltaTable, column: str) -> Any:
+    """The highest value of `column` in the file statistics of the table (to the millisecond for
+    a timestamp, as Delta keeps them), or None when no file has one; no file is read."""
+    files = pa.table(table.get_add_actions(flatten=True))
+    name = f"max.{column}"
+    return pc.max(files[name]).as_py() if name in files.column_names else None
 
 
 def schema(path: Where) -> pa.Schema | None:

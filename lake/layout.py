@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +15,17 @@ from plantlake.lake.storage import Location
 
 LAYERS = ("bronze", "silver", "gold")
 INGESTED_AT, RUN_ID, SOURCE = "_ingested_at", "_run_id", "_source"
+
+
+def whole_milliseconds(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def next_millisecond(moment: datetime) -> datetime:
+    """The first whole millisecond after `moment`."""
+    return whole_milliseconds(moment) + timedelta(milliseconds=1)
+
+
 INGESTION_FIELDS = [
     pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field(RUN_ID, pa.string(), nullable=False),
@@ -87,14 +98,27 @@ def constant(value: object, type_: pa.DataType, count: int) -> pa.Array:
 
 @dataclass(frozen=True)
 class Ingestion:
-    """One run's stamp on the rows it lands."""
+    """One run's stamp on the rows it lands, in whole milliseconds.
+
+    Silver reads the rows stamped after the newest it consumed. Delta keeps a timestamp's
+    statistics to the millisecond, so a stamp of whole milliseconds is exact in them, and the
+    files of rows already consumed are skipped unread (see `lake.delta.dataset`).
+    """
 
     run_id: str
     ingested_at: datetime
 
     @classmethod
     def now(cls, run_id: str) -> Ingestion:
-        return cls(run_id, datetime.now(UTC))
+        return cls(run_id, whole_milliseconds(datetime.now(UTC)))
+
+    def after(self, newest: datetime | None) -> Ingestion:
+        """This stamp, or the next millisecond after `newest` (a table's newest stamp) if not later:
+        a row stamped at or before what silver consumed would never reach it (a clock set back, a
+        second machine's clock behind, two runs in one millisecond)."""
+        if newest is None or self.ingested_at > newest:
+            return self
+        return Ingestion(self.run_id, next_millisecond(newest))
 
     def constants(self, source: str) -> dict[str, pa.Scalar]:
         """The stamp, one value per column (`lake.delta.append` stores them once per row group)."""

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from plantlake.lake import delta
-from plantlake.lake.layout import INGESTED_AT
+from plantlake.lake.layout import INGESTED_AT, next_millisecond
 from plantlake.lake.storage import Location
 
 CONSUMED = "consumed"
@@ -204,10 +204,13 @@ def pending_chunks(
     marks: dict[str, str] = delta.read_state(silver_path, CONSUMED, required=True) or {}
     consumed, inputs = dict(marks), {}
     for name, source in bronze.items():
-        data = delta.dataset(source.path, order_by=source.keys[0])
+        mark = marks.get(name)
+        # the files stamped after the mark (stamps are whole milliseconds: see `layout.Ingestion`)
+        since = (INGESTED_AT, next_millisecond(datetime.fromisoformat(mark))) if mark else None
+        data = delta.dataset(source.path, order_by=source.keys[0], since=since)
         if data is None:
             continue
-        found = _survey(data, _new_rows_filter(data, marks.get(name)), source.keys[0], chunk_rows, columns)
+        found = _survey(data, _new_rows_filter(data, mark), source.keys[0], chunk_rows, columns)
         if found.rows and found.newest is not None:
             inputs[name] = found
             consumed[name] = found.newest.isoformat()
