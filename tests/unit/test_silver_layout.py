@@ -98,19 +98,20 @@ def test_a_merge_of_recent_keys_rewrites_only_the_files_of_their_range(tmp_path:
     assert state.current(tmp_path / "silver")[silver.CONSUMED]
 
 
-def test_changes_spread_over_every_key_merge_in_slices_and_stay_exact(
-    tmp_path: Path, shuffled: np.ndarray, monkeypatch: pytest.MonkeyPatch
+def test_changes_spread_over_every_key_rewrite_each_file_once_in_one_commit_and_stay_exact(
+    tmp_path: Path, shuffled: np.ndarray
 ) -> None:
-    monkeypatch.setattr(silver, "MERGE_TARGET_ROWS", 2_500)  # a MERGE meets about three files of 1,000 rows
     _land(tmp_path / "bronze", shuffled, 1, "r1")
     _to_silver(tmp_path, chunk_rows=1_000)
     version = DeltaTable(str(tmp_path / "silver")).version()
+    before = set(DeltaTable(str(tmp_path / "silver")).file_uris())
     spread = shuffled[::50]
     _land(tmp_path / "bronze", spread, 2, "r2")
     _to_silver(tmp_path, chunk_rows=1_000_000)
-    merges = DeltaTable(str(tmp_path / "silver")).history(DeltaTable(str(tmp_path / "silver")).version() - version)
-    assert [entry["operation"] for entry in merges] == ["MERGE"] * 4
-    assert all(entry["operationMetrics"]["num_target_files_scanned"] <= 4 for entry in merges)
+    table = DeltaTable(str(tmp_path / "silver"))
+    after = set(table.file_uris())
+    assert table.version() == version + 1
+    assert not before & after and len(after) == len(before), "every file held a changed key: each written again once"
     assert _silver(tmp_path) == _expected([(shuffled, 1), (spread, 2)])
 
 
@@ -271,10 +272,9 @@ def _first_load(path: Path, chunks: list[pa.Table]) -> None:
     load.finish()
 
 
-def test_a_file_spanning_every_key_does_not_make_one_merge_of_the_whole_table(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_file_spanning_every_key_is_read_for_its_keys_but_written_again_only_if_it_holds_one(
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(silver, "MERGE_TARGET_ROWS", 1_000)
     path = tmp_path / "silver"
 
     def rows(ids: np.ndarray, tag: str) -> pa.Table:
@@ -283,12 +283,16 @@ def test_a_file_spanning_every_key_does_not_make_one_merge_of_the_whole_table(
     _first_load(path, [rows(np.arange(c * 2_000, (c + 1) * 2_000, 2), "v1") for c in range(8)])
     spread_new = np.arange(1, 16_000, 160)  # new keys spread over the range: appended as one file spanning it
     silver.commit(path, rows(spread_new, "v2"), ["id"], silver.Pending(consumed={"bronze": "a"}))
-    updates = np.arange(0, 16_000, 100)
-    before = DeltaTable(str(path)).version()
-    silver.commit(path, rows(updates, "v3"), ["id"], silver.Pending(consumed={"bronze": "b"}))
-    history = DeltaTable(str(path)).history(DeltaTable(str(path)).version() - before)
-    merges = [entry for entry in history if entry["operation"] == "MERGE"]
-    assert len(merges) >= 3, "slices cut where a file spans the cut once no clean cut comes"
+    spanning = set(DeltaTable(str(path)).file_uris()) - set(DeltaTable(str(path), version=0).file_uris())
+    before = set(DeltaTable(str(path)).file_uris())
+    updates = np.arange(0, 16_000, 100)  # even keys: none in the spanning file
+    assert silver.commit(path, rows(updates, "v3"), ["id"], silver.Pending(consumed={"bronze": "b"})) == {
+        "inserted": 0,
+        "updated": len(updates),
+    }
+    after = set(DeltaTable(str(path)).file_uris())
+    assert len(spanning) == 1 and spanning <= after, "the spanning file holds none of the keys: it stays"
+    assert len(before - after) == 8
     rows = dict(zip(*delta.read(path, columns=["id", "v"]).to_pydict().values(), strict=True))
     assert len(rows) == 8_000 + len(spread_new) and all(rows[int(i)] == "v3" for i in updates)
 

@@ -1,0 +1,153 @@
+"""Silver's upsert: incoming rows replace the rows of their keys in the files that hold them,
+and rows of new keys go to files of their own, all in one commit.
+
+Why not delta-rs MERGE: to learn which incoming keys are new it joins the rows with every file
+the source's key range meets, and it writes each file it touches through a DataFusion plan.
+On the 5M-row benchmark table (1% changed overnight: new orders and changes to the newest
+ones), telling new keys from changed ones, appending the new and merging the changed took
+0.51 s, against 0.18 s here. Here each file whose statistics allow an incoming key has its
+key columns read (a column of one file); only a file that holds one is written again, a row
+group at a time, so memory follows a row group and the incoming rows, never the table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction, RemoveAction
+
+from plantlake.lake import delta, parquet_files
+from plantlake.lake.storage import Location
+
+_ROW = "__plantlake_row"
+
+
+@dataclass(frozen=True)
+class _File:
+    path: str  # as the log holds it
+    size: int
+
+    def remove(self) -> RemoveAction:
+        return RemoveAction(self.path, True, int(time.time() * 1000), self.size, None)
+
+
+def upsert(
+    path: Location, rows: pa.Table, keys: list[str], window_key: str, state: dict[str, Any] | None
+) -> dict[str, int]:
+    """Upsert `rows` (one per key) on `keys` into the existing table at `path` in one commit, then
+    save `state`: the inserted and updated counts.
+
+    `window_key`, a key column, finds the files that may hold the rows' keys by their range of
+    it. A column the table has and the rows lack keeps its value in a changed row and is null
+    in a new one; a column the rows bring is added to the table.
+    """
+    counts = rows.select(keys).drop_null().group_by(keys).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.field("count_all") > 1)
+    if repeated.num_rows:
+        example = repeated.slice(0, 1).select(keys).to_pylist()[0]
+        raise ValueError(f"{path}: {repeated.num_rows} keys come more than once in one upsert, such as {example}")
+
+    def attempt() -> dict[str, int]:
+        table = delta.load(path)
+        schema = delta.widened_schema(table, rows.schema)
+        incoming = rows.select(keys)
+        incoming = incoming.cast(pa.schema([field.with_nullable(True) for field in incoming.schema]))
+        adds: list[AddAction] = []
+        removes: list[RemoveAction] = []
+        held = [incoming.schema.empty_table()]
+        for file in _files_that_may_hold(table, rows[window_key], window_key):
+            found = incoming.join(_keys_in(path, file, incoming.schema), keys, join_type="left semi")
+            if found.num_rows:
+                adds += parquet_files.write_files(path, _rewritten(path, file, rows, found, keys), schema)
+                removes.append(file.remove())
+                held.append(found)
+        changed = pa.concat_tables(held)
+        new = rows.join(changed, keys, join_type="left anti") if changed.num_rows else rows
+        if new.num_rows:
+            ordered = new.sort_by(window_key).select(rows.column_names)
+            adds += parquet_files.write_files(
+                path, ordered.to_batches(), schema, file_rows=parquet_files.ROW_GROUP_ROWS
+            )
+        delta.add_files(path, adds, schema, state, removes)
+        return {"inserted": new.num_rows, "updated": changed.num_rows}
+
+    return delta.retry(attempt)
+
+
+def _files_that_may_hold(table: DeltaTable, values: pa.ChunkedArray, column: str) -> list[_File]:
+    """The table's files whose statistics of `column` allow one of `values` (and those without)."""
+    files = pa.table(table.get_add_actions(flatten=True))
+    found = [
+        _File(path, size) for path, size in zip(files["path"].to_pylist(), files["size_bytes"].to_pylist(), strict=True)
+    ]
+    low, high = f"min.{column}", f"max.{column}"
+    kind = values.type
+    comparable = pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_temporal(kind)
+    if not found or not comparable or low not in files.column_names or high not in files.column_names:
+        return found
+    wanted = values.drop_null()
+    if len(wanted) == 0:
+        return []
+    ordered = pc.sort_indices(wanted)
+    sorted_values = _comparable(wanted.take(ordered))
+    lows, highs = files[low].cast(kind), files[high].cast(kind)
+    unknown = pc.or_(pc.is_null(lows), pc.is_null(highs)).to_numpy(zero_copy_only=False)
+    lows_np, highs_np = _comparable(pc.fill_null(lows, wanted[0])), _comparable(pc.fill_null(highs, wanted[0]))
+    if pa.types.is_timestamp(kind):
+        highs_np = highs_np + np.timedelta64(1, "ms")  # Delta truncates a timestamp's maximum to the millisecond
+    inside = np.searchsorted(sorted_values, highs_np, "right") > np.searchsorted(sorted_values, lows_np, "left")
+    return [file for file, keep in zip(found, unknown | inside, strict=True) if keep]
+
+
+def _comparable(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_timestamp(values.type):
+        values = values.cast(pa.timestamp(values.type.unit))  # numpy has no time zones; the instants stay
+    return values.to_numpy(zero_copy_only=False)
+
+
+def _open(path: Location, file: _File) -> pq.ParquetFile:
+    return pq.ParquetFile((path / unquote(file.path)).open_input())
+
+
+def _keys_in(path: Location, file: _File, key_schema: pa.Schema) -> pa.Table:
+    """The file's key columns, in the incoming rows' types (a file may hold `string_view`, say)."""
+    return _open(path, file).read(columns=key_schema.names).cast(key_schema)
+
+
+def _rewritten(
+    path: Location, file: _File, rows: pa.Table, found: pa.Table, keys: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """The file's rows a row group at a time, less those of `found` keys, then the incoming rows of those keys."""
+    source = _open(path, file)
+    carried = [name for name in source.schema_arrow.names if name not in rows.column_names]
+    replaced_old = []
+    for index in range(source.num_row_groups):
+        group = source.read_row_group(index)
+        positions = (
+            group.select(keys)
+            .cast(found.schema)
+            .append_column(_ROW, pa.array(np.arange(group.num_rows)))
+            .join(found, keys, join_type="left semi")[_ROW]
+        )
+        mask = np.zeros(group.num_rows, bool)
+        mask[positions.to_numpy()] = True
+        replaced = pa.array(mask)
+        if carried:  # the replaced rows' values of the columns the incoming rows lack, by key
+            old = group.filter(replaced)
+            key_columns = [old[key].cast(found.schema.field(key).type) for key in keys]
+            replaced_old.append(pa.table([*key_columns, *(old[name] for name in carried)], names=[*keys, *carried]))
+        yield from group.filter(pc.invert(replaced)).to_batches()
+        del group
+    replacements = rows.join(found, keys, join_type="left semi")
+    if carried:  # columns the incoming rows lack keep their values
+        replacements = replacements.join(pa.concat_tables(replaced_old), keys, join_type="left outer")
+    yield from replacements.to_batches()

@@ -1,0 +1,83 @@
+"""Silver's upsert: changed rows replace theirs in the files that hold them, new rows get files
+of their own, in one commit; columns and statistics as the table has them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from plantlake.lake import delta, silver
+from plantlake.lake.storage import Location
+
+pytestmark = pytest.mark.unit
+
+
+def _first_load(path: Path, chunks: list[pa.Table]) -> None:
+    load = silver.FirstLoad(Location.of(path))
+    for number, rows in enumerate(chunks):
+        load.write(rows, silver.Pending(consumed={"bronze": str(number)}))
+    load.finish()
+
+
+def _commit(path: Path, rows: pa.Table, keys: list[str], window_key: str | None = None) -> dict[str, int]:
+    return silver.commit(Location.of(path), rows, keys, silver.Pending(consumed={"bronze": "next"}), window_key)
+
+
+def _by_key(path: Path, key: str = "id") -> dict:
+    rows = delta.read(path).to_pylist()
+    assert len({row[key] for row in rows}) == len(rows), "a key twice in silver"
+    return {row[key]: row for row in rows}
+
+
+def test_changed_keys_rewrite_only_their_file_and_new_keys_come_in_the_same_commit(tmp_path: Path) -> None:
+    path = tmp_path / "silver"
+    _first_load(path, [pa.table({"id": range(c * 100, (c + 1) * 100), "v": ["a"] * 100}) for c in range(5)])
+    before, version = set(DeltaTable(str(path)).file_uris()), DeltaTable(str(path)).version()
+    merged = _commit(path, pa.table({"id": [250, 260, 900], "v": ["b", "b", "b"]}), ["id"])
+    table = DeltaTable(str(path))
+    assert merged == {"inserted": 1, "updated": 2}
+    assert table.version() == version + 1 and len(before - set(table.file_uris())) == 1
+    assert delta.read_state(path, silver.CONSUMED) == {"bronze": "next"}
+    rows = _by_key(path)
+    assert len(rows) == 501 and rows[250]["v"] == rows[900]["v"] == "b" and rows[249]["v"] == "a"
+
+
+def test_a_column_the_rows_lack_keeps_its_value_and_a_column_they_bring_is_added(tmp_path: Path) -> None:
+    path = tmp_path / "silver"
+    _first_load(path, [pa.table({"id": [1, 2, 3], "v": ["a", "a", "a"], "kept": [10, 20, 30]})])
+    _commit(path, pa.table({"id": [2, 4], "v": ["b", "b"], "added": [True, False]}), ["id"])
+    rows = _by_key(path)
+    assert rows[2] == {"id": 2, "v": "b", "kept": 20, "added": True}
+    assert rows[4] == {"id": 4, "v": "b", "kept": None, "added": False}
+    assert rows[1] == {"id": 1, "v": "a", "kept": 10, "added": None}
+
+
+def test_keys_twice_in_one_upsert_are_refused_with_the_table_named(tmp_path: Path) -> None:
+    path = tmp_path / "silver"
+    _first_load(path, [pa.table({"id": [1, 2], "v": ["a", "a"]})])
+    with pytest.raises(ValueError, match=r"silver: 1 keys come more than once.*'id': 2"):
+        _commit(path, pa.table({"id": [2, 2, 3], "v": ["b", "c", "d"]}), ["id"])
+    assert DeltaTable(str(path)).version() == 0
+
+
+def test_a_key_in_the_last_millisecond_of_a_file_is_found_though_its_statistics_are_truncated(
+    tmp_path: Path,
+) -> None:
+    """Delta keeps a timestamp's maximum to the millisecond: a file holding 12:00:00.000900 says
+    12:00:00.000 is its highest; a changed row of that instant must still replace the old one."""
+    path = tmp_path / "silver"
+    start = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    moments = [start + timedelta(microseconds=step * 300) for step in range(4)]  # .000, .0003, .0006, .0009
+    kind = pa.timestamp("us", "UTC")
+    _first_load(path, [pa.table({"tag": ["T"] * 4, "at": pa.array(moments, kind), "value": [1.0, 2.0, 3.0, 4.0]})])
+    maximum = pa.table(DeltaTable(str(path)).get_add_actions(flatten=True))["max.at"][0].as_py()
+    assert maximum < moments[-1], "the statistics are truncated, or the test proves nothing"
+    later = pa.table({"tag": ["T", "T"], "at": pa.array([moments[-1], start + timedelta(seconds=1)], kind)})
+    merged = _commit(path, later.append_column("value", pa.array([40.0, 5.0])), ["tag", "at"], window_key="at")
+    assert merged == {"inserted": 1, "updated": 1}
+    values = {row["at"]: row["value"] for row in delta.read(path).to_pylist()}
+    assert len(values) == 5 and values[moments[-1]] == 40.0
