@@ -201,9 +201,10 @@ def append(
     path = Location.of(path)
     reader = data.to_reader() if isinstance(data, pa.Table) else data
     fixed = [pa.field(name, value.type, nullable=not value.is_valid) for name, value in (constants or {}).items()]
-    target = widened_schema(open_table(path), pa.schema([*reader.schema, *fixed]))
+    table = open_table(path)
+    target = widened_schema(table, pa.schema([*reader.schema, *fixed]))
     actions = parquet_files.write_files(path, reader, target, constants, file_rows)
-    return add_files(path, actions, target, state)
+    return add_files(path, actions, target, state, opened=table)
 
 
 def widened_schema(table: DeltaTable | None, incoming: pa.Schema) -> pa.Schema:
@@ -222,28 +223,28 @@ def add_files(
     schema: pa.Schema,
     state: dict[str, Any] | None = None,
     removes: Sequence[RemoveAction] = (),
+    opened: DeltaTable | None = None,
 ) -> dict[str, int]:
     """Commit Parquet files already in the table's folder (`actions`), and the removal of the
     files `removes` names, creating the table with `schema` if there is none, then save `state`.
+
     Columns of `schema` the table lacks are added first. No rows for an existing table: no
-    commit, only the state is saved. A commit that removes files is not retried here: what it
-    removes was read from one version, so its caller must read again (`retry` the whole)."""
+    commit, only the state is saved. `opened`: the table as the caller opened it for this
+    write, which the first attempt commits on (delta-rs commits after any newer version). A
+    commit that removes files is not retried here: what it removes was read from one version,
+    so its caller must read again (`retry` the whole).
+    """
     path = Location.of(path)
     inserted = sum(json.loads(action.stats)["numRecords"] for action in actions)
-    table = open_table(path)
-    added: list[pa.Field] = []
-    if table is not None:
-        landed = pa.schema(table.schema().to_arrow())
-        added = [field for field in schema if field.name not in landed.names]
-    if table is not None and inserted == 0:
+    tables = [opened if opened is not None else open_table(path)]  # a retry after a lost race opens it anew
+    if tables[0] is not None and inserted == 0 and not removes:
         _save_state(path, state)
         return {"inserted": 0, "updated": 0}
 
     def commit() -> None:
-        current = open_table(path)
-        missing = (
-            [] if current is None else [field for field in added if field.name not in current.schema().to_arrow().names]
-        )
+        current = tables.pop() if tables else open_table(path)
+        held = [] if current is None else current.schema().to_arrow().names
+        missing = [field for field in schema if current is not None and field.name not in held]
         # nullable columns first: harmless to readers if the data commit fails; a retry finds them there
         if current is not None and missing:
             current.alter.add_columns([DeltaField.from_arrow(field) for field in missing])

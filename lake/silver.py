@@ -88,6 +88,7 @@ def commit(
     (see `silver_upsert`): the nightly cost of a table follows its changes, not its age.
     """
     silver_path, state, window_key = Location.of(silver_path), {CONSUMED: work.consumed}, window_key or keys[0]
-    if rows.num_rows == 0 or delta.open_table(silver_path) is None:
+    table = delta.open_table(silver_path)
+    if rows.num_rows == 0 or table is None:
         return delta.merge(silver_path, rows, keys, update=True, state=state)
-    return upsert(silver_path, rows, keys, window_key, state)
+    return upsert(table, silver_path, rows, keys, window_key, state)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -41,10 +42,10 @@ class _File:
 
 
 def upsert(
-    path: Location, rows: pa.Table, keys: list[str], window_key: str, state: dict[str, Any] | None
+    table: DeltaTable, path: Location, rows: pa.Table, keys: list[str], window_key: str, state: dict[str, Any] | None
 ) -> dict[str, int]:
-    """Upsert `rows` (one per key) on `keys` into the existing table at `path` in one commit, then
-    save `state`: the inserted and updated counts.
+    """Upsert `rows` (one per key) on `keys` into the existing `table` at `path` in one commit,
+    then save `state`: the inserted and updated counts (a retry after a lost race reads it anew).
 
     `window_key`, a key column, finds the files that may hold the rows' keys by their range of
     it. A column the table has and the rows lack keeps its value in a changed row and is null
@@ -56,31 +57,40 @@ def upsert(
         example = repeated.slice(0, 1).select(keys).to_pylist()[0]
         raise ValueError(f"{path}: {repeated.num_rows} keys come more than once in one upsert, such as {example}")
 
+    tables = [table]
+
     def attempt() -> dict[str, int]:
-        table = delta.load(path)
+        table = tables.pop() if tables else delta.load(path)
         schema = delta.widened_schema(table, rows.schema)
         incoming = rows.select(keys)
         incoming = incoming.cast(pa.schema([field.with_nullable(True) for field in incoming.schema]))
-        adds: list[AddAction] = []
-        removes: list[RemoveAction] = []
-        held = [incoming.schema.empty_table()]
+        holding = []  # each file that holds incoming keys, and those keys
         for file in _files_that_may_hold(table, rows[window_key], window_key):
             found = incoming.join(_keys_in(path, file, incoming.schema), keys, join_type="left semi")
             if found.num_rows:
-                adds += parquet_files.write_files(path, _rewritten(path, file, rows, found, keys), schema)
-                removes.append(file.remove())
-                held.append(found)
-        changed = pa.concat_tables(held)
+                holding.append((file, found))
+        changed = pa.concat_tables([incoming.schema.empty_table(), *(found for _, found in holding)])
         new = rows.join(changed, keys, join_type="left anti") if changed.num_rows else rows
-        if new.num_rows:
-            ordered = new.sort_by(window_key).select(rows.column_names)
-            adds += parquet_files.write_files(
-                path, ordered.to_batches(), schema, file_rows=parquet_files.ROW_GROUP_ROWS
-            )
-        delta.add_files(path, adds, schema, state, removes)
+        # the new rows' file is encoded while the changed files are (Arrow encodes without the GIL)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plantlake-upsert") as writer:
+            appended = writer.submit(_write_new, path, new.sort_by(window_key).select(rows.column_names), schema)
+            adds = [
+                action
+                for file, found in holding
+                for action in parquet_files.write_files(path, _rewritten(path, file, rows, found, keys), schema)
+            ]
+            adds += appended.result()
+        delta.add_files(path, adds, schema, state, [file.remove() for file, _ in holding], opened=table)
         return {"inserted": new.num_rows, "updated": changed.num_rows}
 
     return delta.retry(attempt)
+
+
+def _write_new(path: Location, rows: pa.Table, schema: pa.Schema) -> list[AddAction]:
+    """Files of the rows of new keys, each as small as a row group, as bronze's are (see `bronze.FILE_ROWS`)."""
+    if not rows.num_rows:
+        return []
+    return parquet_files.write_files(path, rows.to_batches(), schema, file_rows=parquet_files.ROW_GROUP_ROWS)
 
 
 def _files_that_may_hold(table: DeltaTable, values: pa.ChunkedArray, column: str) -> list[_File]:
