@@ -141,7 +141,7 @@ def _rewritten(
     carried = [name for name in source.schema_arrow.names if name not in rows.column_names]
     replaced_old = []
     for index in range(source.num_row_groups):
-        group = source.read_row_group(index)
+        group = _without_views(source.read_row_group(index))
         positions = (
             group.select(keys)
             .cast(found.schema)
@@ -161,3 +161,17 @@ def _rewritten(
     if carried:  # columns the incoming rows lack keep their values
         replacements = replacements.join(pa.concat_tables(replaced_old), keys, join_type="left outer")
     yield from replacements.to_batches()
+
+
+def _without_views(group: pa.Table) -> pa.Table:
+    """`string_view` and `binary_view` columns (files a delta-rs MERGE wrote hold them) as `string`
+    and `binary`: pyarrow's filter has no kernel for them."""
+    fields = [
+        field.with_type(pa.string())
+        if pa.types.is_string_view(field.type)
+        else field.with_type(pa.binary())
+        if pa.types.is_binary_view(field.type)
+        else field
+        for field in group.schema
+    ]
+    return group.cast(pa.schema(fields))
