@@ -175,7 +175,8 @@ def ingest_file(
     when the file changed while it was read (it is still being written: nothing of it is kept).
     """
     path = lake.table("bronze", f"{source.name}_rows")
-    work = _Ingest(source, file, scan, Ingestion.now(run_id))
+    ingestion = bronze.stamped_after_newest(path, delta.open_table(path), Ingestion.now(run_id))
+    work = _Ingest(source, file, scan, ingestion)
     reason = None
     try:
         if _landed_before(path, scan.sha256):
@@ -185,6 +186,7 @@ def ingest_file(
             delta.append(
                 path,
                 pa.RecordBatchReader.from_batches(rows_schema(source), work.batches()),
+                state=bronze.stamp_state(ingestion),
                 constants=work.constants(),
                 file_rows=bronze.FILE_ROWS,
             )

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+from deltalake import DeltaTable
 
 from plantlake.lake import delta, progress
 from plantlake.lake.layout import INGESTED_AT, INGESTION_FIELDS, Ingestion
@@ -63,6 +64,25 @@ class _Counted:
             if self.table is not None:
                 progress.add(self.table, batch.num_rows)
             yield batch
+
+
+STAMPED = "stamped"  # state: the newest ingestion stamp the table holds
+
+
+def stamped_after_newest(path: Location, table: DeltaTable | None, ingestion: Ingestion) -> Ingestion:
+    """`ingestion`, stamped after the newest stamp the table holds (see `Ingestion.after`): the
+    one its state recorded, or its statistics show (delta-rs shows those of the first 32 columns
+    only, and a bronze table's stamp comes after the source's columns)."""
+    if table is None:
+        return ingestion
+    recorded = delta.read_state(path, STAMPED)
+    known = [datetime.fromisoformat(recorded) if recorded else None, delta.newest(table, INGESTED_AT)]
+    return ingestion.after(max((moment for moment in known if moment is not None), default=None))
+
+
+def stamp_state(ingestion: Ingestion) -> dict[str, str]:
+    """The state that records the stamp, saved with the rows' commit."""
+    return {STAMPED: ingestion.ingested_at.isoformat()}
 
 
 def _not_landed(batches: Iterable[pa.RecordBatch], landed: pa.Table, keys: list[str]) -> Iterator[pa.RecordBatch]:
@@ -128,7 +148,8 @@ def land(
         return Landed(path, 0, 0)
     read = _Counted(itertools.chain([first], batches), path)
     table = delta.open_table(path)
-    ingestion = ingestion.after(delta.newest(table, INGESTED_AT) if table is not None else None)
+    ingestion = stamped_after_newest(path, table, ingestion)
+    state = {**(state or {}), **stamp_state(ingestion)}
     if table is not None and window is None:
         schema = pa.schema([*source_schema, *INGESTION_FIELDS])
         reader = pa.RecordBatchReader.from_batches(schema, ingestion.stamp_all(read, source))
