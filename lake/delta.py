@@ -259,12 +259,28 @@ def add_files(
                 storage_options=path.storage_options,
             )
         else:
+            _refuse_removed(current, removes)
             changes: list[AddAction | RemoveAction] = [*actions, *removes]
             current.create_write_transaction(changes, mode="append", schema=schema)
 
     retry(commit, attempts=1 if removes else 8)
     _save_state(path, state)
     return {"inserted": inserted, "updated": 0}
+
+
+def _refuse_removed(table: DeltaTable, removes: Sequence[RemoveAction]) -> None:
+    """A lost race: a file to remove is gone from the current version (compacted, rewritten by
+    another writer), so what replaces it was read from an older one. delta-rs would commit the
+    removal anyway; the caller must read again. The table's lock keeps writers apart in the
+    first place; this catches a writer that did not take it."""
+    if not removes:
+        return
+    live = set(pa.table(table.get_add_actions(flatten=True))["path"].to_pylist())
+    gone = [remove.path for remove in removes if remove.path not in live]
+    if gone:
+        raise CommitFailedError(
+            f"{len(gone)} file(s) to remove are gone from version {table.version()}, e.g. {gone[0]}"
+        )
 
 
 def widen(path: Where, fields: dict[str, pa.Field]) -> None:

@@ -92,3 +92,25 @@ def test_files_a_delta_rs_merge_wrote_with_string_view_columns_are_rewritten(tmp
     assert pa.string_view() in viewed, "delta-rs no longer writes string_view: the test proves nothing"
     assert _commit(path, pa.table({"id": [2], "v": [2]}), ["id"]) == {"inserted": 0, "updated": 1}
     assert {key: (row["s"], row["v"]) for key, row in _by_key(path).items()} == {1: ("a", 1), 2: ("b", 2), 3: ("c", 1)}
+
+
+def test_a_file_rewritten_by_another_writer_meanwhile_makes_the_upsert_read_again_not_duplicate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plantlake.lake import silver_upsert
+
+    path = tmp_path / "silver"
+    _first_load(path, [pa.table({"id": range(10), "v": ["a"] * 10})])
+    write_new, raced = silver_upsert._write_new, []
+
+    def other_writer_first(*args: object) -> object:
+        if not raced:  # after this upsert read the file's keys, another writer rewrites that file
+            raced.append("other writer")
+            _commit(path, pa.table({"id": [5, 6], "v": ["other", "other"]}), ["id"])
+        return write_new(*args)
+
+    monkeypatch.setattr(silver_upsert, "_write_new", other_writer_first)
+    assert _commit(path, pa.table({"id": [6, 7], "v": ["mine", "mine"]}), ["id"]) == {"inserted": 0, "updated": 2}
+    rows = _by_key(path)
+    assert raced and len(rows) == 10
+    assert [rows[key]["v"] for key in (4, 5, 6, 7)] == ["a", "other", "mine", "mine"]
