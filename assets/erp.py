@@ -2,7 +2,7 @@
 
 import functools
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +88,11 @@ def _engine(source: ErpSource) -> Iterator[sa.Engine]:
         engine.dispose()
 
 
+def _fast_connection_ahead(source: ErpSource, engine: sa.Engine) -> AbstractContextManager[None]:
+    """The fast path's connection opened while the table is reflected (see `sql_fast.connecting_ahead`)."""
+    return sql_fast.connecting_ahead(engine) if source.fast_path and sql_fast.supports(engine) else nullcontext()
+
+
 def _conditions(table: ErpTable) -> list[sql.Condition]:
     return [(condition.column, condition.op, condition.value) for condition in table.where]
 
@@ -96,7 +101,7 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
     """Land rows changed since the committed watermark (less the look-back), up to the cursor's maximum now."""
     name = table_name(source, table)
     path = lake.table("bronze", name)
-    with _engine(source) as engine:
+    with _engine(source) as engine, _fast_connection_ahead(source, engine):
         source_table = sql.reflect_table(engine, table.name)
         lake_schema = delta.schema(path)
         change = drift.compare(lake_schema, _source_schema(source_table, source, table), f"bronze.{name}", BOOKKEEPING)

@@ -11,8 +11,9 @@ How reruns and failures stay safe:
 - The state a later run needs (a source watermark, the bronze position silver has consumed)
   is written to the table's state file right after the commit (see `lake.state` for why
   there and how it holds through checkpoints, log cleanup, OPTIMIZE and VACUUM).
-- Rows are written by MERGE on the table's keys (insert-if-absent for bronze and quarantine,
-  upsert for silver), so re-reading rows a previous run already committed adds nothing.
+- Rows are written on the table's keys (a MERGE inserts if absent for bronze and quarantine;
+  silver upserts by rewriting the files that hold its keys, `lake.silver_upsert`, in one commit
+  of added and removed files), so re-reading rows a previous run already committed adds nothing.
 - One writer per table at a time: the steps hold `lake.locks.exclusive` around read, write
   and state; the quarantine and meta tables, written by many steps, retry a lost commit race.
 

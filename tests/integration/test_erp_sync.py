@@ -142,3 +142,28 @@ def test_postgres_fast_path_reads_every_type_as_the_sqlalchemy_path_does(postgre
     first = landed[True].to_pylist()[0]
     assert first["wide"] == Decimal("123456789012345678.123456789012") and first["amount"] == Decimal("12345678.91")
     assert str(first["seen_at"]) == "2024-03-31 00:30:00.123456+00:00"  # naive, read in Europe/Berlin (CET until 02:00)
+
+
+def test_the_read_takes_the_connection_opened_ahead_and_one_no_read_took_is_closed(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plantlake.connectors import sql_fast
+
+    opened = []
+    connect = sql_fast._connect
+
+    def counted(url: str) -> object:
+        opened.append(connect(url))
+        return opened[-1]
+
+    monkeypatch.setattr(sql_fast, "_connect", counted)
+    engine = sa.create_engine(postgres_url)
+    with sql_fast.connecting_ahead(engine):
+        batches = list(sql_fast.stream(engine, "SELECT 7 AS x", 10))
+    assert len(opened) == 1 and batches[0].column("x").to_pylist() == [7]
+    with sql_fast.connecting_ahead(engine):
+        pass
+    assert len(opened) == 2 and opened[1]._closed
+    assert [batch.num_rows for batch in sql_fast.stream(engine, "SELECT 1 AS x", 10)] == [1]  # none ahead: its own
+    assert len(opened) == 3
+    engine.dispose()
