@@ -157,7 +157,7 @@ def land(
         return Landed(path, read.rows, result["inserted"])
     fresh: Iterable[pa.RecordBatch] = read
     if table is not None:
-        landed = delta.read(path, columns=keys, filter=window, since=since)
+        landed = delta.read(path, columns=keys, filter=window, since=since, opened=table)
         if landed is not None and landed.num_rows:
             fresh = _not_landed(read, landed.cast(pa.schema([source_schema.field(key) for key in keys])), keys)
     inserted = _Counted(fresh)
@@ -167,5 +167,6 @@ def land(
         state=state,
         constants=ingestion.constants(source),
         file_rows=FILE_ROWS,
+        opened=table,
     )
     return Landed(path, read.rows, inserted.rows)

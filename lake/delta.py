@@ -186,6 +186,7 @@ def append(
     state: dict[str, Any] | None = None,
     constants: dict[str, pa.Scalar] | None = None,
     file_rows: int | None = None,
+    opened: DeltaTable | None = None,
 ) -> dict[str, int]:
     """Add rows without looking for matches in one commit, then save `state`; a reader is written as it streams.
 
@@ -197,12 +198,12 @@ def append(
     target, so its memory grows with the table, while an append costs only its own rows.
     New columns are added to the table; columns the rows lack are null. Memory holds about
     two row groups, however long the stream (see `lake.parquet_files`). No rows for an
-    existing table: no commit, only the state is saved.
+    existing table: no commit, only the state is saved. `opened`: as for `add_files`.
     """
     path = Location.of(path)
     reader = data.to_reader() if isinstance(data, pa.Table) else data
     fixed = [pa.field(name, value.type, nullable=not value.is_valid) for name, value in (constants or {}).items()]
-    table = open_table(path)
+    table = opened if opened is not None else open_table(path)
     target = widened_schema(table, pa.schema([*reader.schema, *fixed]))
     actions = parquet_files.write_files(path, reader, target, constants, file_rows)
     return add_files(path, actions, target, state, opened=table)
@@ -329,16 +330,22 @@ def overwrite(path: Where, data: pa.Table) -> bool:
     return True
 
 
-def dataset(path: Where, order_by: str | None = None, since: tuple[str, Any] | None = None) -> ds.Dataset | None:
+def dataset(
+    path: Where,
+    order_by: str | None = None,
+    since: tuple[str, Any] | None = None,
+    opened: DeltaTable | None = None,
+) -> ds.Dataset | None:
     """The current version as a pyarrow dataset (scanned lazily, in batches), in the table's own schema.
 
     `order_by`: a column whose statistics order the files, lowest first, so that a table
     written in that column's order is scanned in it (a table's file list has no order).
     `since`: (column, lowest value): only the files whose statistics allow a value at or above
-    it (see `_files_since`); rows are not filtered, the scan's filter does that.
+    it (see `_files_since`); rows are not filtered, the scan's filter does that. `opened`: the
+    table as the caller has just opened it, read instead of opening it again.
     """
     path = Location.of(path)
-    table = open_table(path)
+    table = opened if opened is not None else open_table(path)
     if table is None:
         return None
     data = _files_since(table, since)
@@ -414,10 +421,11 @@ def read(
     columns: list[str] | None = None,
     filter: ds.Expression | None = None,
     since: tuple[str, Any] | None = None,
+    opened: DeltaTable | None = None,
 ) -> pa.Table | None:
     """The rows `filter` keeps (of the files `since` keeps, see `dataset`), of `columns` or all."""
     path = Location.of(path)
-    data = dataset(path, since=since)
+    data = dataset(path, since=since, opened=opened)
     if data is None:
         return None
     schema = data.schema if columns is None else pa.schema([data.schema.field(name) for name in columns])
