@@ -117,7 +117,7 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
         batches = sql.read_batches(engine, read, change.schema, source.timezone, source.batch_rows, source.fast_path)
         keys = [*table.primary_key, table.cursor] if table.cursor else change.schema.names
         lowest = _lowest(lower, change.schema.field(table.cursor), source.timezone) if table.cursor else None
-        since = (table.cursor, lowest) if lowest is not None else None
+        since = (table.cursor, lowest) if table.cursor and lowest is not None else None
         newest = until if until is not None else watermark
         state = {"watermark": bronze.encode_watermark(newest)} if table.cursor else None
         window = ds.field(table.cursor) >= lowest if since else None
