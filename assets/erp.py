@@ -90,7 +90,7 @@ def _engine(source: ErpSource) -> Iterator[sa.Engine]:
 
 def _fast_connection_ahead(source: ErpSource, engine: sa.Engine) -> AbstractContextManager[None]:
     """The fast path's connection opened while the table is reflected (see `sql_fast.connecting_ahead`)."""
-    return sql_fast.connecting_ahead(engine) if source.fast_path and sql_fast.supports(engine) else nullcontext()
+    return sql_fast.connecting_ahead(engine) if source.fast_path else nullcontext()  # it does nothing off PostgreSQL
 
 
 def _conditions(table: ErpTable) -> list[sql.Condition]:

@@ -120,7 +120,7 @@ def link_validated(
         return None  # a condition may read any column
     if any(column not in landed.schema().to_arrow().names for column in filled):
         return None
-    if not silver.clustered(landed, bronze.keys[0], silver.MERGE_TARGET_ROWS):
+    if not silver.clustered(landed, bronze.keys[0], silver.CLEAN_CUT_ROWS):
         return None  # the usual path writes files of narrow key ranges
     version = landed.version()
     memory.release()  # what the bronze step freed, as `merge_validated` does

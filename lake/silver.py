@@ -35,7 +35,7 @@ __all__ = [
 
 # rows between two key cuts no bronze file spans, at most, for silver to take bronze's files as
 # its own (`clustered`): a change to a key then rewrites a file or two, not a run of overlapping ones
-MERGE_TARGET_ROWS = 1_000_000
+CLEAN_CUT_ROWS = 1_000_000
 
 
 def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) -> pa.Table:

@@ -93,9 +93,9 @@ def clustered(table: DeltaTable, key: str, span_rows: int) -> bool:
     overlaps at most the next one, and a cut that no file spans comes at least every
     `span_rows` rows (as a table read in key order, or nearly, lands).
 
-    Silver merges in slices cut where no file spans the cut (`silver._slices_by_files`), so that
-    no two slices meet the same file; the rows between two such cuts are what one merge may
-    have to meet. Files without statistics of `key` count as spanning everything.
+    Silver's upsert rewrites every file whose range holds a changed key (`silver_upsert`): with
+    narrow ranges a change meets a file or two, not a run of overlapping ones. Files without
+    statistics of `key` count as spanning everything.
     """
     files = key_ranges(table, key)
     if files is None:
