@@ -14,13 +14,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from plantlake.pipelines import PROCESS_ENVIRONMENT
+
 Case = Callable[..., Callable[[], int]]
 
 
 def run_case(script: str, label: str, case: str, *args: Any) -> dict:
-    """Run `case` of `script` in a child process; its wall time, rows and peak memory in MB."""
+    """Run `case` of `script` in a child process; its wall time, rows and peak memory in MB.
+
+    The child is set up as plantlake's processes are (`PROCESS_ENVIRONMENT`), whatever it runs.
+    """
     command = [sys.executable, script, "--case", case, json.dumps(list(args))]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    environment = {**PROCESS_ENVIRONMENT, **os.environ}
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment)
     out = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     if status != 0:

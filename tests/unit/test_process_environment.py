@@ -1,0 +1,33 @@
+"""A plantlake process sets what pyarrow reads once, as it loads, before anything loads it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from plantlake.pipelines import PROCESS_ENVIRONMENT
+
+pytestmark = pytest.mark.unit
+
+POOL = "import plantlake.pipelines.definitions, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+
+
+def _pool_of_a_fresh_process(**environment: str) -> str:
+    clean = {name: value for name, value in os.environ.items() if name not in PROCESS_ENVIRONMENT}
+    done = subprocess.run(
+        [sys.executable, "-c", POOL], env={**clean, **environment}, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the pool is chosen on Linux only: see plantlake.pipelines")
+def test_the_code_location_runs_on_jemalloc() -> None:
+    """Loading the definitions, as Dagster's code server and run workers do, picks the pool
+    before pyarrow loads (an `import pyarrow` above it in `plantlake.pipelines` would undo this)."""
+    assert PROCESS_ENVIRONMENT == {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}
+    assert _pool_of_a_fresh_process() == "jemalloc"
+
+
+def test_the_environment_names_the_pool_when_it_sets_one() -> None:
+    assert _pool_of_a_fresh_process(ARROW_DEFAULT_MEMORY_POOL="system") == "system"
