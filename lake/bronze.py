@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -85,6 +86,26 @@ def stamp_state(ingestion: Ingestion) -> dict[str, str]:
     return {STAMPED: ingestion.ingested_at.isoformat()}
 
 
+def _landed(
+    path: Location,
+    ingestion: Ingestion,
+    keys: list[str],
+    source_schema: pa.Schema,
+    window: ds.Expression | None,
+    since: tuple[str, Any] | None,
+) -> tuple[DeltaTable | None, Ingestion, pa.Table | None]:
+    """What `land` needs of the table: the table, if any; `ingestion` stamped after its newest
+    stamp; and, with a `window`, the keys landed within it, in the source's types."""
+    table = delta.open_table(path)
+    ingestion = stamped_after_newest(path, table, ingestion)
+    if table is None or window is None:
+        return table, ingestion, None
+    landed = delta.read(path, columns=keys, filter=window, since=since, opened=table)
+    if landed is None:
+        return table, ingestion, None
+    return table, ingestion, landed.cast(pa.schema([source_schema.field(key) for key in keys]))
+
+
 def _not_landed(batches: Iterable[pa.RecordBatch], landed: pa.Table, keys: list[str]) -> Iterator[pa.RecordBatch]:
     """The rows of each batch whose `keys` are not among the `landed` keys."""
     for batch in batches:
@@ -143,12 +164,16 @@ def land(
     rows are merged on `keys` against the whole table. A read that returns nothing commits
     nothing, so an idle source leaves the table as it is.
     """
+    # what the lake holds is read while the source answers its query (both wait on I/O or run
+    # without the GIL); a read that returns nothing lets it end on its own: it writes nothing
+    lake_side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plantlake-bronze-landed")
+    ahead = lake_side.submit(_landed, path, ingestion, keys, source_schema, window, since)
+    lake_side.shutdown(wait=False)
     first = next(batches, None)
     if first is None:
         return Landed(path, 0, 0)
+    table, ingestion, landed = ahead.result()
     read = _Counted(itertools.chain([first], batches), path)
-    table = delta.open_table(path)
-    ingestion = stamped_after_newest(path, table, ingestion)
     state = {**(state or {}), **stamp_state(ingestion)}
     if table is not None and window is None:
         schema = pa.schema([*source_schema, *INGESTION_FIELDS])
@@ -156,10 +181,8 @@ def land(
         result = delta.merge(path, reader, keys, update=False, state=state, null_safe_keys=True)
         return Landed(path, read.rows, result["inserted"])
     fresh: Iterable[pa.RecordBatch] = read
-    if table is not None:
-        landed = delta.read(path, columns=keys, filter=window, since=since, opened=table)
-        if landed is not None and landed.num_rows:
-            fresh = _not_landed(read, landed.cast(pa.schema([source_schema.field(key) for key in keys])), keys)
+    if landed is not None and landed.num_rows:
+        fresh = _not_landed(read, landed, keys)
     inserted = _Counted(fresh)
     delta.append(
         path,
