@@ -201,7 +201,12 @@ def validate(
         return Validation(accepted=table)
     frame = _gx_frame(table, suite)
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(gx_suite(table_name, suite, table.schema), result_format={"result_format": "COMPLETE"})
+    expectations = gx_suite(table_name, suite, table.schema)
+    # whether every row passes, first: half the cost of listing the rows that fail (18 against
+    # 33 ms on 50,000 rows and three rules), and nearly every batch passes
+    result = batch.validate(expectations, result_format={"result_format": "BOOLEAN_ONLY"})
+    if not result.success:
+        result = batch.validate(expectations, result_format={"result_format": "COMPLETE"})
     _forget(batch)
     failed_rows: dict[int, list[Expect]] = {}
     outcomes = []
