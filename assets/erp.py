@@ -108,9 +108,11 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
         watermark = bronze.decode_watermark(delta.read_state(path, "watermark", required=table.cursor is not None))
         lower = _lower_bound(watermark, table)
         until = sql.max_cursor(engine, source_table, table.cursor) if table.cursor else None
-        # in key order where a cursor bounds the read (a table read whole every night is not
-        # sorted for it: on a table whose rows lie in no key order the index scan costs the source)
-        order = table.primary_key if table.cursor else []
+        # in key order on a cursor's first read, which the primary key's index serves and silver
+        # links as landed; a later read holds a night's changes, which the source would have to
+        # sort (45 of its 54 ms on 50,000 rows, spilled to disk) while silver orders them itself.
+        # A table read whole every night is not sorted either: its index scan costs the source
+        order = table.primary_key if table.cursor and lower is None else []
         read = sql.TableRead(source_table, change.schema.names, _conditions(table), table.cursor, lower, until, order)
         drift.record(lake, f"bronze.{name}", change, run_id)
         drift.apply(path, change)
