@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from plantlake.lake import delta, progress
+from plantlake.lake import delta, keyed, progress
 from plantlake.lake.layout import INGESTED_AT, INGESTION_FIELDS, Ingestion
 from plantlake.lake.parquet_files import ROW_GROUP_ROWS
 from plantlake.lake.storage import Location
@@ -109,8 +110,7 @@ def _landed(
 def _not_landed(batches: Iterable[pa.RecordBatch], landed: pa.Table, keys: list[str]) -> Iterator[pa.RecordBatch]:
     """The rows of each batch whose `keys` are not among the `landed` keys."""
     for batch in batches:
-        fresh = pa.Table.from_batches([batch]).join(landed, keys=keys, join_type="left anti")
-        yield from fresh.select(batch.schema.names).cast(batch.schema).to_batches()
+        yield batch.filter(pc.invert(keyed.holding(pa.Table.from_batches([batch]), landed, keys)))
 
 
 # A file per row group: silver's first load links bronze's files (`silver.link_landed`), and a

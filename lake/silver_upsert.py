@@ -26,10 +26,8 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
-from plantlake.lake import delta, parquet_files
+from plantlake.lake import delta, keyed, parquet_files
 from plantlake.lake.storage import Location
-
-_ROW = "__plantlake_row"
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ def upsert(
             if found.num_rows:
                 holding.append((file, found))
         changed = pa.concat_tables([incoming.schema.empty_table(), *(found for _, found in holding)])
-        new = rows.filter(pc.invert(_holding(rows, changed, keys))) if changed.num_rows else rows
+        new = rows.filter(pc.invert(keyed.holding(rows, changed, keys))) if changed.num_rows else rows
         # the new rows' file is encoded while the changed files are (Arrow encodes without the GIL)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plantlake-upsert") as writer:
             appended = writer.submit(_write_new, path, new.sort_by(window_key).select(rows.column_names), schema)
@@ -142,31 +140,17 @@ def _rewritten(
     replaced_old = []
     for index in range(source.num_row_groups):
         group = _without_views(source.read_row_group(index))
-        replaced = _holding(group, found, keys)
+        replaced = keyed.holding(group, found, keys)
         if carried:  # the replaced rows' values of the columns the incoming rows lack, by key
             old = group.filter(replaced)
             key_columns = [old[key].cast(found.schema.field(key).type) for key in keys]
             replaced_old.append(pa.table([*key_columns, *(old[name] for name in carried)], names=[*keys, *carried]))
         yield from group.filter(pc.invert(replaced)).to_batches()
         del group
-    replacements = rows.filter(_holding(rows, found, keys))
+    replacements = rows.filter(keyed.holding(rows, found, keys))
     if carried:  # columns the incoming rows lack keep their values
         replacements = replacements.join(pa.concat_tables(replaced_old), keys, join_type="left outer")
     yield from replacements.to_batches()
-
-
-def _holding(table: pa.Table, found: pa.Table, keys: list[str]) -> pa.Array:
-    """Per row of `table`, whether its key is one of `found`'s. The join reads the key columns
-    and a row number only: a join that carried every column cost more than the filter by the mask."""
-    positions = (
-        table.select(keys)
-        .cast(found.schema)
-        .append_column(_ROW, pa.array(np.arange(table.num_rows)))
-        .join(found, keys, join_type="left semi")[_ROW]
-    )
-    mask = np.zeros(table.num_rows, bool)
-    mask[positions.to_numpy()] = True
-    return pa.array(mask)
 
 
 def _without_views(group: pa.Table) -> pa.Table:
