@@ -2,6 +2,7 @@
 
 import functools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
@@ -97,15 +98,25 @@ def _conditions(table: ErpTable) -> list[sql.Condition]:
     return [(condition.column, condition.op, condition.value) for condition in table.where]
 
 
+def _bronze_facts(path: Location, table: ErpTable) -> tuple[pa.Schema | None, Any]:
+    """Bronze's schema and its committed watermark."""
+    watermark = delta.read_state(path, "watermark", required=table.cursor is not None)
+    return delta.schema(path), bronze.decode_watermark(watermark)
+
+
 def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> Step:
     """Land rows changed since the committed watermark (less the look-back), up to the cursor's maximum now."""
     name = table_name(source, table)
     path = lake.table("bronze", name)
-    with _engine(source) as engine, _fast_connection_ahead(source, engine):
+    with (
+        _engine(source) as engine,
+        _fast_connection_ahead(source, engine),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="plantlake-bronze-facts") as lake_side,
+    ):
+        facts = lake_side.submit(_bronze_facts, path, table)  # read while the source table is reflected
         source_table = sql.reflect_table(engine, table.name)
-        lake_schema = delta.schema(path)
+        lake_schema, watermark = facts.result()
         change = drift.compare(lake_schema, _source_schema(source_table, source, table), f"bronze.{name}", BOOKKEEPING)
-        watermark = bronze.decode_watermark(delta.read_state(path, "watermark", required=table.cursor is not None))
         lower = _lower_bound(watermark, table)
         until = sql.max_cursor(engine, source_table, table.cursor) if table.cursor else None
         # in key order on a cursor's first read, which the primary key's index serves and silver
