@@ -165,8 +165,10 @@ def _silver_drift(lake: Lake, name: str, run_id: str) -> drift.Drift:
 
 def _reconcile_deletes(path: Location, source: ErpSource, table: ErpTable, now: datetime) -> dict[str, object]:
     """Compare primary keys with the source when due; mark or remove the rows it no longer has."""
+    if table.deletes is None:
+        return {"rows_deleted": 0, "deletes_checked": False}
     silver_schema = delta.schema(path)
-    if table.deletes is None or silver_schema is None or not deletes.due(path, table.deletes.every_hours, now):
+    if silver_schema is None or not deletes.due(path, table.deletes.every_hours, now):
         return {"rows_deleted": 0, "deletes_checked": False}
     key_schema = pa.schema([silver_schema.field(key) for key in table.primary_key])
     with _engine(source) as engine:
@@ -184,7 +186,10 @@ def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str, no
     change = _silver_drift(lake, name, run_id)
     bronze_input = silver.BronzeInput(lake.table("bronze", name), keys)
     suite = functools.partial(suites.erp_suite, keys, table.expect)
-    step = link_validated(path, name, bronze_input, change.schema, suite, source.name) or merge_validated(
+    existing = delta.open_table(path)
+    step = link_validated(
+        path, name, bronze_input, change.schema, suite, source.name, opened=existing
+    ) or merge_validated(
         lake,
         path,
         silver.pending_chunks(path, {name: bronze_input}),
@@ -193,6 +198,7 @@ def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str, no
         keys,
         run_id,
         source.name,
+        opened=existing,
     )
     step.metadata.update(
         _reconcile_deletes(path, source, table, now or datetime.now(UTC)), schema_drift=change.describe()

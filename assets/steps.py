@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from plantlake.assets.results import Step
 from plantlake.lake import delta, memory, progress, quarantine, silver
@@ -33,16 +34,21 @@ def merge_validated(
     run_id: str,
     source: str | None = None,
     window_key: str | None = None,
+    opened: DeltaTable | None = None,
 ) -> Step:
     """Per chunk: `prepare` silver rows (and rows it already rejects), GX on them, failures to
     quarantine, the rest merged on `keys`.
 
     `window_key`: see `lake.silver.commit`. Quarantine is written before each silver commit: if the
     commit fails, the rerun rejects the same rows again and the quarantine merge keeps them once.
+    `opened`: the table as the caller opened it, if it did and the table exists (the first
+    chunk's commit starts from it instead of opening the table again).
     """
     totals = {"rows_new": 0, "rows_inserted": 0, "rows_updated": 0, "chunks": 0}
     validations = []
-    first_load = silver.FirstLoad(path) if delta.open_table(path) is None else None
+    table = opened if opened is not None else delta.open_table(path)
+    first_load = silver.FirstLoad(path) if table is None else None
+    ahead = [table] if table is not None else []  # handed to the first commit only: later ones open anew
     memory.release()  # what earlier steps in this process freed (a bronze step's driver buffers, say)
 
     def write(accepted: pa.Table, rejections: list[Rejection], work: silver.Pending) -> dict[str, int]:
@@ -50,7 +56,7 @@ def merge_validated(
         try:
             if first_load is not None:
                 return first_load.write(accepted, work)
-            return silver.commit(path, accepted, keys, work, window_key)
+            return silver.commit(path, accepted, keys, work, window_key, opened=ahead.pop() if ahead else None)
         finally:
             memory.release()  # this thread's share of Arrow's pool, and the C heap, keep what they freed otherwise
 
@@ -96,6 +102,7 @@ def link_validated(
     suite: Callable[[pa.Schema], list[Expect]],
     source: str | None = None,
     filled: Sequence[str] = (),
+    opened: DeltaTable | None = None,
 ) -> Step | None:
     """A first load that silver takes as landed: checked, then bronze's files linked instead of
     written again (`silver.link_landed`); None when the usual path must run.
@@ -108,9 +115,10 @@ def link_validated(
     meanwhile, writes nothing and returns None; the usual path then reads everything again (a
     first load with bad rows pays for its checks twice, once in the table's life). `filled`:
     columns silver takes from bronze that files landed before bronze had them lack (null
-    there): a null in one also takes the usual path, which fills them.
+    there): a null in one also takes the usual path, which fills them. `opened`: silver's table,
+    if the caller opened it (see `merge_validated`).
     """
-    if delta.open_table(path) is not None:
+    if opened is not None or delta.open_table(path) is not None:
         return None  # the usual case, every night after the first: nothing more to open
     landed = delta.open_table(bronze.path)
     if landed is None or delta.read_state(path, silver.CONSUMED):

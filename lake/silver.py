@@ -11,6 +11,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake import DeltaTable
 
 from plantlake.lake import delta
 from plantlake.lake.delta import quote
@@ -76,6 +77,7 @@ def commit(
     keys: list[str],
     work: Pending,
     window_key: str | None = None,
+    opened: DeltaTable | None = None,
 ) -> dict[str, int]:
     """Upsert `rows` on `keys` into the table and record what bronze was consumed, in one commit
     (a new table's first load is `FirstLoad`'s).
@@ -86,9 +88,10 @@ def commit(
     reading's time or an order's id. The files whose range of it allows an incoming row's value
     are the only ones read (their keys) and, where they hold an incoming key, written again
     (see `silver_upsert`): the nightly cost of a table follows its changes, not its age.
+    `opened`: the table, if the caller has it open (a commit meanwhile is found as a lost race).
     """
     silver_path, state, window_key = Location.of(silver_path), {CONSUMED: work.consumed}, window_key or keys[0]
-    table = delta.open_table(silver_path)
+    table = opened if opened is not None else delta.open_table(silver_path)
     if rows.num_rows == 0 or table is None:
         return delta.merge(silver_path, rows, keys, update=True, state=state)
     return upsert(table, silver_path, rows, keys, window_key, state)
