@@ -69,13 +69,20 @@ def upsert(
                 holding.append((file, found))
         changed = pa.concat_tables([incoming.schema.empty_table(), *(found for _, found in holding)])
         new = rows.filter(pc.invert(keyed.holding(rows, changed, keys))) if changed.num_rows else rows
-        # the new rows' file is encoded while the changed files are (Arrow encodes without the GIL)
+        # changes that all fall in one file (an ERP's newest orders, say) go with the new rows: a
+        # run hardly wider than that file, and the two writes then share the work. Changes spread
+        # over several files go back into each, which keeps every file's key range narrow
+        together = len(holding) == 1 and set(schema.names) <= set(rows.column_names)
+        appending = rows if together else new
+        # the appended rows' files are encoded while the changed files are (Arrow encodes without the GIL)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plantlake-upsert") as writer:
-            appended = writer.submit(_write_new, path, new.sort_by(window_key).select(rows.column_names), schema)
+            appended = writer.submit(_write_new, path, appending.sort_by(window_key).select(rows.column_names), schema)
             adds = [
                 action
                 for file, found in holding
-                for action in parquet_files.write_files(path, _rewritten(path, file, rows, found, keys), schema)
+                for action in parquet_files.write_files(
+                    path, _rewritten(path, file, rows, found, keys, with_replacements=not together), schema
+                )
             ]
             adds += appended.result()
         delta.add_files(path, adds, schema, state, [file.remove() for file, _ in holding], opened=table)
@@ -85,7 +92,7 @@ def upsert(
 
 
 def _write_new(path: Location, rows: pa.Table, schema: pa.Schema) -> list[AddAction]:
-    """Files of the rows of new keys, each as small as a row group, as bronze's are (see `bronze.FILE_ROWS`)."""
+    """Files of appended rows, each as small as a row group, as bronze's are (see `bronze.FILE_ROWS`)."""
     if not rows.num_rows:
         return []
     return parquet_files.write_files(path, rows.to_batches(), schema, file_rows=parquet_files.ROW_GROUP_ROWS)
@@ -132,9 +139,10 @@ def _keys_in(path: Location, file: _File, key_schema: pa.Schema) -> pa.Table:
 
 
 def _rewritten(
-    path: Location, file: _File, rows: pa.Table, found: pa.Table, keys: list[str]
+    path: Location, file: _File, rows: pa.Table, found: pa.Table, keys: list[str], with_replacements: bool = True
 ) -> Iterator[pa.RecordBatch]:
-    """The file's rows a row group at a time, less those of `found` keys, then the incoming rows of those keys."""
+    """The file's rows a row group at a time, less those of `found` keys, then (`with_replacements`)
+    the incoming rows of those keys."""
     source = _open(path, file)
     carried = [name for name in source.schema_arrow.names if name not in rows.column_names]
     replaced_old = []
@@ -147,6 +155,8 @@ def _rewritten(
             replaced_old.append(pa.table([*key_columns, *(old[name] for name in carried)], names=[*keys, *carried]))
         yield from group.filter(pc.invert(replaced)).to_batches()
         del group
+    if not with_replacements:
+        return
     replacements = rows.filter(keyed.holding(rows, found, keys))
     if carried:  # columns the incoming rows lack keep their values
         replacements = replacements.join(pa.concat_tables(replaced_old), keys, join_type="left outer")

@@ -114,3 +114,30 @@ def test_a_file_rewritten_by_another_writer_meanwhile_makes_the_upsert_read_agai
     rows = _by_key(path)
     assert raced and len(rows) == 10
     assert [rows[key]["v"] for key in (4, 5, 6, 7)] == ["a", "other", "mine", "mine"]
+
+
+def _files_and_ids(path: Path) -> dict[str, list[int]]:
+    table = DeltaTable(str(path))
+    return {uri: sorted(pq.read_table(uri)["id"].to_pylist()) for uri in table.file_uris()}
+
+
+def test_changes_in_one_file_go_with_the_new_rows_and_changes_in_several_back_into_theirs(tmp_path: Path) -> None:
+    """An ERP's newest orders change: the file holding them keeps only its unchanged rows and the
+    changed rows are written beside the new ones, in one narrow run. Changes in several files go
+    back into each, so no file spans the ranges between them."""
+    path = tmp_path / "silver"
+    _first_load(path, [pa.table({"id": range(c * 100, (c + 1) * 100), "v": ["a"] * 100}) for c in range(5)])
+    merged = _commit(path, pa.table({"id": [*range(470, 500), *range(500, 520)], "v": ["b"] * 50}), ["id"])
+    assert merged == {"inserted": 20, "updated": 30}
+    files = _files_and_ids(path)
+    assert sorted(files.values(), key=min)[-2:] == [list(range(400, 470)), list(range(470, 520))]
+    assert len(files) == 6
+
+    merged = _commit(path, pa.table({"id": [150, 350, 900], "v": ["c"] * 3}), ["id"])
+    assert merged == {"inserted": 1, "updated": 2}
+    files = _files_and_ids(path)
+    assert list(range(100, 200)) in files.values() and list(range(300, 400)) in files.values()
+    assert [900] in files.values() and len(files) == 7
+    rows = _by_key(path)
+    assert len(rows) == 521
+    assert [rows[key]["v"] for key in (149, 150, 350, 469, 470, 519, 900)] == ["a", "c", "c", "a", "b", "b", "c"]
