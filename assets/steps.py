@@ -9,7 +9,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from plantlake.assets.results import Step
-from plantlake.lake import delta, memory, progress, quarantine, silver
+from plantlake.lake import delta, keyed, memory, progress, quarantine, silver
 from plantlake.lake.layout import Lake
 from plantlake.lake.quarantine import Rejection
 from plantlake.lake.storage import Location
@@ -137,7 +137,7 @@ def link_validated(
     validations, consumed = [], {}
     for work in silver.pending_chunks(path, {name: bronze}, LINK_CHUNK_ROWS, columns):
         rows = work.rows[name]
-        if not silver.keys_unique(rows, bronze.keys) or any(rows[column].null_count for column in filled):
+        if not keyed.unique(rows, bronze.keys) or any(rows[column].null_count for column in filled):
             return None
         validation = expectations.validate(rows, rules, f"silver.{path.name}", source, bronze.keys)
         if validation.rejections:

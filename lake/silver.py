@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from plantlake.lake import delta
+from plantlake.lake import delta, keyed
 from plantlake.lake.delta import quote
 from plantlake.lake.silver_chunks import CHUNK_ROWS, CONSUMED, BronzeInput, Pending, pending_chunks
 from plantlake.lake.silver_first_load import FirstLoad, clustered, link_landed
@@ -28,7 +27,6 @@ __all__ = [
     "Pending",
     "clustered",
     "commit",
-    "keys_unique",
     "latest_per_key",
     "link_landed",
     "pending_chunks",
@@ -41,7 +39,7 @@ CLEAN_CUT_ROWS = 1_000_000
 
 def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) -> pa.Table:
     """One row per key: the first by `newest_first` (descending)."""
-    if table.num_rows == 0 or keys_unique(table, keys):
+    if table.num_rows == 0 or keyed.unique(table, keys):
         return table
     connection = duckdb.connect()
     connection.register("incoming", table)
@@ -49,26 +47,6 @@ def latest_per_key(table: pa.Table, keys: list[str], newest_first: list[str]) ->
     partition = ", ".join(quote(key) for key in keys)
     query = f"SELECT * FROM incoming QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1"
     return connection.sql(query).to_arrow_table().cast(table.schema)
-
-
-def keys_unique(table: pa.Table, keys: list[str]) -> bool:
-    """Each key once (the usual case, as in a first load): nothing to choose between. Checked for
-    one key column: rising keys (a file or table read in key order) are unique without hashing.
-
-    Otherwise the keys are sorted and neighbours compared (a null counts as a value, so two
-    nulls are a duplicate). Not `count_distinct`: its hash table grows in steps, 27 MB for
-    262,144 keys and 108 MB just past them.
-    """
-    if len(keys) != 1 or table.num_rows < 2:
-        return len(keys) == 1
-    column = table[keys[0]].combine_chunks()
-    if column.null_count == 0 and pc.all(pc.greater(column[1:], column[:-1])).as_py():
-        return True
-    if column.null_count > 1:
-        return False
-    ordered = column.take(pc.array_sort_indices(column, null_placement="at_end"))
-    ordered = ordered.slice(0, len(ordered) - column.null_count)
-    return len(ordered) < 2 or bool(pc.all(pc.greater(ordered[1:], ordered[:-1])).as_py())
 
 
 def commit(

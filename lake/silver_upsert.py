@@ -49,11 +49,7 @@ def upsert(
     it. A column the table has and the rows lack keeps its value in a changed row and is null
     in a new one; a column the rows bring is added to the table.
     """
-    counts = rows.select(keys).drop_null().group_by(keys).aggregate([([], "count_all")])
-    repeated = counts.filter(pc.field("count_all") > 1)
-    if repeated.num_rows:
-        example = repeated.slice(0, 1).select(keys).to_pylist()[0]
-        raise ValueError(f"{path}: {repeated.num_rows} keys come more than once in one upsert, such as {example}")
+    _refuse_repeated_keys(path, rows, keys)
 
     tables = [table]
 
@@ -89,6 +85,17 @@ def upsert(
         return {"inserted": new.num_rows, "updated": changed.num_rows}
 
     return delta.retry(attempt)
+
+
+def _refuse_repeated_keys(path: Location, rows: pa.Table, keys: list[str]) -> None:
+    """Raise, naming `path` and a key, if a key (not null) comes more than once in `rows`."""
+    if keyed.unique(rows, keys):
+        return  # the usual case, told without hashing
+    counts = rows.select(keys).drop_null().group_by(keys).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.field("count_all") > 1)
+    if repeated.num_rows:
+        example = repeated.slice(0, 1).select(keys).to_pylist()[0]
+        raise ValueError(f"{path}: {repeated.num_rows} keys come more than once in one upsert, such as {example}")
 
 
 def _write_new(path: Location, rows: pa.Table, schema: pa.Schema) -> list[AddAction]:
