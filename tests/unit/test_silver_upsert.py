@@ -141,3 +141,15 @@ def test_changes_in_one_file_go_with_the_new_rows_and_changes_in_several_back_in
     rows = _by_key(path)
     assert len(rows) == 521
     assert [rows[key]["v"] for key in (149, 150, 350, 469, 470, 519, 900)] == ["a", "c", "c", "a", "b", "b", "c"]
+
+
+def test_appended_rows_are_written_in_the_order_of_the_window_key(tmp_path: Path) -> None:
+    path = tmp_path / "silver"
+    _first_load(path, [pa.table({"id": range(100), "v": ["a"] * 100})])
+    before = set(DeltaTable(str(path)).file_uris())
+    _commit(path, pa.table({"id": [1005, 1001, 1003, 1002], "v": ["b"] * 4}), ["id"])
+    (new_file,) = set(DeltaTable(str(path)).file_uris()) - before
+    assert pq.read_table(new_file)["id"].to_pylist() == [1001, 1002, 1003, 1005]
+    _commit(path, pa.table({"id": [2001, 2002, 2004], "v": ["c"] * 3}), ["id"])  # in order already
+    files = [pq.read_table(uri)["id"].to_pylist() for uri in DeltaTable(str(path)).file_uris()]
+    assert sorted(files) == [list(range(100)), [1001, 1002, 1003, 1005], [2001, 2002, 2004]]
