@@ -11,6 +11,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
 import sqlalchemy as sa
+from deltalake import DeltaTable
 
 from plantlake.assets.erp_preflight import check_table
 from plantlake.assets.factory import bronze_asset, owners_of, silver_assets
@@ -151,13 +152,16 @@ def load_bronze(lake: Lake, source: ErpSource, table: ErpTable, run_id: str) -> 
     )
 
 
-def _silver_drift(lake: Lake, name: str, run_id: str) -> drift.Drift:
-    """Bring silver's schema up to bronze's (new and widened columns) before merging."""
-    path, bronze_schema = lake.table("silver", name), delta.schema(lake.table("bronze", name))
+def _silver_drift(
+    lake: Lake, name: str, run_id: str, silver_table: DeltaTable | None, bronze_table: DeltaTable | None
+) -> drift.Drift:
+    """Bring silver's schema up to bronze's (new and widened columns) before merging (the tables
+    as the step opened them)."""
+    path, bronze_schema = lake.table("silver", name), delta.schema(lake.table("bronze", name), bronze_table)
     if bronze_schema is None:
         return drift.Drift(pa.schema([]))
     wanted = pa.schema([f for f in bronze_schema if f.name not in (RUN_ID, SOURCE)] + [deletes.DELETED_FIELD])
-    change = drift.compare(delta.schema(path), wanted, f"silver.{name}", BOOKKEEPING)
+    change = drift.compare(delta.schema(path, silver_table), wanted, f"silver.{name}", BOOKKEEPING)
     drift.record(lake, f"silver.{name}", change, run_id)
     drift.apply(path, change)
     return change
@@ -182,11 +186,15 @@ def _reconcile_deletes(path: Location, source: ErpSource, table: ErpTable, now: 
 def build_silver(lake: Lake, source: ErpSource, table: ErpTable, run_id: str, now: datetime | None = None) -> Step:
     """Newest version per primary key, validated (failing rows go to quarantine), deletes marked."""
     name, keys = table_name(source, table), table.primary_key
-    path = lake.table("silver", name)
-    change = _silver_drift(lake, name, run_id)
-    bronze_input = silver.BronzeInput(lake.table("bronze", name), keys)
+    path, bronze_path = lake.table("silver", name), lake.table("bronze", name)
+    existing, landed = delta.open_table(path), delta.open_table(bronze_path)  # each opened once for the step
+    change = _silver_drift(lake, name, run_id, existing, landed)
+    if change.widened:
+        existing = delta.open_table(path)  # rewritten
+    # bronze as opened, where silver exists (the link below is then not tried); a first load's
+    # usual path opens it anew, after a bronze commit may have refused the link
+    bronze_input = silver.BronzeInput(bronze_path, keys, landed if existing is not None else None)
     suite = functools.partial(suites.erp_suite, keys, table.expect)
-    existing = delta.open_table(path)
     step = link_validated(
         path, name, bronze_input, change.schema, suite, source.name, opened=existing
     ) or merge_validated(

@@ -517,9 +517,9 @@ def newest(table: DeltaTable, column: str) -> Any:
     return pc.max(files[name]).as_py() if name in files.column_names else None
 
 
-def schema(path: Where) -> pa.Schema | None:
-    path = Location.of(path)
-    table = open_table(path)
+def schema(path: Where, opened: DeltaTable | None = None) -> pa.Schema | None:
+    """The table's schema, or None if there is no table; `opened`: as the caller has just opened it."""
+    table = opened if opened is not None else open_table(Location.of(path))
     return None if table is None else pa.schema(table.schema().to_arrow())
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from deltalake import DeltaTable
 
 from plantlake.lake import delta
 from plantlake.lake.layout import INGESTED_AT, next_millisecond
@@ -42,10 +43,12 @@ class Pending:
 
 @dataclass(frozen=True)
 class BronzeInput:
-    """A bronze table silver reads, and its columns that hold silver's key (the first splits the rows into chunks)."""
+    """A bronze table silver reads, and its columns that hold silver's key (the first splits the
+    rows into chunks); `opened`: the table, if the step has it open already."""
 
     path: Location
     keys: list[str]
+    opened: DeltaTable | None = field(default=None, compare=False)
 
 
 def _new_rows_filter(data: ds.Dataset, mark: str | None) -> ds.Expression | None:
@@ -207,7 +210,7 @@ def pending_chunks(
         mark = marks.get(name)
         # the files stamped after the mark (stamps are whole milliseconds: see `layout.Ingestion`)
         since = (INGESTED_AT, next_millisecond(datetime.fromisoformat(mark))) if mark else None
-        data = delta.dataset(source.path, order_by=source.keys[0], since=since)
+        data = delta.dataset(source.path, order_by=source.keys[0], since=since, opened=source.opened)
         if data is None:
             continue
         found = _survey(data, _new_rows_filter(data, mark), source.keys[0], chunk_rows, columns)
