@@ -71,9 +71,12 @@ class _NewRows:
     newest: datetime | None = None
     sample: list[pa.Array] = field(default_factory=list)
     batches: list[tuple[int, Any, Any]] = field(default_factory=list)
+    held: list[pa.Table] | None = None  # a chunk's columns of every batch, where the survey kept them
 
     def scan(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """The new rows, a row group at a time (`columns`, else a chunk's): the same groups whatever the columns."""
+        if columns is None and self.held is not None:
+            return iter(list(self.held))
         return delta.row_groups(self.data, columns or self.columns, self.condition)
 
     @property
@@ -130,18 +133,31 @@ class Cut:
 def _survey(
     data: ds.Dataset, condition: ds.Expression | None, key: str, chunk_rows: int, columns: list[str] | None
 ) -> _NewRows:
-    """Count the new rows, note each batch's key range, and keep a sample of the key (16 or more per chunk)."""
+    """Count the new rows, note each batch's key range, and keep a sample of the key (16 or more per chunk).
+
+    Where the files hold no more than a chunk's rows (as their footers count them, a night's
+    changes, say), the survey reads a chunk's columns as well and keeps them: the rows are then
+    read once, not twice.
+    """
     found, every = _NewRows(data, condition, key, columns), max(1, min(SAMPLE_EVERY, chunk_rows // 16))
-    for batch in found.scan([INGESTED_AT, key]):
+    whole = data.count_rows() <= chunk_rows
+    if whole:
+        found.held = []
+    for batch in found.scan(
+        list(dict.fromkeys([INGESTED_AT, key, *found.schema.names])) if whole else [INGESTED_AT, key]
+    ):
+        if found.held is not None:
+            found.held.append(batch.select(found.schema.names))
         if not batch.num_rows:
             found.batches.append((0, None, None))
             continue
+        stamps, keys = batch[INGESTED_AT], batch[key]
         found.rows += batch.num_rows
-        newest = pc.max(batch.column(0)).as_py()
+        newest = pc.max(stamps).as_py()
         found.newest = newest if found.newest is None else max(found.newest, newest)
-        found.sample.append(batch.column(1).take(pa.array(range(0, batch.num_rows, every))))
-        low, high = (value.as_py() for value in pc.min_max(batch.column(1)).values())
-        found.batches.append((batch.num_rows, *((None, None) if batch.column(1).null_count else (low, high))))
+        found.sample.append(keys.take(pa.array(range(0, batch.num_rows, every))))
+        low, high = (value.as_py() for value in pc.min_max(keys).values())
+        found.batches.append((batch.num_rows, *((None, None) if keys.null_count else (low, high))))
     return found
 
 
