@@ -58,17 +58,24 @@ def upsert(
         schema = delta.widened_schema(table, rows.schema)
         incoming = rows.select(keys)
         incoming = incoming.cast(pa.schema([field.with_nullable(True) for field in incoming.schema]))
+        values = rows[window_key].drop_null()
+        ranges = _ranges(table, values, window_key) if len(values) else _Ranges([])
         holding = []  # each file that holds incoming keys, and those keys
-        for file in _files_that_may_hold(table, rows[window_key], window_key):
+        for file in _files_that_may_hold(ranges, values):
             found = incoming.join(_keys_in(path, file, incoming.schema), keys, join_type="left semi")
             if found.num_rows:
                 holding.append((file, found))
         changed = pa.concat_tables([incoming.schema.empty_table(), *(found for _, found in holding)])
         new = rows.filter(pc.invert(keyed.holding(rows, changed, keys))) if changed.num_rows else rows
-        # changes that all fall in one file (an ERP's newest orders, say) go with the new rows: a
-        # run hardly wider than that file, and the two writes then share the work. Changes spread
-        # over several files go back into each, which keeps every file's key range narrow
-        together = len(holding) == 1 and set(schema.names) <= set(rows.column_names)
+        # changes that all fall in one file, where the new rows' range meets no other (an ERP's
+        # newest orders, say), go with the new rows: the two writes then share the work, and no
+        # file comes to span others. Other changes go back into the files that held them
+        together = (
+            len(holding) == 1
+            and new.num_rows > 0
+            and set(schema.names) <= set(rows.column_names)
+            and _files_meeting(ranges, values) == [holding[0][0]]
+        )
         appending = rows if together else new
         # the appended rows' files are encoded while the changed files are (Arrow encodes without the GIL)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plantlake-upsert") as writer:
@@ -115,29 +122,54 @@ def _write_new(path: Location, rows: pa.Table, schema: pa.Schema) -> list[AddAct
     return parquet_files.write_files(path, rows.to_batches(), schema, file_rows=parquet_files.ROW_GROUP_ROWS)
 
 
-def _files_that_may_hold(table: DeltaTable, values: pa.ChunkedArray, column: str) -> list[_File]:
-    """The table's files whose statistics of `column` allow one of `values` (and those without)."""
-    files = pa.table(table.get_add_actions(flatten=True))
-    found = [
-        _File(path, size) for path, size in zip(files["path"].to_pylist(), files["size_bytes"].to_pylist(), strict=True)
+@dataclass(frozen=True)
+class _Ranges:
+    """The table's files and, where the statistics tell, each one's range of a column (as numpy
+    values; `unknown` marks a file without one, which may hold any value)."""
+
+    files: list[_File]
+    lows: np.ndarray | None = None
+    highs: np.ndarray | None = None
+    unknown: np.ndarray | None = None
+
+
+def _ranges(table: DeltaTable, values: pa.ChunkedArray, column: str) -> _Ranges:
+    """The ranges of `column`, in the type of `values` (which holds one value or more, not null)."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    files = [
+        _File(path, size)
+        for path, size in zip(actions["path"].to_pylist(), actions["size_bytes"].to_pylist(), strict=True)
     ]
     low, high = f"min.{column}", f"max.{column}"
     kind = values.type
     comparable = pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_temporal(kind)
-    if not found or not comparable or low not in files.column_names or high not in files.column_names:
-        return found
-    wanted = values.drop_null()
-    if len(wanted) == 0:
-        return []
-    ordered = pc.sort_indices(wanted)
-    sorted_values = _comparable(wanted.take(ordered))
-    lows, highs = files[low].cast(kind), files[high].cast(kind)
+    if not files or not comparable or low not in actions.column_names or high not in actions.column_names:
+        return _Ranges(files)
+    lows, highs = actions[low].cast(kind), actions[high].cast(kind)
     unknown = pc.or_(pc.is_null(lows), pc.is_null(highs)).to_numpy(zero_copy_only=False)
-    lows_np, highs_np = _comparable(pc.fill_null(lows, wanted[0])), _comparable(pc.fill_null(highs, wanted[0]))
+    lows_np, highs_np = _comparable(pc.fill_null(lows, values[0])), _comparable(pc.fill_null(highs, values[0]))
     if pa.types.is_timestamp(kind):
         highs_np = highs_np + np.timedelta64(1, "ms")  # Delta truncates a timestamp's maximum to the millisecond
-    inside = np.searchsorted(sorted_values, highs_np, "right") > np.searchsorted(sorted_values, lows_np, "left")
-    return [file for file, keep in zip(found, unknown | inside, strict=True) if keep]
+    return _Ranges(files, lows_np, highs_np, unknown)
+
+
+def _files_that_may_hold(ranges: _Ranges, values: pa.ChunkedArray) -> list[_File]:
+    """The files whose range allows one of `values` (not null), and those without a range."""
+    if ranges.lows is None or ranges.highs is None or ranges.unknown is None:
+        return ranges.files
+    sorted_values = _comparable(values.take(pc.sort_indices(values)))
+    inside = np.searchsorted(sorted_values, ranges.highs, "right") > np.searchsorted(sorted_values, ranges.lows, "left")
+    return [file for file, keep in zip(ranges.files, ranges.unknown | inside, strict=True) if keep]
+
+
+def _files_meeting(ranges: _Ranges, values: pa.ChunkedArray) -> list[_File]:
+    """The files whose range meets the range of `values` (not null), and those without a range."""
+    if ranges.lows is None or ranges.highs is None or ranges.unknown is None:
+        return ranges.files
+    extremes = pc.min_max(values)
+    low, high = _comparable(pa.array([extremes["min"], extremes["max"]], values.type))
+    meets = (ranges.lows <= high) & (ranges.highs >= low)
+    return [file for file, keep in zip(ranges.files, ranges.unknown | meets, strict=True) if keep]
 
 
 def _comparable(values: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -153,3 +153,16 @@ def test_appended_rows_are_written_in_the_order_of_the_window_key(tmp_path: Path
     _commit(path, pa.table({"id": [2001, 2002, 2004], "v": ["c"] * 3}), ["id"])  # in order already
     files = [pq.read_table(uri)["id"].to_pylist() for uri in DeltaTable(str(path)).file_uris()]
     assert sorted(files) == [list(range(100)), [1001, 1002, 1003, 1005], [2001, 2002, 2004]]
+
+
+def test_a_change_far_from_the_new_keys_or_without_new_keys_goes_back_into_its_file(tmp_path: Path) -> None:
+    """Written with the new rows, an old order's change would make a file spanning the table;
+    a night of changes only would add a file each night."""
+    path = tmp_path / "silver"
+    _first_load(path, [pa.table({"id": range(c * 100, (c + 1) * 100), "v": ["a"] * 100}) for c in range(5)])
+    for night in range(3):
+        _commit(path, pa.table({"id": [7, *range(500 + night * 20, 520 + night * 20)], "v": ["b"] * 21}), ["id"])
+    _commit(path, pa.table({"id": [8, 9], "v": ["c", "c"]}), ["id"])
+    files = sorted(_files_and_ids(path).values(), key=min)
+    assert files[0] == list(range(100)) and [min(ids) for ids in files[1:]] == [100, 200, 300, 400, 500, 520, 540]
+    assert len(_by_key(path)) == 560 and _by_key(path)[7]["v"] == "b" and _by_key(path)[9]["v"] == "c"
