@@ -165,3 +165,36 @@ def test_gx_does_not_hash_every_batch_it_validates(monkeypatch: pytest.MonkeyPat
     table = _readings()
     result = validate(table, sensor_suite(table.schema), "silver.sensor_readings", key_columns=["source", "node_id"])
     assert result.rows_rejected == 1
+
+
+def test_gx_lists_failing_rows_only_where_a_rule_breaks_or_broke_in_the_last_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A passing batch is checked with BOOLEAN_ONLY alone; one that breaks a rule is checked
+    again with COMPLETE, and so, at once, is the table's next batch; the counts hold throughout."""
+    from great_expectations.datasource.fluent.interfaces import Batch
+
+    from plantlake.quality.suites import Expect
+
+    formats: list[str] = []
+    real = Batch.validate
+
+    def recorded(self: Batch, expect: object, result_format: dict) -> object:
+        formats.append(result_format["result_format"])
+        return real(self, expect, result_format=result_format)
+
+    monkeypatch.setattr(Batch, "validate", recorded)
+    rules = [Expect("not_null", "id"), Expect("between", "v", 0, 10, on_fail="warn")]
+    bad, good = pa.table({"id": [1, 2, None], "v": [1, 50, 3]}), pa.table({"id": [4, 5], "v": [1, 2]})
+    seen = []
+    for batch in (good, bad, bad, good, good):
+        formats.clear()
+        result = validate(batch, rules, "silver.formats_test", key_columns=["id"])
+        seen.append((tuple(formats), result.rows_rejected, result.warned))
+    assert seen == [
+        (("BOOLEAN_ONLY",), 0, {}),
+        (("BOOLEAN_ONLY", "COMPLETE"), 1, {"v between 0 and 10": 1}),
+        (("COMPLETE",), 1, {"v between 0 and 10": 1}),
+        (("COMPLETE",), 0, {}),
+        (("BOOLEAN_ONLY",), 0, {}),
+    ]
