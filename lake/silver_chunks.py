@@ -131,16 +131,21 @@ class Cut:
 
 
 def _survey(
-    data: ds.Dataset, condition: ds.Expression | None, key: str, chunk_rows: int, columns: list[str] | None
+    data: ds.Dataset,
+    condition: ds.Expression | None,
+    key: str,
+    chunk_rows: int,
+    columns: list[str] | None,
+    keep_rows: int,
 ) -> _NewRows:
     """Count the new rows, note each batch's key range, and keep a sample of the key (16 or more per chunk).
 
-    Where the files hold no more than a chunk's rows (as their footers count them, a night's
+    Where the files hold no more than `keep_rows` (as their footers count them, a night's
     changes, say), the survey reads a chunk's columns as well and keeps them: the rows are then
     read once, not twice.
     """
     found, every = _NewRows(data, condition, key, columns), max(1, min(SAMPLE_EVERY, chunk_rows // 16))
-    whole = data.count_rows() <= chunk_rows
+    whole = keep_rows > 0 and data.count_rows() <= keep_rows
     if whole:
         found.held = []
     for batch in found.scan(
@@ -222,6 +227,7 @@ def pending_chunks(
     """
     marks: dict[str, str] = delta.read_state(silver_path, CONSUMED, required=True) or {}
     consumed, inputs = dict(marks), {}
+    keep_rows = chunk_rows  # what the surveys may keep, all tables together: memory holds a chunk at most
     for name, source in bronze.items():
         mark = marks.get(name)
         # the files stamped after the mark (stamps are whole milliseconds: see `layout.Ingestion`)
@@ -229,7 +235,9 @@ def pending_chunks(
         data = delta.dataset(source.path, order_by=source.keys[0], since=since, opened=source.opened)
         if data is None:
             continue
-        found = _survey(data, _new_rows_filter(data, mark), source.keys[0], chunk_rows, columns)
+        found = _survey(data, _new_rows_filter(data, mark), source.keys[0], chunk_rows, columns, keep_rows)
+        if found.held is not None:
+            keep_rows -= found.rows
         if found.rows and found.newest is not None:
             inputs[name] = found
             consumed[name] = found.newest.isoformat()

@@ -129,3 +129,28 @@ def test_silver_reads_only_the_bronze_files_landed_after_its_mark(tmp_path: Path
     _land(lake, [(99, 1, "n6")], "r6")
     assert len(delta.dataset(bronze_path, since=("_ingested_at", next_millisecond(mark))).files) == 1
     assert _build(lake, chunk_rows=100).metadata["rows_inserted"] == 1
+
+
+def test_the_surveys_of_several_bronze_tables_keep_one_chunk_of_rows_at_most(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A night's few rows are kept from the survey instead of read again, but however many
+    tables a silver table reads, the kept rows stay within one chunk."""
+    from plantlake.lake import silver_chunks
+
+    lake, inputs = Lake(tmp_path), {}
+    for number in range(4):
+        path = lake.table("bronze", f"source_{number}")
+        rows = pa.RecordBatch.from_pylist(
+            [{"id": number * 100 + i, "version": 1, "name": "a"} for i in range(40)], SCHEMA
+        )
+        bronze.land(path, iter([rows]), SCHEMA, ["id", "version"], Ingestion.now("r1"), "erp")
+        inputs[f"source_{number}"] = silver.BronzeInput(path, ["id"])
+    surveyed = []
+    survey = silver_chunks._survey
+    monkeypatch.setattr(silver_chunks, "_survey", lambda *args: surveyed.append(survey(*args)) or surveyed[-1])
+    chunks = list(silver.pending_chunks(lake.table("silver", "all"), inputs, chunk_rows=100))
+    assert [found.held is not None for found in surveyed] == [True, True, False, False]
+    assert sorted(id for work in chunks for table in work.rows.values() for id in table["id"].to_pylist()) == sorted(
+        number * 100 + i for number in range(4) for i in range(40)
+    )
