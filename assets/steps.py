@@ -6,11 +6,13 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from plantlake.assets.results import Step
 from plantlake.lake import delta, keyed, memory, progress, quarantine, silver
-from plantlake.lake.layout import Lake
+from plantlake.lake.layout import INGESTED_AT, Lake
+from plantlake.lake.prefetch import prefetched
 from plantlake.lake.quarantine import Rejection
 from plantlake.lake.storage import Location
 from plantlake.quality import expectations
@@ -110,13 +112,14 @@ def link_validated(
     Only for a table whose silver rows are its bronze rows unchanged (`schema`: bronze's columns
     less its bookkeeping), read from one bronze table (`name`), when silver does not exist yet.
     Bronze's files must hold narrow ranges of the key (`silver.clustered`), as later merges
-    need. The checks read the key and the columns the suite reads, in large chunks: each key
-    once, and no row a rule would keep out. A repeated key or such a row, or a bronze commit
-    meanwhile, writes nothing and returns None; the usual path then reads everything again (a
-    first load with bad rows pays for its checks twice, once in the table's life). `filled`:
-    columns silver takes from bronze that files landed before bronze had them lack (null
-    there): a null in one also takes the usual path, which fills them. `opened`: silver's table,
-    if the caller opened it (see `merge_validated`).
+    need. The checks read the key and the columns the suite reads, once, in groups of bronze's
+    files that share no key (`silver.landed_groups`): each key once, and no row a rule would
+    keep out. A repeated key or such a row, or a bronze commit meanwhile, writes nothing and
+    returns None; the usual path then reads everything again (a first load with bad rows pays
+    for its checks twice, once in the table's life). `filled`: columns silver takes from bronze
+    that files landed before bronze had them lack (null there): a null in one also takes the
+    usual path, which fills them. `opened`: silver's table, if the caller opened it (see
+    `merge_validated`).
     """
     if opened is not None or delta.open_table(path) is not None:
         return None  # the usual case, every night after the first: nothing more to open
@@ -134,9 +137,12 @@ def link_validated(
     memory.release()  # what the bronze step freed, as `merge_validated` does
     checked = [rule.column for rule in rules if rule.column in schema.names]
     columns = list(dict.fromkeys([*bronze.keys, *checked, *filled]))
-    validations, consumed = [], {}
-    for work in silver.pending_chunks(path, {name: bronze}, LINK_CHUNK_ROWS, columns):
-        rows = work.rows[name]
+    validations, newest = [], None
+    groups = silver.landed_groups(landed, bronze.keys[0], [*columns, INGESTED_AT], LINK_CHUNK_ROWS)
+    for rows in prefetched(groups, depth=1):  # the next group is read while this one is checked
+        stamps = pc.max(rows[INGESTED_AT]).as_py()
+        newest = stamps if newest is None else max(newest, stamps)
+        rows = rows.select(columns)
         if not keyed.unique(rows, bronze.keys) or any(rows[column].null_count for column in filled):
             return None
         validation = expectations.validate(rows, rules, f"silver.{path.name}", source, bronze.keys)
@@ -144,12 +150,11 @@ def link_validated(
             return None
         validation.accepted = pa.table({})
         validations.append(validation)
-        consumed = work.consumed
-        del work, rows
+        del rows
         memory.release()
-    if not validations or delta.load(bronze.path).version() != version:
+    if newest is None or delta.load(bronze.path).version() != version:
         return None
-    inserted = silver.link_landed(path, bronze.path, landed, schema, consumed)
+    inserted = silver.link_landed(path, bronze.path, landed, schema, {name: newest.isoformat()})
     progress.add(path, inserted)
     metadata = {"rows_new": inserted, "rows_inserted": inserted, "rows_updated": 0, "rows_quarantined": 0}
     return Step(

@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from plantlake.lake import delta, keyed
 from plantlake.lake.delta import quote
 from plantlake.lake.silver_chunks import CHUNK_ROWS, CONSUMED, BronzeInput, Pending, pending_chunks
-from plantlake.lake.silver_first_load import FirstLoad, clustered, link_landed
+from plantlake.lake.silver_first_load import FirstLoad, clustered, landed_groups, link_landed
 from plantlake.lake.silver_upsert import upsert
 from plantlake.lake.storage import Location
 
@@ -27,6 +27,7 @@ __all__ = [
     "Pending",
     "clustered",
     "commit",
+    "landed_groups",
     "latest_per_key",
     "link_landed",
     "pending_chunks",

@@ -8,10 +8,12 @@ that grows with the chunks (a third of a 2M-row CSV's silver step went to them).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from plantlake.lake import delta, parquet_files
 from plantlake.lake.silver_chunks import CONSUMED, Pending
@@ -111,6 +113,31 @@ def clustered(table: DeltaTable, key: str, span_rows: int) -> bool:
             return False
         span = 0 if clean else span
     return True
+
+
+def landed_groups(table: DeltaTable, key: str, columns: list[str], group_rows: int) -> Iterator[pa.Table]:
+    """The rows of a `clustered` table (`columns` of them), a group of files at a time in the key's
+    order, each file read once: a group ends only at a cut no file spans, so no key lies in two
+    groups, and holds at most `group_rows` rows, or the files up to the next such cut.
+
+    A first load that checks bronze's rows before it links them reads them this way, in one
+    pass, where the chunks of `pending_chunks` would first survey the keys and then read again.
+    """
+    files = key_ranges(table, key)
+    if files is None:
+        raise ValueError(f"the files of {table.table_uri} lack statistics of {key!r}: check `clustered` first")
+    data = table.to_pyarrow_dataset()
+    fragments = {unquote(fragment.path): fragment for fragment in data.get_fragments()}
+    counts = files["num_records"].to_pylist()
+    ends = [*clean_cuts(files[f"min.{key}"].to_pylist(), files[f"max.{key}"].to_pylist()), True]
+    group: list[ds.Fragment] = []
+    rows = 0
+    for index, name in enumerate(files["path"].to_pylist()):
+        group.append(fragments[unquote(name)])
+        rows += counts[index]
+        if ends[index] and (index + 1 == len(counts) or rows + counts[index + 1] > group_rows):
+            yield ds.FileSystemDataset(group, data.schema, data.format, data.filesystem).to_table(columns=columns)
+            group, rows = [], 0
 
 
 def key_ranges(table: DeltaTable, key: str) -> pa.Table | None:

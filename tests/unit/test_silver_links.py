@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from plantlake.assets import erp, suppliers
+from plantlake.assets import erp, steps, suppliers
 from plantlake.config import ErpSource, ErpTable, SupplierSource
-from plantlake.lake import bronze, deletes, delta, maintenance, parquet_files, transforms
+from plantlake.lake import bronze, deletes, delta, maintenance, parquet_files, silver, transforms
 from plantlake.lake.layout import Ingestion, Lake
 from plantlake.lake.storage import Location
 
@@ -147,16 +147,14 @@ def test_filters_on_silver_columns_the_linked_files_lack_see_them_null(lake: Lak
 
 
 def test_a_bronze_commit_during_the_checks_takes_the_usual_path(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
-    from plantlake.lake import silver
-
     _land(lake, np.arange(1_000), 1, "r1")
-    chunks = silver.pending_chunks
+    groups = silver.landed_groups
 
     def landing_meanwhile(*args: object, **kwargs: object):
-        yield from chunks(*args, **kwargs)
+        yield from groups(*args, **kwargs)
         _land(lake, np.arange(1_000, 1_010), 2, "r2")  # another run's bronze step, between the checks and the link
 
-    monkeypatch.setattr(silver, "pending_chunks", landing_meanwhile)
+    monkeypatch.setattr(silver, "landed_groups", landing_meanwhile)
     step = erp.build_silver(lake, SOURCE, TABLE, "r1")
     assert "linked" not in step.metadata and _linked(lake) == 0
     assert len(_silver_rows(lake)) == 1_010  # the usual path read bronze after the commit
@@ -302,3 +300,21 @@ def test_changes_rewrite_each_linked_file_once_where_files_overlap_their_neighbo
     assert table.version() == before + 1 and not linked & set(table.file_uris())
     assert len(table.file_uris()) == len(linked), "each file held a changed key: written again once, none twice"
     assert _silver_rows(lake) == {int(i): f"v{2 if i % 50 == 0 else 1}-{i}" for i in range(10_000)}
+
+
+def test_a_key_repeated_across_neighbouring_files_is_found_however_small_the_groups(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parquet_files, "ROW_GROUP_ROWS", 1_000)
+    monkeypatch.setattr(bronze, "FILE_ROWS", 1_000)
+    monkeypatch.setattr(steps, "LINK_CHUNK_ROWS", 1_000)  # a group a file, where no file spans the cut
+    ids = np.concatenate([np.arange(2_000), [1_999], np.arange(2_000, 9_999)])  # 1,999 opens the third file too
+    _land(lake, ids, 1, "r1")
+    groups = list(silver.landed_groups(delta.load(lake.table("bronze", NAME)), "id", ["id"], 1_000))
+    keys = [set(group["id"].to_pylist()) for group in groups]
+    assert [group.num_rows for group in groups] == [1_000, 2_000, *[1_000] * 7], "files 2 and 3 share a key"
+    assert sum(group.num_rows for group in groups) == 10_000 and set().union(*keys) == set(range(9_999))
+    assert all(not keys[i] & keys[j] for i in range(len(keys)) for j in range(i + 1, len(keys)))
+    step = erp.build_silver(lake, SOURCE, TABLE, "r1")
+    assert "linked" not in step.metadata and _linked(lake) == 0
+    assert len(_silver_rows(lake)) == 9_999
