@@ -133,7 +133,7 @@ def read_csv(path: Path, layout: Layout, file_scan: Scan) -> TextFile:
             moved = np.array([line - first_line - index for index, line in enumerate(shifts)], dtype=np.int64)
             lines = first_line + rows + np.searchsorted(moved, rows, side="right")
             done += batch.num_rows
-            cells = [_empty_as_null(_trimmed(column.view(pa.string()))) for column in batch.columns]
+            cells = [_cleaned(column.view(pa.string())) for column in batch.columns]
             yield data_rows_only(
                 pa.RecordBatch.from_arrays([*cells, pa.array(lines, pa.int64())], names=[*names, LINE]),
                 layout.summary_rows,
@@ -193,6 +193,13 @@ def _trimmed(text: pa.Array) -> pa.Array:
     if np.take(_SPACE_FIRST_BYTE, first).any() or np.take(_SPACE_LAST_BYTE, last).any():
         return pc.utf8_trim_whitespace(text)
     return text
+
+
+def _cleaned(text: pa.Array) -> pa.Array:
+    """Whitespace off both ends, and a value it leaves empty null: Arrow's reader reads an empty
+    field, quoted or not, as null already, so only a column that was trimmed can hold one."""
+    trimmed = _trimmed(text)
+    return text if trimmed is text else _empty_as_null(trimmed)
 
 
 def _empty_as_null(text: pa.Array) -> pa.Array:

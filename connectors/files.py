@@ -333,6 +333,38 @@ TOTALS_PATTERN = (
 )
 
 
+def _pair(first: str, second: str) -> int:
+    return ord(first) << 8 | ord(second)
+
+
+# the first two bytes, lower-cased, a totals label can begin with: its own, or its first letter and a space
+_LOWER = np.arange(256, dtype=np.uint16)
+_LOWER[ord("A") : ord("Z") + 1] += 32
+_TOTALS_PAIRS = np.array(
+    sorted(
+        {_pair(label[0], label[1]) for label in TOTALS_LABELS if label[:2].isascii()}
+        | {_pair(label[0], space) for label in TOTALS_LABELS if label[1] == " " for space in " \t\n\v\f\r"}
+    ),
+    np.uint16,
+)
+
+
+def _may_hold_totals(first: pa.Array) -> bool:
+    """Whether a value of `first` (text) may begin with a totals label: the regular expression
+    then decides. Most columns' values begin otherwise, and the test costs far less than it: one
+    look at each value's first two bytes. Whitespace or a byte past ASCII there counts as may
+    (leading space, a label such as "łącznie", a letter that folds to an ASCII one)."""
+    if first.type != pa.string():
+        return True
+    offsets, data = text_bytes(first)
+    if not len(data):
+        return False
+    starts = np.minimum(offsets[:-1], len(data) - 1)
+    lead, next_byte = data[starts], data[np.minimum(starts + 1, len(data) - 1)]
+    odd = (lead >= 0x80) | (next_byte >= 0x80) | (lead <= 0x20)
+    return bool(odd.any() or np.isin(_LOWER[lead] << 8 | _LOWER[next_byte], _TOTALS_PAIRS).any())
+
+
 def data_rows_only(batch: pa.RecordBatch, summary: str | None, tally: Tally) -> pa.RecordBatch:
     """Drop blank rows and totals rows (first non-empty cell is a totals label, or matches the pattern
     `summary` besides), counting them."""
@@ -340,7 +372,9 @@ def data_rows_only(batch: pa.RecordBatch, summary: str | None, tally: Tally) -> 
     if not cells or batch.num_rows == 0:
         return batch
     first = cells[0] if cells[0].null_count == 0 else pc.coalesce(*cells)  # the first cell, or the first filled one
-    skip = pc.or_(pc.is_null(first), pc.fill_null(pc.match_substring_regex(first, TOTALS_PATTERN), False))
+    skip = pc.is_null(first)
+    if _may_hold_totals(first):
+        skip = pc.or_(skip, pc.fill_null(pc.match_substring_regex(first, TOTALS_PATTERN), False))
     if summary is not None:
         skip = pc.or_(skip, pc.fill_null(pc.match_substring_regex(first, summary), False))
     skipped = pc.sum(skip).as_py() or 0

@@ -18,7 +18,17 @@ from plantlake.assets import suppliers
 from plantlake.assets.suppliers import load_bronze
 from plantlake.config import ConfigError, SupplierSource, parse_config
 from plantlake.connectors import drop_folder, file_formats
-from plantlake.connectors.files import FileRejected, Layout, scan
+from plantlake.connectors.files import (
+    LINE,
+    TOTALS_LABELS,
+    TOTALS_PATTERN,
+    FileRejected,
+    Layout,
+    Tally,
+    _may_hold_totals,
+    data_rows_only,
+    scan,
+)
 from plantlake.lake import delta, file_registry
 from plantlake.lake.layout import Lake
 from plantlake.pipelines.factory import build_definitions
@@ -360,6 +370,27 @@ def test_totals_rows_are_recognised_in_eleven_languages_and_summary_rows_adds_mo
         table = pa.Table.from_batches(list(opened.batches))
         assert table.column("Charge").to_pylist() == kept
         assert opened.tally.rows_skipped == len(TOTALS) + len(lots) - len(kept)
+
+
+def test_a_batch_is_searched_for_totals_labels_unless_no_value_can_begin_with_one() -> None:
+    """The regular expression is skipped only where no value's first bytes begin a label: every label,
+    in any case, after any spacing, alone in its batch, is still found."""
+    variants = [
+        f"{space}{cased}{end}"
+        for label in TOTALS_LABELS
+        for cased in (label, label.upper(), label.title(), label.replace(" ", "\t"))
+        for space in ("", " ", "\t", "\u00a0")
+        for end in ("", ":", " 2026")
+    ]
+    for value in variants:
+        batch = pa.RecordBatch.from_pydict({"Charge": [value], LINE: [2]})
+        matched = pa.compute.match_substring_regex(batch.column(0), TOTALS_PATTERN)[0].as_py()
+        assert _may_hold_totals(batch.column(0)) or not matched, value
+        tally = Tally()
+        assert data_rows_only(batch, None, tally).num_rows == (0 if matched else 1), value
+    assert sum(pa.compute.match_substring_regex(pa.array(variants), TOTALS_PATTERN).to_pylist()) > len(variants) / 2
+    lots = pa.array(["LOT-00000001", "A-17", "12345", "Charge 7", "lot-9"])
+    assert not _may_hold_totals(lots), "lots that begin unlike any label are not searched"
 
 
 def test_a_summa_totals_row_is_not_loaded_as_a_lot(tmp_path: Path) -> None:

@@ -229,6 +229,16 @@ def test_trimming_is_skipped_only_where_no_value_has_whitespace_at_an_end() -> N
     assert _trimmed(clean) is clean and _trimmed(clean.slice(1)).to_pylist() == [None, "", "Güte"]
 
 
+@pytest.mark.parametrize("spaced", [False, True])
+def test_empty_and_blank_fields_read_as_null_whether_or_not_a_column_is_trimmed(tmp_path: Path, spaced: bool) -> None:
+    path = tmp_path / "blanks.csv"
+    pad = " " if spaced else ""
+    path.write_text(f'Charge;Werkstoff\r\nL-1;{pad}Stahl\r\nL-2;\r\nL-3;""\r\nL-4;"{pad}"\r\n', encoding="utf-8")
+    opened = read_file(path, "csv", Layout(["Charge", "Werkstoff"]), scan(path))
+    column = pa.Table.from_batches(list(opened.batches)).column("Werkstoff")
+    assert column.to_pylist() == ["Stahl", None, None, None]
+
+
 def test_one_byte_marks_are_replaced_as_replace_substring_does() -> None:
     values = pa.array(["1.234,5", None, "", "12,00", "-0,5", "ä.ö,1", None, "9"])
     for part in (values, values.slice(1), values.slice(3, 3), values.slice(8)):
