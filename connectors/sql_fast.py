@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -57,10 +57,26 @@ def stream(engine: sa.Engine, query: str, batch_rows: int) -> Iterator[pa.Record
     yield from connectorx.read_sql(connection_url(engine.url), query, return_type="arrow_stream", batch_size=batch_rows)
 
 
-def _connect(url: str) -> Any:
+# ADBC reads the server's type catalog as it connects (35 of the 40 ms a connection took here), unless
+# told to rely on its built-in table of PostgreSQL's own types (7 ms). Types outside it (an enum, an
+# extension's such as citext) then arrive as opaque bytes: such a read is run again on a connection
+# that has read the catalog (`_adbc_stream`).
+_BUILTIN_TYPES = {"adbc.postgresql.type_resolver_mode": "builtin"}
+
+
+def _connect(url: str, catalog: bool = False) -> Any:
     import adbc_driver_postgresql.dbapi as postgresql  # imported here: only the PostgreSQL fast path needs it
 
-    return postgresql.connect(url)
+    return postgresql.connect(url, db_kwargs=None if catalog else _BUILTIN_TYPES)
+
+
+def _unresolved(schema: pa.Schema) -> list[str]:
+    """Columns whose type the driver could not name: it hands their values over as opaque bytes."""
+    return [
+        field.name
+        for field in schema
+        if isinstance(field.type, pa.OpaqueType) and field.type.type_name.startswith("unnamed")
+    ]
 
 
 _opened_ahead: dict[str, list[Future]] = {}
@@ -70,10 +86,10 @@ _opened_ahead_lock = threading.Lock()
 @contextmanager
 def connecting_ahead(engine: sa.Engine) -> Iterator[None]:
     """Open the PostgreSQL fast path's connection in a thread while the caller reflects the table
-    and plans its read; the read in the block takes it. ADBC's connect reads the server's type
-    catalog (80-100 ms on the benchmark's machine, where psycopg connects in 9 ms and reflecting
-    a table takes 60): a tenth of a nightly step that lands a few thousand rows. A connection no
-    read took is closed when the block ends."""
+    and plans its read; the read in the block takes it. A connection costs as much as reflecting
+    a table does, more where ADBC reads the type catalog (see `_BUILTIN_TYPES`): a tenth of a
+    nightly step that lands a few thousand rows. A connection no read took is closed when the
+    block ends."""
     if engine.dialect.name != "postgresql":
         yield
         return
@@ -104,14 +120,27 @@ def _connection(url: str) -> Any:
 
 def _adbc_stream(url: str, query: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
     """Batches as the driver cuts them (about 4 MB), sliced to at most `batch_rows`; values
-    the driver keeps opaque (such as numeric) arrive as their text, which `conform` parses."""
-    with _connection(url) as connection, connection.cursor() as cursor:
-        cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(_ADBC_BATCH_BYTES)})
-        cursor.execute(query)
-        for batch in cursor.fetch_record_batch():
+    the driver keeps opaque (such as numeric) arrive as their text, which `conform` parses.
+    A result with a type the driver's built-in table lacks is read again, before any batch is
+    taken, on a connection that knows the server's types."""
+    with ExitStack() as stack:
+        reader = _execute(stack, _connection(url), query)
+        if _unresolved(reader.schema):
+            stack.close()
+            reader = _execute(stack, _connect(url, catalog=True), query)
+        for batch in reader:
             batch = _without_extensions(batch)
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
+
+
+def _execute(stack: ExitStack, connection: Any, query: str) -> pa.RecordBatchReader:
+    """Run `query` on `connection`; its batches. The connection and its cursor close with `stack`."""
+    cursor = stack.enter_context(connection).cursor()
+    stack.enter_context(cursor)
+    cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(_ADBC_BATCH_BYTES)})
+    cursor.execute(query)
+    return cursor.fetch_record_batch()
 
 
 def _without_extensions(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -98,17 +98,21 @@ def test_full_then_incremental_loads_equal_the_source(erp_database_url: str, pla
 
 
 POSTGRES_TYPES = """
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE TYPE stage AS ENUM ('draft', 'done');
+CREATE DOMAIN weight AS numeric(10, 3);
 CREATE TABLE typed (
     id integer PRIMARY KEY, small smallint, flag boolean, ratio real, amount numeric(12, 2), wide numeric(30, 12),
-    free numeric, born date, seen_at timestamp, zoned timestamptz, doc jsonb, token uuid, name varchar(40), body bytea
+    free numeric, born date, seen_at timestamp, zoned timestamptz, doc jsonb, token uuid, name varchar(40), body bytea,
+    stage stage, weight weight, code citext
 );
 INSERT INTO typed VALUES
     (1, -3, true, 0.5, 12345678.91, 123456789012345678.123456789012, 3.1415926536, '2024-02-29',
      '2024-03-31 01:30:00.123456', '2024-03-31 01:30:00+02', '{"a": [1, 2]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
-     'Müller 東京', '\\x00ff'),
-    (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+     'Müller 東京', '\\x00ff', 'done', 12.5, 'Ab-7'),
+    (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
     (3, 32767, false, -1e30, -0.01, -0.000000000001, 1e-10, '0001-01-01', '9999-12-31 23:59:59',
-     '1970-01-01 00:00:00+00', '[]', '00000000-0000-0000-0000-000000000000', '', '\\x');
+     '1970-01-01 00:00:00+00', '[]', '00000000-0000-0000-0000-000000000000', '', '\\x', 'draft', -0.001, '');
 """
 
 
@@ -140,6 +144,7 @@ def test_postgres_fast_path_reads_every_type_as_the_sqlalchemy_path_does(postgre
         assert {k: v for k, v in fast_row.items() if row[k] != v} == {}, row
     assert fast_rows == row_rows
     first = landed[True].to_pylist()[0]
+    assert (first["stage"], first["code"]) == ("done", "Ab-7")  # an enum's and an extension's type, as text
     assert first["wide"] == Decimal("123456789012345678.123456789012") and first["amount"] == Decimal("12345678.91")
     assert str(first["seen_at"]) == "2024-03-31 00:30:00.123456+00:00"  # naive, read in Europe/Berlin (CET until 02:00)
 
@@ -149,11 +154,12 @@ def test_the_read_takes_the_connection_opened_ahead_and_one_no_read_took_is_clos
 ) -> None:
     from plantlake.connectors import sql_fast
 
-    opened = []
+    opened, with_catalog = [], []
     connect = sql_fast._connect
 
-    def counted(url: str) -> object:
-        opened.append(connect(url))
+    def counted(url: str, catalog: bool = False) -> object:
+        opened.append(connect(url, catalog))
+        with_catalog.append(catalog)
         return opened[-1]
 
     monkeypatch.setattr(sql_fast, "_connect", counted)
@@ -165,5 +171,11 @@ def test_the_read_takes_the_connection_opened_ahead_and_one_no_read_took_is_clos
         pass
     assert len(opened) == 2 and opened[1]._closed
     assert [batch.num_rows for batch in sql_fast.stream(engine, "SELECT 1 AS x", 10)] == [1]  # none ahead: its own
-    assert len(opened) == 3
+    assert len(opened) == 3 and not any(with_catalog), "PostgreSQL's own types need no type catalog"
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TYPE stage AS ENUM ('draft', 'done')")
+    with sql_fast.connecting_ahead(engine):
+        batches = list(sql_fast.stream(engine, "SELECT 'done'::stage AS s", 10))
+    assert batches[0].column("s").to_pylist() == ["done"], "an enum is read again where its type is known"
+    assert with_catalog[3:] == [False, True] and all(connection._closed for connection in opened)
     engine.dispose()
