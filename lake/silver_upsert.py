@@ -1,6 +1,8 @@
 """Silver's upsert: incoming rows replace the rows of their keys in the files that hold them,
 and rows of new keys go to files of their own, all in one commit. Changes that all fall in the
-one file beside the new keys go with the new rows instead, and that file keeps its other rows.
+one file beside the new keys go with the new rows instead, and that file keeps its other rows;
+where it is a single row group, its other rows join them, and the run is written in two halves,
+one per thread.
 
 Why not delta-rs MERGE: to learn which incoming keys are new it joins the rows with every file
 the source's key range meets, and it writes each file it touches through a DataFusion plan.
@@ -35,6 +37,7 @@ from plantlake.lake.storage import Location
 class _File:
     path: str  # as the log holds it
     size: int
+    rows: int | None = None  # as its statistics count them
 
     def remove(self) -> RemoveAction:
         return RemoveAction(self.path, True, int(time.time() * 1000), self.size, None)
@@ -80,15 +83,23 @@ def upsert(
         appending = rows if together else new
         # the appended rows' files are encoded while the changed files are (Arrow encodes without the GIL)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plantlake-upsert") as writer:
-            ordered = _in_order(appending, window_key).select(rows.column_names)
-            appended = writer.submit(_write_new, path, ordered, schema)
-            adds = [
-                action
-                for file, found in holding
-                for action in parquet_files.write_files(
-                    path, _rewritten(path, file, rows, found, keys, with_replacements=not together), schema
-                )
-            ]
+            if together and (holding[0][0].rows or ROW_GROUP_MAX) <= parquet_files.ROW_GROUP_ROWS:
+                file, found = holding[0]  # a file of one row group: its kept rows and the new run, in halves
+                kept = _rewritten(path, file, rows, found, keys, with_replacements=False)
+                both = [parquet_files.conform(batch, schema) for batch in [*kept, *rows.to_batches()]]
+                halves = _halves(_in_order(pa.Table.from_batches(both, schema), window_key))
+                appended = writer.submit(_write_new, path, halves[-1], schema)
+                adds = _write_new(path, halves[0], schema) if len(halves) > 1 else []
+            else:
+                ordered = _in_order(appending, window_key).select(rows.column_names)
+                appended = writer.submit(_write_new, path, ordered, schema)
+                adds = [
+                    action
+                    for file, found in holding
+                    for action in parquet_files.write_files(
+                        path, _rewritten(path, file, rows, found, keys, with_replacements=not together), schema
+                    )
+                ]
             adds += appended.result()
         delta.add_files(path, adds, schema, state, [file.remove() for file, _ in holding], opened=table)
         return {"inserted": new.num_rows, "updated": changed.num_rows}
@@ -116,6 +127,20 @@ def _in_order(rows: pa.Table, column: str) -> pa.Table:
     return rows.sort_by(column)
 
 
+# rows an upsert writes as two files, one per thread, where there are more: fewer take a few
+# ms to encode in one thread, and a second file would cost more than it spares
+SHARED_ROWS = 20_000
+ROW_GROUP_MAX = 1 << 62  # a file whose statistics do not count its rows counts as larger than a row group
+
+
+def _halves(rows: pa.Table) -> list[pa.Table]:
+    """`rows` in two runs of the order they come in, or whole where they are few (`SHARED_ROWS`)."""
+    if rows.num_rows < SHARED_ROWS:
+        return [rows]
+    half = rows.num_rows // 2
+    return [rows.slice(0, half), rows.slice(half)]
+
+
 def _write_new(path: Location, rows: pa.Table, schema: pa.Schema) -> list[AddAction]:
     """Files of appended rows, each as small as a row group, as bronze's are (see `bronze.FILE_ROWS`)."""
     if not rows.num_rows:
@@ -137,9 +162,10 @@ class _Ranges:
 def _ranges(table: DeltaTable, values: pa.ChunkedArray, column: str) -> _Ranges:
     """The ranges of `column`, in the type of `values` (which holds one value or more, not null)."""
     actions = pa.table(table.get_add_actions(flatten=True))
+    counts = actions["num_records"].to_pylist() if "num_records" in actions.column_names else [None] * len(actions)
     files = [
-        _File(path, size)
-        for path, size in zip(actions["path"].to_pylist(), actions["size_bytes"].to_pylist(), strict=True)
+        _File(path, size, rows)
+        for path, size, rows in zip(actions["path"].to_pylist(), actions["size_bytes"].to_pylist(), counts, strict=True)
     ]
     low, high = f"min.{column}", f"max.{column}"
     kind = values.type

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from plantlake.lake import delta, silver
+from plantlake.lake import delta, silver, silver_upsert
 from plantlake.lake.storage import Location
 
 pytestmark = pytest.mark.unit
@@ -121,23 +121,29 @@ def _files_and_ids(path: Path) -> dict[str, list[int]]:
     return {uri: sorted(pq.read_table(uri)["id"].to_pylist()) for uri in table.file_uris()}
 
 
-def test_changes_in_one_file_go_with_the_new_rows_and_changes_in_several_back_into_theirs(tmp_path: Path) -> None:
-    """An ERP's newest orders change: the file holding them keeps only its unchanged rows and the
-    changed rows are written beside the new ones, in one narrow run. Changes in several files go
-    back into each, so no file spans the ranges between them."""
+@pytest.mark.parametrize("shared_rows", [10_000, 40])
+def test_changes_in_one_file_go_with_the_new_rows_and_changes_in_several_back_into_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_rows: int
+) -> None:
+    """An ERP's newest orders change: the file holding them, its unchanged rows, the changed and
+    the new rows are written as one narrow run, in two files of halves of it where they are many
+    (one per thread). Changes in several files go back into each, so no file spans the ranges
+    between them."""
+    monkeypatch.setattr(silver_upsert, "SHARED_ROWS", shared_rows)
     path = tmp_path / "silver"
     _first_load(path, [pa.table({"id": range(c * 100, (c + 1) * 100), "v": ["a"] * 100}) for c in range(5)])
-    merged = _commit(path, pa.table({"id": [*range(470, 500), *range(500, 520)], "v": ["b"] * 50}), ["id"])
+    merged = _commit(path, pa.table({"id": [*range(500, 520), *range(470, 500)], "v": ["b"] * 50}), ["id"])
     assert merged == {"inserted": 20, "updated": 30}
     files = _files_and_ids(path)
-    assert sorted(files.values(), key=min)[-2:] == [list(range(400, 470)), list(range(470, 520))]
-    assert len(files) == 6
+    run = [list(range(400, 520))] if shared_rows > 120 else [list(range(400, 460)), list(range(460, 520))]
+    assert sorted(files.values(), key=min)[-len(run) :] == run, "the run in key order, each half a file"
+    assert len(files) == 4 + len(run)
 
     merged = _commit(path, pa.table({"id": [150, 350, 900], "v": ["c"] * 3}), ["id"])
     assert merged == {"inserted": 1, "updated": 2}
     files = _files_and_ids(path)
     assert list(range(100, 200)) in files.values() and list(range(300, 400)) in files.values()
-    assert [900] in files.values() and len(files) == 7
+    assert [900] in files.values() and len(files) == 5 + len(run)
     rows = _by_key(path)
     assert len(rows) == 521
     assert [rows[key]["v"] for key in (149, 150, 350, 469, 470, 519, 900)] == ["a", "c", "c", "a", "b", "b", "c"]
