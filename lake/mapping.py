@@ -159,10 +159,37 @@ def _numbers(text: pa.Array, spec: ColumnMapping, fmt: NumberFormat) -> tuple[pa
 
 
 def _dates(text: pa.Array, date_format: str) -> tuple[pa.Array, pa.Array]:
-    parsed = pc.strptime(text, format=date_format, unit="s", error_is_null=True)
-    if date_format != "%Y-%m-%d" and parsed.null_count > text.null_count:
-        parsed = pc.coalesce(parsed, pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True))
-    return pc.cast(parsed, pa.date32()), pc.and_(pc.is_valid(text), pc.is_null(parsed))
+    """Each distinct value parsed once: a batch holds few dates many times (a year has 365), and
+    hashing a value costs a third of parsing it."""
+    encoded = pc.dictionary_encode(text)
+    distinct = encoded.dictionary
+    parsed = _strict_dates(distinct, date_format)
+    if date_format != "%Y-%m-%d" and parsed.null_count:
+        parsed = pc.coalesce(parsed, _strict_dates(distinct, "%Y-%m-%d"))
+    dates = parsed.take(encoded.indices)
+    return dates, pc.and_(pc.is_valid(text), pc.is_null(dates))
+
+
+def _strict_dates(text: pa.Array, date_format: str) -> pa.Array:
+    """The values as dates of `date_format`, null where they are none. Arrow's parser takes a day
+    the month lacks into the first days of the next month (31.02. as 03.03.): a value parsed as
+    such a day that does not read back as it was written is parsed again by Python's, which
+    refuses a day the month lacks and takes "1.3." as 01.03."""
+    parsed = pc.cast(pc.strptime(text, format=date_format, unit="s", error_is_null=True), pa.date32())
+    suspect = pc.indices_nonzero(pc.fill_null(pc.less_equal(pc.day(parsed), 3), False))
+    if not len(suspect):
+        return parsed
+    differs = pc.not_equal(pc.strftime(parsed.take(suspect), format=date_format), text.take(suspect))
+    again = suspect.filter(differs).to_pylist()
+    if not again:
+        return parsed
+    dates = parsed.to_pylist()
+    for index in again:
+        try:
+            dates[index] = datetime.strptime(text[index].as_py(), date_format).date()  # noqa: DTZ007 - no zone
+        except ValueError:
+            dates[index] = None
+    return pa.array(dates, pa.date32())
 
 
 def _one_by_one(text: pa.Array, spec: ColumnMapping, fmt: NumberFormat, date_format: str) -> tuple[pa.Array, pa.Array]:

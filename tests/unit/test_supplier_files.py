@@ -66,6 +66,27 @@ def test_bad_values_are_problems_naming_line_column_value_and_reason(tmp_path: P
     assert by_place[(4, "Charge")].reason == "required value is missing"
 
 
+def test_a_day_the_month_lacks_is_a_problem_not_a_day_of_the_next_month(tmp_path: Path) -> None:
+    rows = [
+        "A;1;31.02.2026;",
+        "B;1;29.02.2025;",
+        "C;1;29.02.2024;",
+        "D;1;1.3.2026;",
+        "E;1;2026-04-31;",
+        "F;1;31.02.2026;",
+    ]
+    path = _csv(tmp_path, "Charge;Menge kg;Lieferdatum;Werkstoff\n" + "\n".join(rows) + "\n")
+    good, problems = type_batch(_read(path)[0].to_batches()[0], COLUMNS, EU, "%d.%m.%Y")
+    assert good.to_pydict()["delivered_on"] == [date(2024, 2, 29), date(2026, 3, 1)]
+    assert [(p.line, p.value) for p in problems] == [
+        (2, "31.02.2026"),
+        (3, "29.02.2025"),
+        (6, "2026-04-31"),
+        (7, "31.02.2026"),
+    ]
+    assert all("Lieferdatum" in p.reason and "as date" in p.reason for p in problems)
+
+
 def test_decimals_round_half_away_from_zero_and_overflow_is_a_problem(tmp_path: Path) -> None:
     path = _csv(
         tmp_path, "Charge;Menge kg;Lieferdatum;Werkstoff\nA;0,0005;;\nB;-0,0005;;\nC;1.234.567.890.123.456,7;;\n"
