@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -98,14 +99,21 @@ def choose_encoding(bom: str | None, utf16: str | None, utf8: bool, cp1252_gaps:
 
 
 def scan(path: Path) -> Scan:
-    """Hash the file and check in the same pass whether it is valid UTF-8, binary, or has very long lines."""
+    """Hash the file and check in the same pass whether it is valid UTF-8, binary, or has very long lines.
+
+    The hash, two thirds of the time, runs in a thread beside the checks (hashlib lets go of
+    the GIL while it hashes a chunk).
+    """
     digest, decoder, utf8, gaps, size = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")(), True, False, 0
     zeros, lines, head = False, _LongestLine(), b""
-    with path.open("rb") as handle:
+    hashed: Future[None] | None = None
+    with path.open("rb") as handle, ThreadPoolExecutor(1, thread_name_prefix="plantlake-hash") as hasher:
         stat = os.fstat(handle.fileno())
         for chunk in iter(lambda: handle.read(1 << 22), b""):
             head = head or chunk[:UTF16_SAMPLE_BYTES]
-            digest.update(chunk)
+            if hashed is not None:
+                hashed.result()  # chunks are hashed in order, one at a time
+            hashed = hasher.submit(digest.update, chunk)
             size += len(chunk)
             if utf8:
                 try:
@@ -115,6 +123,8 @@ def scan(path: Path) -> Scan:
             gaps = gaps or any(gap in chunk for gap in _CP1252_GAPS)
             zeros = zeros or b"\x00" in chunk
             lines.feed(chunk)
+        if hashed is not None:
+            hashed.result()
     if utf8:
         try:
             decoder.decode(b"", final=True)
