@@ -66,7 +66,7 @@ def upsert(
         ranges = _ranges(table, values, window_key) if len(values) else _Ranges([])
         holding = []  # each file that holds incoming keys, and those keys
         for file in _files_that_may_hold(ranges, values):
-            found = incoming.join(_keys_in(path, file, incoming.schema), keys, join_type="left semi")
+            found = incoming.filter(keyed.holding(incoming, _keys_in(path, file, incoming.schema), keys))
             if found.num_rows:
                 holding.append((file, found))
         changed = pa.concat_tables([incoming.schema.empty_table(), *(found for _, found in holding)])
