@@ -25,8 +25,23 @@ def _pool_of_a_fresh_process(**environment: str) -> str:
 def test_the_code_location_runs_on_jemalloc() -> None:
     """Loading the definitions, as Dagster's code server and run workers do, picks the pool
     before pyarrow loads (an `import pyarrow` above it in `plantlake.pipelines` would undo this)."""
-    assert PROCESS_ENVIRONMENT == {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}
+    assert PROCESS_ENVIRONMENT["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
     assert _pool_of_a_fresh_process() == "jemalloc"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the pool is chosen on Linux only: see plantlake.pipelines")
+def test_jemalloc_takes_one_arena_per_core_and_no_complaint() -> None:
+    """jemalloc reads its options as pyarrow loads; one it does not know, it names on stderr."""
+    clean = {name: value for name, value in os.environ.items() if name not in PROCESS_ENVIRONMENT}
+    read = "import plantlake.pipelines.definitions, os, pyarrow as pa; pa.array([1] * 10**6); "
+    done = subprocess.run(
+        [sys.executable, "-c", read + "print(os.environ['JE_ARROW_MALLOC_CONF'])"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == f"narenas:{os.cpu_count()}" and "jemalloc" not in done.stderr
 
 
 def test_the_environment_names_the_pool_when_it_sets_one() -> None:
