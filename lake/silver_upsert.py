@@ -1,7 +1,7 @@
 """Silver's upsert: incoming rows replace the rows of their keys in the files that hold them,
 and rows of new keys go to files of their own, all in one commit. Changes that all fall in the
 one file beside the new keys go with the new rows instead, and that file keeps its other rows;
-where it is a single row group, its other rows join them, and the run is written in two halves,
+where it holds no more than a row group, its other rows join them, and the run is written in two halves,
 one per thread.
 
 Why not delta-rs MERGE: to learn which incoming keys are new it joins the rows with every file
@@ -83,8 +83,8 @@ def upsert(
         appending = rows if together else new
         # the appended rows' files are encoded while the changed files are (Arrow encodes without the GIL)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plantlake-upsert") as writer:
-            if together and (holding[0][0].rows or ROW_GROUP_MAX) <= parquet_files.ROW_GROUP_ROWS:
-                file, found = holding[0]  # a file of one row group: its kept rows and the new run, in halves
+            if together and _within_a_row_group(holding[0][0]):
+                file, found = holding[0]  # its kept rows and the new run, in halves
                 kept = _rewritten(path, file, rows, found, keys, with_replacements=False)
                 both = [parquet_files.conform(batch, schema) for batch in [*kept, *rows.to_batches()]]
                 halves = _halves(_in_order(pa.Table.from_batches(both, schema), window_key))
@@ -130,7 +130,11 @@ def _in_order(rows: pa.Table, column: str) -> pa.Table:
 # rows an upsert writes as two files, one per thread, where there are more: fewer take a few
 # ms to encode in one thread, and a second file would cost more than it spares
 SHARED_ROWS = 20_000
-ROW_GROUP_MAX = 1 << 62  # a file whose statistics do not count its rows counts as larger than a row group
+
+
+def _within_a_row_group(file: _File) -> bool:
+    """Whether the file holds no more rows than a row group (unknown: no), so that they can be held at once."""
+    return file.rows is not None and file.rows <= parquet_files.ROW_GROUP_ROWS
 
 
 def _halves(rows: pa.Table) -> list[pa.Table]:
