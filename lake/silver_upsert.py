@@ -1,8 +1,8 @@
 """Silver's upsert: incoming rows replace the rows of their keys in the files that hold them,
 and rows of new keys go to files of their own, all in one commit. Changes that all fall in the
 one file beside the new keys go with the new rows instead, and that file keeps its other rows;
-where it holds no more than a row group, its other rows join them, and the run is written in two halves,
-one per thread.
+where it holds no more than a row group, its other rows join them, and the run is written in
+two halves, one per thread.
 
 Why not delta-rs MERGE: to learn which incoming keys are new it joins the rows with every file
 the source's key range meets, and it writes each file it touches through a DataFusion plan.
