@@ -172,11 +172,13 @@ def _dates(text: pa.Array, date_format: str) -> tuple[pa.Array, pa.Array]:
 
 def _strict_dates(text: pa.Array, date_format: str) -> pa.Array:
     """The values as dates of `date_format`, null where they are none. Arrow's parser takes a day
-    the month lacks into the first days of the next month (31.02. as 03.03.): a value parsed as
-    such a day that does not read back as it was written is parsed again by Python's, which
-    refuses a day the month lacks and takes "1.3." as 01.03."""
+    the month lacks into the first days of the next month (31.02. as 03.03.), and a year of two
+    digits for `%Y` as one of the first century: a value parsed as such a day or year that does
+    not read back as it was written is parsed again by Python's, which refuses both and takes
+    "1.3." as 01.03."""
     parsed = pc.cast(pc.strptime(text, format=date_format, unit="s", error_is_null=True), pa.date32())
-    suspect = pc.indices_nonzero(pc.fill_null(pc.less_equal(pc.day(parsed), 3), False))
+    odd = pc.or_(pc.less_equal(pc.day(parsed), 3), pc.less(pc.year(parsed), 1000))
+    suspect = pc.indices_nonzero(pc.fill_null(odd, False))
     if not len(suspect):
         return parsed
     differs = pc.not_equal(pc.strftime(parsed.take(suspect), format=date_format), text.take(suspect))
