@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from plantlake.lake import delta, silver, silver_upsert
+from plantlake.lake import delta, parquet_files, silver, silver_upsert
 from plantlake.lake.storage import Location
 
 pytestmark = pytest.mark.unit
@@ -147,6 +147,23 @@ def test_changes_in_one_file_go_with_the_new_rows_and_changes_in_several_back_in
     rows = _by_key(path)
     assert len(rows) == 521
     assert [rows[key]["v"] for key in (149, 150, 350, 469, 470, 519, 900)] == ["a", "c", "c", "a", "b", "b", "c"]
+
+
+def test_changes_beside_the_new_keys_in_a_file_larger_than_a_row_group_leave_its_other_rows_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is not held whole: its other rows are written again a row group at a time, and the
+    changed rows go with the new ones."""
+    monkeypatch.setattr(parquet_files, "ROW_GROUP_ROWS", 50)
+    path = tmp_path / "silver"
+    _first_load(path, [pa.table({"id": range(c * 100, (c + 1) * 100), "v": ["a"] * 100}) for c in range(3)])
+    assert sorted(_files_and_ids(path).values(), key=min)[-1] == list(range(200, 300)), "a file of two row groups"
+    merged = _commit(path, pa.table({"id": [*range(290, 300), *range(300, 320)], "v": ["b"] * 30}), ["id"])
+    assert merged == {"inserted": 20, "updated": 10}
+    files = sorted(_files_and_ids(path).values(), key=min)
+    assert files[2] == list(range(200, 290)) and sorted(key for ids in files[3:] for key in ids) == list(range(290, 320))
+    rows = _by_key(path)
+    assert len(rows) == 320 and [rows[key]["v"] for key in (289, 290, 319)] == ["a", "b", "b"]
 
 
 def test_appended_rows_are_written_in_the_order_of_the_window_key(tmp_path: Path) -> None:
