@@ -195,6 +195,21 @@ def test_one_suppliers_first_load_links_its_files_with_its_name_as_silver_source
     assert rows == [(5_000, 5_000, "acme", "acme")]
 
 
+def test_a_first_file_whose_every_row_is_quarantined_leaves_silver_nothing_to_take_and_no_failure(
+    tmp_path: Path,
+) -> None:
+    """Bronze then exists and holds no file; the next good file is linked as any first load."""
+    lake, source = Lake(tmp_path / "lake"), _supplier(tmp_path / "acme")
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "bad.csv").write_text("Charge;Menge\nL-1;viel\n;3\n")
+    assert suppliers.load_bronze(lake, source, "r1").metadata["rows_quarantined"] == 2
+    assert delta.files(lake.table("bronze", "acme_rows")) == []
+    assert suppliers.build_silver(lake, "lots", [source], "r1").metadata["rows_new"] == 0
+    _drop(tmp_path / "acme", "a.csv", range(100))
+    suppliers.load_bronze(lake, source, "r2")
+    assert suppliers.build_silver(lake, "lots", [source], "r2").metadata["rows_inserted"] == 100
+
+
 @pytest.mark.parametrize("newer_file", [False, True])
 def test_bronze_landed_before_it_held_the_supplier_name_takes_the_usual_path(tmp_path: Path, newer_file: bool) -> None:
     lake, source = Lake(tmp_path / "lake"), _supplier(tmp_path / "acme")
