@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import CITEXT
 
 from plantlake.connectors import sql_fast
 from plantlake.connectors.arrow_types import conform, unscale
@@ -105,12 +106,14 @@ def _scaled_decimal(column: sa.Column) -> pa.DataType | None:
 
 
 def _travels_as_text(column: sa.ColumnElement[Any]) -> bool:
-    """Types the fast paths cannot decode exactly (JSON, UUID, arrays, wide decimals...) are read as text."""
+    """Types the fast paths cannot decode exactly (JSON, UUID, arrays, wide decimals...) are read as
+    text, and so are text types of the database's own making (an enum, an extension's such as
+    citext), which ADBC's table of PostgreSQL's built-in types does not name (see `sql_fast`)."""
     target = arrow_type(column.type)
     if pa.types.is_decimal(target):
         return target.scale > _FAST_DECIMAL_SCALE
     if pa.types.is_string(target):
-        return not isinstance(column.type, sa.String | sa.Enum)
+        return not isinstance(column.type, sa.String) or isinstance(column.type, sa.Enum | CITEXT)
     return False
 
 

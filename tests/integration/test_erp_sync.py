@@ -116,8 +116,20 @@ INSERT INTO typed VALUES
 """
 
 
-def test_postgres_fast_path_reads_every_type_as_the_sqlalchemy_path_does(postgres_url: str, tmp_path) -> None:
-    """ADBC's reading (scaled decimals, opaque numerics and text casts) lands the same values as row-by-row reading."""
+def test_postgres_fast_path_reads_every_type_as_the_sqlalchemy_path_does(
+    postgres_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADBC's reading (scaled decimals, opaque numerics and text casts) lands the same values as row-by-row
+    reading; the enum and the citext column are read as text, so no connection reads the type catalog."""
+    from plantlake.connectors import sql_fast
+
+    connect, with_catalog = sql_fast._connect, []
+
+    def counted(url: str, catalog: bool = False) -> object:
+        with_catalog.append(catalog)
+        return connect(url, catalog)
+
+    monkeypatch.setattr(sql_fast, "_connect", counted)
     engine = sa.create_engine(postgres_url)
     with engine.begin() as connection:
         connection.exec_driver_sql(POSTGRES_TYPES)
@@ -145,6 +157,7 @@ def test_postgres_fast_path_reads_every_type_as_the_sqlalchemy_path_does(postgre
     assert fast_rows == row_rows
     first = landed[True].to_pylist()[0]
     assert (first["stage"], first["code"]) == ("done", "Ab-7")  # an enum's and an extension's type, as text
+    assert with_catalog == [False], "one connection, on ADBC's built-in types"
     assert first["wide"] == Decimal("123456789012345678.123456789012") and first["amount"] == Decimal("12345678.91")
     assert str(first["seen_at"]) == "2024-03-31 00:30:00.123456+00:00"  # naive, read in Europe/Berlin (CET until 02:00)
 
