@@ -41,7 +41,21 @@ def test_jemalloc_takes_one_arena_per_core_and_no_complaint() -> None:
         text=True,
         check=True,
     )
-    assert done.stdout.strip() == f"narenas:{os.cpu_count()}" and "jemalloc" not in done.stderr
+    assert done.stdout.strip() == f"narenas:{len(os.sched_getaffinity(0))}" and "jemalloc" not in done.stderr
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the pool is chosen on Linux only: see plantlake.pipelines")
+def test_a_process_held_to_one_core_takes_one_arena() -> None:
+    clean = {name: value for name, value in os.environ.items() if name not in PROCESS_ENVIRONMENT}
+    read = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); import plantlake.pipelines; "
+    done = subprocess.run(
+        [sys.executable, "-c", read + "print(os.environ['JE_ARROW_MALLOC_CONF'])"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "narenas:1"
 
 
 def test_the_environment_names_the_pool_when_it_sets_one() -> None:
