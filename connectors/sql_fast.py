@@ -58,9 +58,10 @@ def stream(engine: sa.Engine, query: str, batch_rows: int) -> Iterator[pa.Record
 
 
 # ADBC reads the server's type catalog as it connects (35 of the 40 ms a connection took here), unless
-# told to rely on its built-in table of PostgreSQL's own types (7 ms). Types outside it (an enum, an
-# extension's such as citext) then arrive as opaque bytes: such a read is run again on a connection
-# that has read the catalog (`_adbc_stream`).
+# told to rely on its built-in table of PostgreSQL's own types (7 ms). Types outside it arrive as
+# opaque bytes: enums and citext are read as text (`sql.TableRead.select`), and a read that meets
+# another (an extension's, a composite) is run again on a connection that has read the catalog
+# (`_adbc_stream`).
 _BUILTIN_TYPES = {"adbc.postgresql.type_resolver_mode": "builtin"}
 
 
