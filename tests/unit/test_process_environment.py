@@ -13,12 +13,16 @@ pytestmark = pytest.mark.unit
 POOL = "import plantlake.pipelines.definitions, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
 
 
-def _pool_of_a_fresh_process(**environment: str) -> str:
+def _fresh_process(code: str, **environment: str) -> subprocess.CompletedProcess:
+    """`code` run in a new interpreter whose environment sets none of `PROCESS_ENVIRONMENT` but `environment`."""
     clean = {name: value for name, value in os.environ.items() if name not in PROCESS_ENVIRONMENT}
-    done = subprocess.run(
-        [sys.executable, "-c", POOL], env={**clean, **environment}, capture_output=True, text=True, check=True
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **environment}, capture_output=True, text=True, check=True
     )
-    return done.stdout.strip()
+
+
+def _pool_of_a_fresh_process(**environment: str) -> str:
+    return _fresh_process(POOL, **environment).stdout.strip()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the pool is chosen on Linux only: see plantlake.pipelines")
@@ -32,30 +36,15 @@ def test_the_code_location_runs_on_jemalloc() -> None:
 @pytest.mark.skipif(sys.platform != "linux", reason="the pool is chosen on Linux only: see plantlake.pipelines")
 def test_jemalloc_takes_one_arena_per_core_and_no_complaint() -> None:
     """jemalloc reads its options as pyarrow loads; one it does not know, it names on stderr."""
-    clean = {name: value for name, value in os.environ.items() if name not in PROCESS_ENVIRONMENT}
     read = "import plantlake.pipelines.definitions, os, pyarrow as pa; pa.array([1] * 10**6); "
-    done = subprocess.run(
-        [sys.executable, "-c", read + "print(os.environ['JE_ARROW_MALLOC_CONF'])"],
-        env=clean,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = _fresh_process(read + "print(os.environ['JE_ARROW_MALLOC_CONF'])")
     assert done.stdout.strip() == f"narenas:{len(os.sched_getaffinity(0))}" and "jemalloc" not in done.stderr
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the pool is chosen on Linux only: see plantlake.pipelines")
 def test_a_process_held_to_one_core_takes_one_arena() -> None:
-    clean = {name: value for name, value in os.environ.items() if name not in PROCESS_ENVIRONMENT}
-    read = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); import plantlake.pipelines; "
-    done = subprocess.run(
-        [sys.executable, "-c", read + "print(os.environ['JE_ARROW_MALLOC_CONF'])"],
-        env=clean,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert done.stdout.strip() == "narenas:1"
+    held = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); import plantlake.pipelines; "
+    assert _fresh_process(held + "print(os.environ['JE_ARROW_MALLOC_CONF'])").stdout.strip() == "narenas:1"
 
 
 def test_the_environment_names_the_pool_when_it_sets_one() -> None:
