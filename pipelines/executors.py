@@ -10,7 +10,8 @@ configured queue; the run's own process only hands out the steps and collects th
 
 Whichever executor runs them, a step claims the Dagster pool of the table it writes
 (`assets.factory.table_pool`) in the instance before it starts, so two steps that write the
-same table never run at once, not even in two runs on two workers.
+same table never run at once, not even in two runs on two workers (two claims at once share no
+slot: `pipelines.pool_storage`).
 """
 
 from __future__ import annotations
