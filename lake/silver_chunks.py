@@ -66,25 +66,17 @@ class _NewRows:
     data: ds.Dataset
     condition: ds.Expression | None
     key: str
-    columns: list[str] | None = None  # what a chunk holds: these columns, or all
     rows: int = 0
     newest: datetime | None = None
     sample: list[pa.Array] = field(default_factory=list)
     batches: list[tuple[int, Any, Any]] = field(default_factory=list)
-    held: list[pa.Table] | None = None  # a chunk's columns of every batch, where the survey kept them
+    held: list[pa.Table] | None = None  # every batch, where the survey kept them
 
     def scan(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
-        """The new rows, a row group at a time (`columns`, else a chunk's): the same groups whatever the columns."""
+        """The new rows, a row group at a time (`columns`, else all): the same groups whatever the columns."""
         if columns is None and self.held is not None:
             return iter(list(self.held))
-        return delta.row_groups(self.data, columns or self.columns, self.condition)
-
-    @property
-    def schema(self) -> pa.Schema:
-        """The schema of a chunk's rows."""
-        if self.columns is None:
-            return self.data.schema
-        return pa.schema([self.data.schema.field(name) for name in self.columns])
+        return delta.row_groups(self.data, columns, self.condition)
 
     def cuts(self, chunk_rows: int) -> list[Cut] | None:
         """Where to end each run of about `chunk_rows`: before a batch, at the lowest key of that
@@ -135,24 +127,19 @@ def _survey(
     condition: ds.Expression | None,
     key: str,
     chunk_rows: int,
-    columns: list[str] | None,
     keep_rows: int,
 ) -> _NewRows:
     """Count the new rows, note each batch's key range, and keep a sample of the key (16 or more per chunk).
 
     Where the files hold no more than `keep_rows` (as their footers count them, a night's
-    changes, say), the survey reads a chunk's columns as well and keeps them: the rows are then
-    read once, not twice.
+    changes, say), the survey reads every column as well and keeps them: the rows are then read
+    once, not twice.
     """
-    found, every = _NewRows(data, condition, key, columns), max(1, min(SAMPLE_EVERY, chunk_rows // 16))
-    whole = keep_rows > 0 and data.count_rows() <= keep_rows
-    if whole:
-        found.held = []
-    for batch in found.scan(
-        list(dict.fromkeys([INGESTED_AT, key, *found.schema.names])) if whole else [INGESTED_AT, key]
-    ):
-        if found.held is not None:
-            found.held.append(batch.select(found.schema.names))
+    found, every = _NewRows(data, condition, key), max(1, min(SAMPLE_EVERY, chunk_rows // 16))
+    kept: list[pa.Table] | None = [] if keep_rows > 0 and data.count_rows() <= keep_rows else None
+    for batch in found.scan(None if kept is not None else [INGESTED_AT, key]):
+        if kept is not None:
+            kept.append(batch)
         if not batch.num_rows:
             found.batches.append((0, None, None))
             continue
@@ -163,6 +150,7 @@ def _survey(
         found.sample.append(keys.take(pa.array(range(0, batch.num_rows, every))))
         low, high = (value.as_py() for value in pc.min_max(keys).values())
         found.batches.append((batch.num_rows, *((None, None) if keys.null_count else (low, high))))
+    found.held = kept
     return found
 
 
@@ -189,7 +177,7 @@ def _range_of(column: pa.ChunkedArray | pa.Array, bounds: list[pa.Scalar]) -> pa
 def _spill_by_range(found: _NewRows, bounds: list[pa.Scalar], folder: Path, name: str) -> list[Path]:
     """Write the new rows to one Arrow file per key range, in one scan; memory holds one batch."""
     files = [folder / f"{name}.{part}.arrow" for part in range(len(bounds) + 1)]
-    writers = [pa.ipc.new_file(str(path), found.schema) for path in files]
+    writers = [pa.ipc.new_file(str(path), found.data.schema) for path in files]
     try:
         for batch in found.scan():
             if not batch.num_rows:
@@ -214,10 +202,8 @@ def pending_chunks(
     silver_path: Location,
     bronze: dict[str, BronzeInput],
     chunk_rows: int = CHUNK_ROWS,
-    columns: list[str] | None = None,
 ) -> Iterator[Pending]:
-    """New rows of each bronze table since silver last consumed it, in chunks by ranges of the first key
-    (of `columns` only, which must hold the key, if given).
+    """New rows of each bronze table since silver last consumed it, in chunks by ranges of the first key.
 
     Every version of a key falls in the same chunk, and the chunks follow the key's order, so
     the files silver writes from them hold narrow key ranges: a later merge finds the few that
@@ -235,7 +221,7 @@ def pending_chunks(
         data = delta.dataset(source.path, order_by=source.keys[0], since=since, opened=source.opened)
         if data is None:
             continue
-        found = _survey(data, _new_rows_filter(data, mark), source.keys[0], chunk_rows, columns, keep_rows)
+        found = _survey(data, _new_rows_filter(data, mark), source.keys[0], chunk_rows, keep_rows)
         if found.held is not None:
             keep_rows -= found.rows
         if found.rows and found.newest is not None:
@@ -245,7 +231,9 @@ def pending_chunks(
         return
     parts = max(1, math.ceil(sum(found.rows for found in inputs.values()) / chunk_rows))
     if parts == 1:
-        rows = {name: pa.concat_tables([found.schema.empty_table(), *found.scan()]) for name, found in inputs.items()}
+        rows = {
+            name: pa.concat_tables([found.data.schema.empty_table(), *found.scan()]) for name, found in inputs.items()
+        }
         yield Pending(rows=rows, consumed=consumed)
         return
     cuts = next(iter(inputs.values())).cuts(chunk_rows) if len(inputs) == 1 else None
