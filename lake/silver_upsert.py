@@ -65,12 +65,15 @@ def upsert(
         values = rows[window_key].drop_null()
         ranges = _ranges(table, values, window_key) if len(values) else _Ranges([])
         holding = []  # each file that holds incoming keys, and those keys
+        held = pa.repeat(False, rows.num_rows)  # per incoming row, whether a file holds its key
         for file in _files_that_may_hold(ranges, values):
-            found = incoming.filter(keyed.holding(incoming, _keys_in(path, file, incoming.schema), keys))
+            in_file = keyed.holding(incoming, _keys_in(path, file, incoming.schema), keys)
+            found = incoming.filter(in_file)
             if found.num_rows:
                 holding.append((file, found))
-        changed = pa.concat_tables([incoming.schema.empty_table(), *(found for _, found in holding)])
-        new = rows.filter(pc.invert(keyed.holding(rows, changed, keys))) if changed.num_rows else rows
+                held = pc.or_(held, in_file)
+        changed = sum(found.num_rows for _, found in holding)
+        new = rows.filter(pc.invert(held)) if changed else rows
         # changes that all fall in one file, where the new rows' range meets no other (an ERP's
         # newest orders, say), go with the new rows: the two writes then share the work, and no
         # file comes to span others. Other changes go back into the files that held them
@@ -80,7 +83,6 @@ def upsert(
             and set(schema.names) <= set(rows.column_names)
             and _files_meeting(ranges, values) == [holding[0][0]]
         )
-        appending = rows if together else new
         # the appended rows' files are encoded while the changed files are (Arrow encodes without the GIL)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plantlake-upsert") as writer:
             if together and _within_a_row_group(holding[0][0]):
@@ -91,7 +93,7 @@ def upsert(
                 appended = writer.submit(_write_new, path, halves[-1], schema)
                 adds = _write_new(path, halves[0], schema) if len(halves) > 1 else []
             else:
-                ordered = _in_order(appending, window_key).select(rows.column_names)
+                ordered = _in_order(rows if together else new, window_key).select(rows.column_names)
                 appended = writer.submit(_write_new, path, ordered, schema)
                 adds = [
                     action
@@ -102,7 +104,7 @@ def upsert(
                 ]
             adds += appended.result()
         delta.add_files(path, adds, schema, state, [file.remove() for file, _ in holding], opened=table)
-        return {"inserted": new.num_rows, "updated": changed.num_rows}
+        return {"inserted": new.num_rows, "updated": changed}
 
     return delta.retry(attempt)
 
@@ -229,7 +231,7 @@ def _rewritten(
     for index in range(source.num_row_groups):
         group = _without_views(source.read_row_group(index))
         replaced = keyed.holding(group, found, keys)
-        if carried:  # the replaced rows' values of the columns the incoming rows lack, by key
+        if carried and with_replacements:  # the replaced rows' values of the columns the incoming rows lack, by key
             old = group.filter(replaced)
             key_columns = [old[key].cast(found.schema.field(key).type) for key in keys]
             replaced_old.append(pa.table([*key_columns, *(old[name] for name in carried)], names=[*keys, *carried]))
